@@ -1,0 +1,117 @@
+//! Records shared by the kernel program and userspace.
+//!
+//! Everything here is `#[repr(C)]`, `Copy`, and made of integers and byte arrays only, so the
+//! bytes the kernel writes are valid whatever they contain. Kind numbers are explicit and never
+//! reused.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Event kind: a chunk of a TCP segment's payload (or a payload-less SYN/FIN/RST segment).
+pub const KIND_SEGMENT: u8 = 1;
+
+/// Data capacities of the event size classes. A segment's payload is cut into chunks of at most
+/// the largest class; each chunk goes into the smallest class that holds it.
+pub const CLASS_SIZES: [usize; 4] = [128, 512, 2048, 8192];
+/// The largest class, and so the largest chunk.
+pub const MAX_CHUNK: usize = CLASS_SIZES[CLASS_SIZES.len() - 1];
+/// Most chunks one segment is cut into; with `MAX_CHUNK` this caps `--capture-bytes`.
+pub const MAX_CHUNKS: usize = 16;
+/// Upper bound for `--capture-bytes` (128 KiB, above a 64 KiB GSO super-packet on `lo`).
+pub const MAX_CAPTURE_BYTES: u32 = (MAX_CHUNK * MAX_CHUNKS) as u32;
+
+/// TCP flag bits as they appear in the header's flags byte.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Address families in [`EventHeader::family`].
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// Header of every ring-buffer event; `data_len` bytes of payload follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_ns()` when the program saw the segment.
+    pub ts_ns: u64,
+    /// Source and destination address; IPv4 in the first 4 bytes, the rest zero.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// TCP sequence number of this chunk's first byte (segment sequence + `offset`).
+    pub seq: u32,
+    /// The segment's whole TCP payload length.
+    pub payload_len: u32,
+    /// Offset of this chunk within the segment's payload.
+    pub offset: u32,
+    /// Bytes of payload in this event.
+    pub data_len: u32,
+    /// Payload bytes after this chunk that were not captured (over `--capture-bytes`); set on the
+    /// segment's last event only.
+    pub missing: u32,
+    /// Interface the segment was seen on.
+    pub ifindex: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// TCP flags byte (FIN, SYN, RST, PSH, ACK, ...).
+    pub tcp_flags: u8,
+    /// [`KIND_SEGMENT`].
+    pub kind: u8,
+    /// Index into [`CLASS_SIZES`].
+    pub class: u8,
+    /// TCP acknowledgement number.
+    pub ack: u32,
+    pub _pad: u32,
+}
+
+pub const EVENT_HEADER_LEN: usize = 80;
+const _: () = assert!(size_of::<EventHeader>() == EVENT_HEADER_LEN);
+
+/// A ring-buffer event of one size class.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event<const N: usize> {
+    pub header: EventHeader,
+    pub data: [u8; N],
+}
+
+/// Indexes of the per-CPU counters array (`COUNTERS`).
+pub mod counter {
+    /// Packets the program ran on.
+    pub const PACKETS: u32 = 0;
+    /// TCP segments on a watched port (including payload-less SYN/FIN/RST).
+    pub const SEGMENTS: u32 = 1;
+    /// Payload bytes copied into the ring buffer.
+    pub const BYTES_CAPTURED: u32 = 2;
+    /// Payload bytes over the capture limit, reported as `missing` and not copied.
+    pub const BYTES_NOT_CAPTURED: u32 = 3;
+    /// Events that could not be reserved in the ring buffer (ring full).
+    pub const EVENTS_LOST: u32 = 4;
+    /// Payload bytes of those events.
+    pub const BYTES_LOST: u32 = 5;
+    /// Packets on a watched port that could not be parsed (IPv6 extension chains too long,
+    /// fragments, truncated headers).
+    pub const UNPARSED: u32 = 6;
+    /// `bpf_skb_load_bytes` failures (payload bytes not copied, reported as lost).
+    pub const LOAD_FAILED: u32 = 7;
+    /// Forced ring-buffer wakeups (fill past the threshold).
+    pub const WAKEUPS: u32 = 8;
+    pub const COUNT: u32 = 9;
+}
+
+/// Indexes of the runtime settings array (`SETTINGS`), changed by userspace while attached.
+pub mod setting {
+    /// Non-zero: emit aya-log diagnostics for rare events.
+    pub const DEBUG: u32 = 0;
+    pub const COUNT: u32 = 4;
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: repr(C), Copy, integers and byte arrays only: every bit pattern is valid.
+    unsafe impl aya::Pod for super::EventHeader {}
+}

@@ -1,0 +1,349 @@
+//! Kernel side of redis-observer: copies the TCP payload of segments on the watched Redis ports
+//! into a ring buffer, with kernel timestamps and sequence numbers, and counts every byte it
+//! could not copy.
+//!
+//! Two entry points share one capture routine: a TC classifier (`redis_tc`) and a socket filter
+//! for AF_PACKET sockets (`redis_sock`). Both fail open: whatever happens here, the host's packet
+//! passes unchanged (the socket filter only decides what its own tap socket receives, and it
+//! receives nothing).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{__sk_buff, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_PIPE},
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    macros::{classifier, map, socket_filter},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::{SkBuffContext, TcContext},
+};
+use network_types::eth::EthHdr;
+use redis_ebpf_common::{
+    CLASS_SIZES, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT, MAX_CHUNK, MAX_CHUNKS, TCP_FIN,
+    TCP_RST, TCP_SYN, counter, setting,
+};
+
+/// Payload chunks and payload-less SYN/FIN/RST segments. Userspace may resize it at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Watched ports (host byte order) → 1.
+#[map]
+static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+
+/// Per interface (ifindex): bits 0..8 = link-layer header length, bit 8 = skip packets the host
+/// sends (socket mode on loopback, where each packet is seen twice). Absent: Ethernet.
+#[map]
+static IFACES: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Settings userspace may change while attached (`redis_ebpf_common::setting`).
+#[map]
+static SETTINGS: Array<u32> = Array::with_max_entries(setting::COUNT, 0);
+
+/// Payload bytes copied per segment at most; the rest is reported as missing. Set at load time.
+#[unsafe(no_mangle)]
+static CAPTURE_BYTES: u32 = 65536;
+
+/// Past this many unread bytes in the ring, a submit wakes the reader; below it, none does (the
+/// reader also drains on a short timer). Set at load time.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 1 << 20;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_TCP: u8 = 6;
+const PACKET_OUTGOING: u32 = 4;
+const IFACE_SKIP_OUTGOING: u32 = 1 << 8;
+
+/// Why a packet was not captured; only `Unparsed` is counted (it was on a watched port, or
+/// might have been).
+enum Skip {
+    NotOurs,
+    Unparsed,
+}
+
+#[classifier]
+pub fn redis_tc(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is the program's own __sk_buff, valid for the whole run.
+    let _ = unsafe { capture(ctx.skb.skb) };
+    TC_ACT_PIPE as i32
+}
+
+#[socket_filter]
+pub fn redis_sock(ctx: SkBuffContext) -> i64 {
+    // SAFETY: as above.
+    let _ = unsafe { capture(ctx.skb.skb) };
+    // The tap socket receives nothing: everything it needs went through the ring buffer.
+    0
+}
+
+#[inline(always)]
+fn count(index: u32, n: u64) {
+    if let Some(p) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot of this CPU; the program is not re-entered on one CPU meanwhile.
+        unsafe { *p += n };
+    }
+}
+
+#[inline(always)]
+fn read_global<T: Copy>(g: &T) -> T {
+    // SAFETY: a reference to a static; volatile so the loader's value is not constant-folded.
+    unsafe { core::ptr::read_volatile(g) }
+}
+
+/// Loads `N` bytes at `off` into a stack array.
+#[inline(always)]
+unsafe fn load<const N: usize>(skb: *mut __sk_buff, off: u32) -> Option<[u8; N]> {
+    let mut buf = [0u8; N];
+    // SAFETY: the destination is a stack array of exactly N bytes.
+    let ret = unsafe { bpf_skb_load_bytes(skb.cast(), off, buf.as_mut_ptr().cast(), N as u32) };
+    (ret == 0).then_some(buf)
+}
+
+#[inline(always)]
+fn be16(b: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([b[i], b[i + 1]])
+}
+
+#[inline(always)]
+fn be32(b: &[u8], i: usize) -> u32 {
+    u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+#[inline(always)]
+unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
+    count(counter::PACKETS, 1);
+    // SAFETY: skb is the program's context.
+    let (ifindex, pkt_type, skb_len) = unsafe { ((*skb).ifindex, (*skb).pkt_type, (*skb).len) };
+    // SAFETY: map lookup by value.
+    let iface = unsafe { IFACES.get(&ifindex) }
+        .copied()
+        .unwrap_or(EthHdr::LEN as u32);
+    if iface & IFACE_SKIP_OUTGOING != 0 && pkt_type == PACKET_OUTGOING {
+        return Err(Skip::NotOurs);
+    }
+    let mut l3 = iface & 0xff;
+    let mut proto;
+    if l3 >= EthHdr::LEN as u32 {
+        // SAFETY: loads into stack arrays.
+        let eth = unsafe { load::<2>(skb, l3 - 2) }.ok_or(Skip::NotOurs)?;
+        proto = be16(&eth, 0);
+        // Up to two in-band VLAN tags (accelerated tags are not in the packet data).
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            let t = unsafe { load::<2>(skb, l3 + 2) }.ok_or(Skip::NotOurs)?;
+            proto = be16(&t, 0);
+            l3 += 4;
+            if proto == ETH_P_8021Q {
+                let t = unsafe { load::<2>(skb, l3 + 2) }.ok_or(Skip::NotOurs)?;
+                proto = be16(&t, 0);
+                l3 += 4;
+            }
+        }
+    } else {
+        // No link-layer header: the IP version nibble tells.
+        let v = unsafe { load::<1>(skb, l3) }.ok_or(Skip::NotOurs)?;
+        proto = if v[0] >> 4 == 6 { ETH_P_IPV6 } else { ETH_P_IP };
+    }
+
+    let mut hdr = EventHeader {
+        kind: KIND_SEGMENT,
+        ifindex,
+        ..EventHeader::default()
+    };
+    let l4: u32;
+    let l4_end: u32; // end of the IP payload
+    if proto == ETH_P_IP {
+        let ip = unsafe { load::<20>(skb, l3) }.ok_or(Skip::NotOurs)?;
+        if ip[9] != IPPROTO_TCP || ip[0] >> 4 != 4 {
+            return Err(Skip::NotOurs);
+        }
+        let ihl = u32::from(ip[0] & 0x0f) * 4;
+        // Non-first fragments carry no TCP header; first fragments are rare for TCP (PMTU).
+        if be16(&ip, 6) & 0x3fff != 0 {
+            return Err(Skip::Unparsed);
+        }
+        if ihl < 20 {
+            return Err(Skip::Unparsed);
+        }
+        let tot = u32::from(be16(&ip, 2));
+        hdr.family = FAMILY_V4;
+        hdr.saddr[..4].copy_from_slice(&ip[12..16]);
+        hdr.daddr[..4].copy_from_slice(&ip[16..20]);
+        l4 = l3 + ihl;
+        // tot_len is 0 on BIG TCP super-packets: then the skb's end is the IP payload's end.
+        l4_end = if tot == 0 { skb_len } else { l3 + tot };
+    } else if proto == ETH_P_IPV6 {
+        let ip = unsafe { load::<40>(skb, l3) }.ok_or(Skip::NotOurs)?;
+        hdr.family = FAMILY_V6;
+        hdr.saddr.copy_from_slice(&ip[8..24]);
+        hdr.daddr.copy_from_slice(&ip[24..40]);
+        let plen = u32::from(be16(&ip, 4));
+        let mut next = ip[6];
+        let mut off = l3 + 40;
+        // Walk a bounded chain of extension headers.
+        let mut i = 0;
+        while i < 4 && next != IPPROTO_TCP {
+            match next {
+                0 | 43 | 60 => {
+                    let e = unsafe { load::<2>(skb, off) }.ok_or(Skip::Unparsed)?;
+                    next = e[0];
+                    off += (u32::from(e[1]) + 1) * 8;
+                }
+                51 => {
+                    let e = unsafe { load::<2>(skb, off) }.ok_or(Skip::Unparsed)?;
+                    next = e[0];
+                    off += (u32::from(e[1]) + 2) * 4;
+                }
+                // Fragments (44) and anything else: not a TCP segment we can read.
+                44 => return Err(Skip::Unparsed),
+                _ => return Err(Skip::NotOurs),
+            }
+            i += 1;
+        }
+        if next != IPPROTO_TCP {
+            return Err(Skip::Unparsed);
+        }
+        l4 = off;
+        l4_end = if plen == 0 { skb_len } else { l3 + 40 + plen };
+    } else {
+        return Err(Skip::NotOurs);
+    }
+
+    let tcp = unsafe { load::<20>(skb, l4) }.ok_or(Skip::NotOurs)?;
+    hdr.sport = be16(&tcp, 0);
+    hdr.dport = be16(&tcp, 2);
+    // SAFETY: map lookups by value.
+    let ours = unsafe { PORTS.get(&hdr.sport).is_some() || PORTS.get(&hdr.dport).is_some() };
+    if !ours {
+        return Err(Skip::NotOurs);
+    }
+    count(counter::SEGMENTS, 1);
+    hdr.seq = be32(&tcp, 4);
+    hdr.ack = be32(&tcp, 8);
+    hdr.tcp_flags = tcp[13];
+    let doff = u32::from(tcp[12] >> 4) * 4;
+    let payload = l4 + doff;
+    // Ethernet padding may follow the IP payload; a truncated skb may end before it.
+    let end = if l4_end < skb_len { l4_end } else { skb_len };
+    let payload_len = end.saturating_sub(payload);
+    hdr.payload_len = payload_len;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
+
+    if payload_len == 0 {
+        if hdr.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+            emit_empty(&hdr);
+        }
+        return Ok(());
+    }
+
+    let limit = read_global(&CAPTURE_BYTES);
+    let cap = if payload_len < limit {
+        payload_len
+    } else {
+        limit
+    };
+    let not_captured = payload_len - cap;
+    if not_captured > 0 {
+        count(counter::BYTES_NOT_CAPTURED, u64::from(not_captured));
+    }
+    let seq0 = hdr.seq;
+    let mut i = 0u32;
+    while i < MAX_CHUNKS as u32 {
+        let off = i * MAX_CHUNK as u32;
+        if off >= cap {
+            break;
+        }
+        let n = cap - off;
+        let last = n <= MAX_CHUNK as u32;
+        let n = if last { n } else { MAX_CHUNK as u32 };
+        hdr.offset = off;
+        hdr.seq = seq0.wrapping_add(off);
+        hdr.missing = if last { not_captured } else { 0 };
+        let at = payload + off;
+        if n <= CLASS_SIZES[0] as u32 {
+            emit::<{ CLASS_SIZES[0] }>(skb, &hdr, 0, at, n);
+        } else if n <= CLASS_SIZES[1] as u32 {
+            emit::<{ CLASS_SIZES[1] }>(skb, &hdr, 1, at, n);
+        } else if n <= CLASS_SIZES[2] as u32 {
+            emit::<{ CLASS_SIZES[2] }>(skb, &hdr, 2, at, n);
+        } else {
+            emit::<{ CLASS_SIZES[3] }>(skb, &hdr, 3, at, n);
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Submit flags: no wakeup unless the ring is filling up.
+#[inline(always)]
+fn submit_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > read_global(&WAKEUP_BYTES) {
+        count(counter::WAKEUPS, 1);
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+#[inline(always)]
+fn emit_empty(hdr: &EventHeader) {
+    match EVENTS.reserve::<EventHeader>(0) {
+        Some(mut e) => {
+            e.write(*hdr);
+            e.submit(submit_flags());
+        }
+        None => count(counter::EVENTS_LOST, 1),
+    }
+}
+
+#[repr(C)]
+struct Event<const N: usize> {
+    header: EventHeader,
+    data: [u8; N],
+}
+
+/// One chunk of `n` (1..=N) payload bytes at packet offset `at`.
+#[inline(always)]
+fn emit<const N: usize>(skb: *mut __sk_buff, hdr: &EventHeader, class: u8, at: u32, n: u32) {
+    let Some(mut e) = EVENTS.reserve::<Event<N>>(0) else {
+        count(counter::EVENTS_LOST, 1);
+        count(counter::BYTES_LOST, u64::from(n));
+        return;
+    };
+    let ev = e.as_mut_ptr();
+    // A length the verifier can prove is in 1..=N (N is a power of two). The volatile read keeps
+    // LLVM from folding the mask away (it knows n <= N; the verifier does not).
+    // SAFETY: reading a local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    let len = ((n.wrapping_sub(1)) & (N as u32 - 1)) + 1;
+    // SAFETY: `ev` points at a reserved, exclusively owned Event<N>; `len <= N`.
+    let ret = unsafe {
+        (*ev).header = *hdr;
+        (*ev).header.class = class;
+        (*ev).header.data_len = len;
+        bpf_skb_load_bytes(skb.cast(), at, (*ev).data.as_mut_ptr().cast(), len)
+    };
+    if ret != 0 {
+        count(counter::LOAD_FAILED, 1);
+        count(counter::BYTES_LOST, u64::from(n));
+        e.discard(0);
+        return;
+    }
+    count(counter::BYTES_CAPTURED, u64::from(len));
+    e.submit(submit_flags());
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,446 @@
+//! The only module that talks to the kernel: loads the eBPF object, attaches it (TC or socket
+//! filter), drains the ring buffer, reads the kernel's counters, and detaches on drop.
+
+pub mod event;
+mod iface;
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        SchedClassifier, SocketFilter, TcAttachType,
+        tc::{self, SchedClassifierLinkId},
+    },
+};
+use redis_ebpf_common::{MAX_CAPTURE_BYTES, counter, setting};
+use tokio::io::unix::AsyncFd;
+
+pub use event::{Clock, EventError, parse_record, to_segment};
+pub use iface::Iface;
+
+/// The kernel object, built by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/redis-ebpf"));
+
+/// How the program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// TC classifier (TCX links on kernels >= 6.6, clsact + tc filter before).
+    Tc,
+    /// Socket filter on an AF_PACKET socket per interface.
+    Socket,
+}
+
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub ifaces: Vec<String>,
+    pub ports: Vec<u16>,
+    pub mode: AttachMode,
+    pub capture_bytes: u32,
+    /// Ring buffer size (power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// Unread bytes in the ring past which the kernel wakes the reader.
+    pub wakeup_bytes: u64,
+    pub debug: bool,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            ifaces: vec!["lo".into()],
+            ports: vec![6379],
+            mode: AttachMode::Tc,
+            capture_bytes: 65536,
+            ring_bytes: 16 << 20,
+            wakeup_bytes: 2 << 20,
+            debug: false,
+        }
+    }
+}
+
+/// The kernel's counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub packets: u64,
+    pub segments: u64,
+    pub bytes_captured: u64,
+    pub bytes_not_captured: u64,
+    pub events_lost: u64,
+    pub bytes_lost: u64,
+    pub unparsed: u64,
+    pub load_failed: u64,
+    pub wakeups: u64,
+}
+
+enum Attachment {
+    Tc {
+        iface: String,
+        link: SchedClassifierLinkId,
+    },
+    Socket {
+        iface: String,
+        fd: OwnedFd,
+    },
+}
+
+/// A loaded and attached capture. Dropping it detaches everything it attached.
+pub struct Capture {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+    attachments: Vec<Attachment>,
+    /// Interfaces on which we added the clsact qdisc (pre-TCX kernels only).
+    created_clsact: Vec<String>,
+    clock: Clock,
+    pub config: CaptureConfig,
+}
+
+impl Capture {
+    /// Loads the program and attaches it to every configured interface.
+    pub fn start(config: CaptureConfig) -> anyhow::Result<Self> {
+        if config.ports.is_empty() {
+            bail!("no port to watch");
+        }
+        if config.capture_bytes > MAX_CAPTURE_BYTES {
+            bail!(
+                "--capture-bytes {} exceeds the maximum {MAX_CAPTURE_BYTES}",
+                config.capture_bytes
+            );
+        }
+        if !config.ring_bytes.is_power_of_two() || config.ring_bytes < 4096 {
+            bail!(
+                "ring size {} must be a power of two of at least 4096",
+                config.ring_bytes
+            );
+        }
+        let ifaces: Vec<Iface> = config
+            .ifaces
+            .iter()
+            .map(|name| Iface::lookup(name))
+            .collect::<anyhow::Result<_>>()?;
+        raise_memlock();
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CAPTURE_BYTES", &config.capture_bytes, true)
+            .override_global("WAKEUP_BYTES", &config.wakeup_bytes, true)
+            .map_max_entries("EVENTS", config.ring_bytes)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF program (are you root, or have CAP_BPF+CAP_NET_ADMIN?)")?;
+
+        {
+            let mut ports: HashMap<_, u16, u8> = HashMap::try_from(
+                ebpf.map_mut("PORTS")
+                    .ok_or_else(|| anyhow!("no PORTS map"))?,
+            )?;
+            for &p in &config.ports {
+                ports.insert(p, 1, 0)?;
+            }
+        }
+        {
+            let mut map: HashMap<_, u32, u32> = HashMap::try_from(
+                ebpf.map_mut("IFACES")
+                    .ok_or_else(|| anyhow!("no IFACES map"))?,
+            )?;
+            for i in &ifaces {
+                // Socket mode on loopback: each packet reaches a packet socket twice (sent and
+                // received); keep the received copy only.
+                let skip_out = config.mode == AttachMode::Socket && i.loopback;
+                let v = u32::from(i.l2_len) | if skip_out { 1 << 8 } else { 0 };
+                map.insert(i.index, v, 0)?;
+            }
+        }
+        if config.debug {
+            let mut settings: Array<_, u32> = Array::try_from(
+                ebpf.map_mut("SETTINGS")
+                    .ok_or_else(|| anyhow!("no SETTINGS map"))?,
+            )?;
+            settings.set(setting::DEBUG, 1, 0)?;
+        }
+
+        let ring = RingBuf::try_from(
+            ebpf.take_map("EVENTS")
+                .ok_or_else(|| anyhow!("no EVENTS map"))?,
+        )?;
+        // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, which deregisters it
+        // before dropping it.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map("COUNTERS")
+                .ok_or_else(|| anyhow!("no COUNTERS map"))?,
+        )?;
+
+        let mut cap = Capture {
+            ebpf,
+            ring,
+            counters,
+            attachments: Vec::new(),
+            created_clsact: Vec::new(),
+            clock: Clock::now(),
+            config: config.clone(),
+        };
+        match config.mode {
+            AttachMode::Tc => cap.attach_tc(&ifaces)?,
+            AttachMode::Socket => cap.attach_socket(&ifaces)?,
+        }
+        Ok(cap)
+    }
+
+    fn attach_tc(&mut self, ifaces: &[Iface]) -> anyhow::Result<()> {
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut("redis_tc")
+            .ok_or_else(|| anyhow!("no redis_tc program"))?
+            .try_into()?;
+        prog.load().context("loading the TC program")?;
+        for i in ifaces {
+            if !tcx {
+                match tc::qdisc_add_clsact(&i.name) {
+                    Ok(()) => self.created_clsact.push(i.name.clone()),
+                    // Already there (another tool's, or a previous run's): share it, never remove it.
+                    Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("adding clsact to {}", i.name));
+                    }
+                }
+            }
+            // On loopback every packet passes egress and then ingress: one hook sees both
+            // directions of every connection, so attach ingress only.
+            let dirs: &[TcAttachType] = if i.loopback {
+                &[TcAttachType::Ingress]
+            } else {
+                &[TcAttachType::Ingress, TcAttachType::Egress]
+            };
+            for &dir in dirs {
+                let link = prog
+                    .attach(&i.name, dir)
+                    .with_context(|| format!("attaching the TC program to {} {dir:?}", i.name))?;
+                self.attachments.push(Attachment::Tc {
+                    iface: i.name.clone(),
+                    link,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_socket(&mut self, ifaces: &[Iface]) -> anyhow::Result<()> {
+        let prog: &mut SocketFilter = self
+            .ebpf
+            .program_mut("redis_sock")
+            .ok_or_else(|| anyhow!("no redis_sock program"))?
+            .try_into()?;
+        prog.load().context("loading the socket filter")?;
+        for i in ifaces {
+            // Protocol 0 first: the socket receives nothing until the filter is in place.
+            // SAFETY: plain socket(2) call; the fd is owned right away.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                    0,
+                )
+            };
+            if raw < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("creating an AF_PACKET socket");
+            }
+            // SAFETY: `raw` is a fresh fd nobody else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            prog.attach(fd.as_fd())
+                .with_context(|| format!("attaching the socket filter for {}", i.name))?;
+            // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            sll.sll_ifindex = i.index as i32;
+            // SAFETY: bind with a correctly sized sockaddr_ll we own.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("binding to {}", i.name));
+            }
+            self.attachments.push(Attachment::Socket {
+                iface: i.name.clone(),
+                fd,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the kernel wakes us or `tick` passes, then hands every available record to
+    /// `f`. Returns the number of records.
+    pub async fn drain(
+        &mut self,
+        tick: Duration,
+        mut f: impl FnMut(&[u8]),
+    ) -> anyhow::Result<usize> {
+        let mut n = 0;
+        match tokio::time::timeout(tick, self.ring.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard.context("polling the ring buffer")?;
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    f(&item);
+                    n += 1;
+                }
+                guard.clear_ready();
+            }
+            Err(_) => {
+                // Timer: wakeups are batched in the kernel, so drain on our own schedule.
+                let ring = self.ring.get_mut();
+                while let Some(item) = ring.next() {
+                    f(&item);
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Drains whatever is in the ring right now, without waiting.
+    pub fn drain_now(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The kernel's counters, summed over CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        let get = |i: u32| -> u64 {
+            self.counters
+                .get(&i, 0)
+                .map(|v| v.iter().copied().sum::<u64>())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            packets: get(counter::PACKETS),
+            segments: get(counter::SEGMENTS),
+            bytes_captured: get(counter::BYTES_CAPTURED),
+            bytes_not_captured: get(counter::BYTES_NOT_CAPTURED),
+            events_lost: get(counter::EVENTS_LOST),
+            bytes_lost: get(counter::BYTES_LOST),
+            unparsed: get(counter::UNPARSED),
+            load_failed: get(counter::LOAD_FAILED),
+            wakeups: get(counter::WAKEUPS),
+        }
+    }
+
+    /// Detaches everything this capture attached and removes qdiscs it created.
+    pub fn detach(&mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        for a in self.attachments.drain(..) {
+            match a {
+                Attachment::Tc { iface, link } => {
+                    let r = self
+                        .ebpf
+                        .program_mut("redis_tc")
+                        .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+                        .map(|p| p.detach(link));
+                    if let Some(Err(e)) = r {
+                        first_err.get_or_insert(anyhow!("detaching from {iface}: {e}"));
+                    }
+                }
+                Attachment::Socket { iface: _, fd } => {
+                    let _ = SocketFilter::detach(fd.as_fd());
+                    drop(fd);
+                }
+            }
+        }
+        for iface in self.created_clsact.drain(..) {
+            if let Err(e) = iface::remove_clsact(&iface) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.detach();
+    }
+}
+
+/// Older kernels charge BPF memory to RLIMIT_MEMLOCK.
+fn raise_memlock() {
+    let rl = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid rlimit struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rl) };
+}
+
+/// Loads both programs without attaching them (for `check`).
+pub fn probe_load() -> anyhow::Result<()> {
+    raise_memlock();
+    let mut ebpf = EbpfLoader::new()
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")?;
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut("redis_tc")
+        .ok_or_else(|| anyhow!("no redis_tc program"))?
+        .try_into()?;
+    tc.load().context("verifier rejected the TC program")?;
+    let sf: &mut SocketFilter = ebpf
+        .program_mut("redis_sock")
+        .ok_or_else(|| anyhow!("no redis_sock program"))?
+        .try_into()?;
+    sf.load().context("verifier rejected the socket filter")?;
+    Ok(())
+}
+
+/// Ports among `ports` on which something listens in this network namespace (from
+/// /proc/net/tcp{,6}), so `run` can say when nothing does.
+pub fn listening_ports(ports: &[u16]) -> Vec<u16> {
+    let mut found = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for l in text.lines().skip(1) {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
+                continue;
+            };
+            if *state != "0A" {
+                continue;
+            }
+            let Some(port) = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            if ports.contains(&port) && !found.contains(&port) {
+                found.push(port);
+            }
+        }
+    }
+    found
+}

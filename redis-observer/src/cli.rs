@@ -1,0 +1,260 @@
+//! Command line, as in docs/contract.md (extended, never renamed).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::capture::AttachMode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "redis-observer",
+    version,
+    about = "See what a Redis server is doing, from the outside (eBPF)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to interfaces and observe Redis traffic live (root).
+    Run(RunArgs),
+    /// Run the same pipeline over a pcap/pcapng capture (no privileges).
+    Replay(ReplayArgs),
+    /// Pretty-print and filter a command log.
+    Tail(TailArgs),
+    /// Say whether this host can run `run`.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Options shared by `run` and `replay` for the command log and the pipeline.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Redis server ports (a connection is observed when either side uses one).
+    #[arg(short = 'p', long = "port", default_value = "6379", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+    /// Command log destination: a file, or `-` for stdout.
+    #[arg(long, default_value = "-")]
+    pub log: String,
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log only commands at least this slow (metrics still count every command).
+    #[arg(long, value_parser = parse_duration)]
+    pub slow: Option<Duration>,
+    /// Rotate the log file past this size (bytes, or with K/M/G suffix); 0 = never.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub log_max_size: u64,
+    /// Rotated files to keep.
+    #[arg(long, default_value_t = 5)]
+    pub log_keep: u32,
+    /// Also log pub/sub and RESP3 push deliveries (`"command": null, "status": "push"`).
+    #[arg(long)]
+    pub log_pushes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Interfaces to attach to.
+    #[arg(short = 'i', long = "iface", default_value = "lo")]
+    pub ifaces: Vec<String>,
+    #[arg(long = "attach", value_enum, default_value_t = AttachMode::Tc)]
+    pub attach: AttachMode,
+    /// Address of the Prometheus endpoint (`/metrics`, `/healthz`).
+    #[arg(long, default_value = "127.0.0.1:9379")]
+    pub metrics_addr: SocketAddr,
+    /// Payload bytes copied per TCP segment (the rest is counted as not captured; large values are
+    /// still decoded by length).
+    #[arg(long, default_value = "65536", value_parser = parse_size)]
+    pub capture_bytes: u64,
+    /// Kernel ring buffer size (power of two).
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    pub ring_bytes: u64,
+    /// Print one line per kernel event instead of decoding (debugging the capture).
+    #[arg(long)]
+    pub dump_events: bool,
+    /// Close a connection's state after this long without traffic.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Kernel-side diagnostics for rare events.
+    #[arg(long)]
+    pub debug: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A pcap or pcapng file.
+    pub file: PathBuf,
+    /// Write the final metrics (Prometheus text format) to this file.
+    #[arg(long)]
+    pub metrics_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// Log file (stdin when absent).
+    pub path: Option<PathBuf>,
+    /// Follow the file as it grows, across rotation.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only these commands (case-insensitive; `CONFIG GET` or `CONFIG`).
+    #[arg(long = "command")]
+    pub commands: Vec<String>,
+    /// Only commands at least this slow.
+    #[arg(long, value_parser = parse_duration)]
+    pub min_latency: Option<Duration>,
+    /// Only commands that got an error reply.
+    #[arg(long)]
+    pub errors: bool,
+    /// Pass matching lines through as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Colors: auto (on a terminal), always, never.
+    #[arg(long, default_value = "auto")]
+    pub color: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[arg(short = 'i', long = "iface", default_value = "lo")]
+    pub ifaces: Vec<String>,
+}
+
+/// `250us`, `1.5ms`, `2s`, `1m`, `100ns`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (try 250us, 1.5ms, 2s)"))?;
+    let mult = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        u => {
+            return Err(format!(
+                "bad duration unit {u:?} in {s:?} (ns, us, ms, s, m, h)"
+            ));
+        }
+    };
+    let secs = v * mult;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `65536`, `64K`, `16M`, `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (try 65536, 64K, 16M)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(
+            parse_duration("1.5ms").unwrap(),
+            Duration::from_micros(1500)
+        );
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert!(parse_duration("2 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64K").unwrap(), 65536);
+        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn contract_command_lines_parse() {
+        Cli::try_parse_from([
+            "redis-observer",
+            "run",
+            "-i",
+            "lo",
+            "-p",
+            "6379",
+            "-p",
+            "6380",
+            "--attach",
+            "socket",
+            "--metrics-addr",
+            "127.0.0.1:9379",
+            "--log",
+            "-",
+            "--log-format",
+            "text",
+            "--capture-bytes",
+            "16384",
+            "--slow",
+            "1.5ms",
+        ])
+        .unwrap();
+        Cli::try_parse_from([
+            "redis-observer",
+            "replay",
+            "x.pcap",
+            "-p",
+            "6379",
+            "--log",
+            "out.jsonl",
+            "--metrics-out",
+            "m.prom",
+        ])
+        .unwrap();
+        Cli::try_parse_from([
+            "redis-observer",
+            "tail",
+            "log",
+            "-f",
+            "--command",
+            "GET",
+            "--min-latency",
+            "250us",
+            "--errors",
+            "--json",
+        ])
+        .unwrap();
+        Cli::try_parse_from(["redis-observer", "check", "-i", "lo"]).unwrap();
+        assert!(Cli::try_parse_from(["redis-observer", "run", "--slow", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! What the pairing produces: one record per command (the command log's fields) and notices.
+
+use std::net::SocketAddr;
+
+use crate::resp::Kind;
+
+/// Outcome of one command, as in the contract's `status` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Status {
+    Ok = 0,
+    Error = 1,
+    /// The connection ended (or the observer lost track of it) before a reply came.
+    Unanswered = 2,
+    /// The server sends no reply by design (CLIENT REPLY OFF/SKIP and the like).
+    NoReply = 3,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Ok, Status::Error, Status::Unanswered, Status::NoReply];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Unanswered => "unanswered",
+            Status::NoReply => "no_reply",
+        }
+    }
+}
+
+/// One argument in a [`CommandRecord`]: kept prefix `arg_buf[start..start + kept]` of an
+/// argument `len` bytes long on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordArg {
+    pub start: u32,
+    pub kept: u32,
+    pub len: u64,
+    /// A secret: written as `(redacted)`, its bytes are not in `arg_buf`.
+    pub redacted: bool,
+}
+
+/// The reply a command got, summarised.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplySummary<'a> {
+    pub kind: Kind,
+    /// Element count for aggregates (pairs for maps), text length for scalars, -1 for null.
+    pub len: i64,
+    /// Kept text of a scalar reply (empty for aggregates and when `redacted`).
+    pub text: &'a [u8],
+    /// The reply holds secrets (ACL GETUSER/LIST, CONFIG GET requirepass...): render as
+    /// `(redacted)`.
+    pub redacted: bool,
+}
+
+/// Direction of a connection's byte stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Client → server (commands).
+    Request,
+    /// Server → client (replies, pushes).
+    Reply,
+}
+
+/// One command with its outcome: the command log's fields, borrowed, so nothing is formatted or
+/// allocated unless a sink decides to write it.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandRecord<'a> {
+    /// When the command was seen (the packet that carried its first byte), ns since the epoch.
+    pub ts_ns: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    /// Index into the command table (`commands::UNKNOWN` for names it does not hold).
+    pub command: crate::commands::CommandId,
+    /// Upper-case display name: the table's (`CONFIG GET`), or for an unknown command the name as
+    /// sent, upper-cased and bounded.
+    pub name: &'a [u8],
+    /// First key argument's kept prefix.
+    pub key: Option<&'a [u8]>,
+    /// Arguments after the command name (and subcommand), the first few only.
+    pub args: &'a [RecordArg],
+    pub arg_buf: &'a [u8],
+    /// Total number of arguments after the name (may exceed `args.len()`).
+    pub argc: u64,
+    pub status: Status,
+    pub reply: Option<ReplySummary<'a>>,
+    /// Reply's first byte minus command's last byte, in ns.
+    pub latency_ns: Option<u64>,
+    pub req_bytes: u64,
+    pub resp_bytes: u64,
+    /// Ran inside MULTI/EXEC (its reply came in EXEC's array).
+    pub in_transaction: bool,
+}
+
+/// Something about a connection that is not a command: counted, and logged if asked.
+#[derive(Clone, Copy, Debug)]
+pub enum Notice {
+    /// A decoder lost the frame boundary.
+    Desync { dir: Dir, reason: crate::resp::DesyncReason },
+    /// A reply arrived with no command waiting for it (discarded).
+    OrphanReply,
+    /// Pending commands whose replies can no longer be matched (after a gap); their count.
+    CommandsLost(u64),
+    /// A pending command beyond the per-connection cap was dropped.
+    PendingOverflow,
+}
+
+/// Where the pairing delivers what it finds.
+pub trait Sink {
+    /// A command completed (or is known to get no reply).
+    fn command(&mut self, rec: &CommandRecord<'_>);
+    /// A push or pub/sub message delivered to the client (not a reply to any command).
+    fn push(&mut self, ts_ns: u64, client: SocketAddr, server: SocketAddr, reply: &crate::resp::Reply);
+    /// Something worth counting.
+    fn notice(&mut self, client: SocketAddr, server: SocketAddr, notice: Notice);
+}

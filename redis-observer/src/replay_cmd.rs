@@ -1,0 +1,4 @@
+//! `redis-observer replay`.
+pub fn run(_args: crate::cli::ReplayArgs) -> anyhow::Result<()> {
+    anyhow::bail!("replay: not wired yet")
+}

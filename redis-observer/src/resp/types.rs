@@ -1,0 +1,261 @@
+//! Data types the RESP decoders produce. Bounded by construction: every `Vec` here is reused by
+//! its decoder and never grows past the limits in [`Limits`].
+
+/// RESP value kinds. `as_str` gives the contract's `reply_type` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// `+`
+    Simple = 0,
+    /// `-` and RESP3 blob errors `!`
+    Error = 1,
+    /// `:`
+    Integer = 2,
+    /// `$`
+    Bulk = 3,
+    /// `$-1`, `*-1` (RESP2 nulls) and RESP3 `_`
+    Null = 4,
+    /// `*`
+    Array = 5,
+    /// `%`
+    Map = 6,
+    /// `~`
+    Set = 7,
+    /// `,`
+    Double = 8,
+    /// `#`
+    Boolean = 9,
+    /// `(`
+    BigNumber = 10,
+    /// `=`
+    Verbatim = 11,
+    /// `>`
+    Push = 12,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Simple => "simple",
+            Kind::Error => "error",
+            Kind::Integer => "integer",
+            Kind::Bulk => "bulk",
+            Kind::Null => "null",
+            Kind::Array => "array",
+            Kind::Map => "map",
+            Kind::Set => "set",
+            Kind::Double => "double",
+            Kind::Boolean => "boolean",
+            Kind::BigNumber => "bignum",
+            Kind::Verbatim => "verbatim",
+            Kind::Push => "push",
+        }
+    }
+
+    pub fn is_aggregate(self) -> bool {
+        matches!(self, Kind::Array | Kind::Map | Kind::Set | Kind::Push)
+    }
+}
+
+/// Size limits and how much of each value is kept for display.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest header or simple line (`+`, `-`, `:`, `$N`, ...) and longest inline command line.
+    /// Redis closes a connection whose inline line exceeds 64 KiB.
+    pub max_line: usize,
+    /// Largest multibulk count accepted in a request (Redis: 1,048,576).
+    pub max_request_args: u64,
+    /// Largest bulk length accepted (Redis' default proto-max-bulk-len: 512 MB).
+    pub max_bulk: u64,
+    /// Deepest nesting of aggregates in a reply (attributes included).
+    pub max_depth: usize,
+    /// Arguments of a request kept (prefixes) for display and key extraction.
+    pub keep_args: usize,
+    /// Bytes kept of each kept argument.
+    pub keep_arg_bytes: usize,
+    /// Bytes kept of a scalar reply's text (and of each kept child's text).
+    pub keep_reply_bytes: usize,
+    /// Direct children of an aggregate reply summarised in [`Reply::children`].
+    pub keep_children: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 64 * 1024,
+            max_request_args: 1024 * 1024,
+            max_bulk: 512 * 1024 * 1024,
+            max_depth: 128,
+            keep_args: 32,
+            keep_arg_bytes: 128,
+            keep_reply_bytes: 128,
+            keep_children: 4096,
+        }
+    }
+}
+
+/// One argument of a request: its kept prefix is `Request::buf[start..start + kept]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgSpan {
+    pub start: u32,
+    pub kept: u32,
+    /// Full length on the wire (the bulk length), which may exceed `kept`.
+    pub len: u64,
+}
+
+/// A decoded client command (multibulk or inline), bounded.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// Number of arguments including the command name (may exceed `args.len()`).
+    pub argc: u64,
+    /// The first `Limits::keep_args` arguments.
+    pub args: Vec<ArgSpan>,
+    /// Kept argument prefixes.
+    pub buf: Vec<u8>,
+    /// Sent as an inline command.
+    pub inline: bool,
+    /// Bytes of this command on the wire (including bytes that were missing from the capture).
+    pub wire_len: u64,
+    /// Timestamps (ns) of the data that carried the first and the last byte.
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// Some of this command's bytes were not captured (inside bulk payloads only; the framing was
+    /// intact).
+    pub truncated: bool,
+}
+
+impl Request {
+    /// Kept prefix and full length of argument `i` (0 = command name).
+    pub fn arg(&self, i: usize) -> Option<(&[u8], u64)> {
+        let a = self.args.get(i)?;
+        let start = a.start as usize;
+        Some((&self.buf[start..start + a.kept as usize], a.len))
+    }
+}
+
+/// One direct child of an aggregate reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Child {
+    pub kind: Kind,
+    /// Element count of an aggregate child, text length of a scalar, -1 for null.
+    pub len: i64,
+    /// Kept text of a scalar child: `Reply::child_text[start..start + kept]`.
+    pub start: u32,
+    pub kept: u32,
+}
+
+/// A decoded top-level reply or push, bounded. Attributes (`|`) are skipped, never reported.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub kind: Kind,
+    /// Element count for aggregates (pairs for maps), text length for scalars, -1 for null.
+    pub len: i64,
+    /// Kept text of a scalar (the string, the number as written, the error line, `t`/`f`).
+    /// For verbatim strings, without the `txt:` prefix.
+    pub text: Vec<u8>,
+    /// Summaries of the first `Limits::keep_children` direct children (maps: keys and values
+    /// alternate).
+    pub children: Vec<Child>,
+    pub child_text: Vec<u8>,
+    /// Bytes on the wire, including any attributes before it and missing bytes.
+    pub wire_len: u64,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// Some bytes inside bulk payloads were not captured.
+    pub truncated: bool,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply {
+            kind: Kind::Null,
+            len: -1,
+            text: Vec::new(),
+            children: Vec::new(),
+            child_text: Vec::new(),
+            wire_len: 0,
+            first_ts: 0,
+            last_ts: 0,
+            truncated: false,
+        }
+    }
+}
+
+impl Reply {
+    /// Kept text of child `i`, for scalar children.
+    pub fn child_text(&self, i: usize) -> Option<&[u8]> {
+        let c = self.children.get(i)?;
+        let start = c.start as usize;
+        Some(&self.child_text[start..start + c.kept as usize])
+    }
+}
+
+/// Why a decoder gave up on the current frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DesyncReason {
+    /// The stream does not look like RESP at all (first bytes of a connection).
+    NotResp = 0,
+    /// A byte that cannot start or continue a frame.
+    BadByte = 1,
+    /// A header or line longer than `max_line`.
+    LineTooLong = 2,
+    /// An absurd length or count.
+    BadLength = 3,
+    /// Nesting deeper than `max_depth`.
+    TooDeep = 4,
+    /// Bytes missing from the capture where the framing needed them.
+    Gap = 5,
+}
+
+impl DesyncReason {
+    pub const ALL: [DesyncReason; 6] = [
+        DesyncReason::NotResp,
+        DesyncReason::BadByte,
+        DesyncReason::LineTooLong,
+        DesyncReason::BadLength,
+        DesyncReason::TooDeep,
+        DesyncReason::Gap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesyncReason::NotResp => "not_resp",
+            DesyncReason::BadByte => "bad_byte",
+            DesyncReason::LineTooLong => "line_too_long",
+            DesyncReason::BadLength => "bad_length",
+            DesyncReason::TooDeep => "too_deep",
+            DesyncReason::Gap => "gap",
+        }
+    }
+}
+
+/// What the server does with a request stream error (Redis replies `-ERR Protocol error: ...` and
+/// closes the connection, so nothing after it on that connection is a command).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    UnbalancedQuotes,
+    InlineTooLong,
+    BadMultibulkLength,
+    BadBulkLength,
+    ExpectedDollar,
+}
+
+/// Events from [`RequestDecoder::feed`](super::RequestDecoder::feed).
+#[derive(Debug)]
+pub enum RequestEvent<'a> {
+    Command(&'a Request),
+    /// An empty inline line, `*0` or `*-1`: no reply, but consumes a pending CLIENT REPLY SKIP.
+    Empty,
+    /// The server will answer with a protocol error and close the connection.
+    ProtocolError(ProtocolError),
+    /// The decoder lost the frame boundary (gap, garbage) and is looking for the next one.
+    Desync(DesyncReason),
+}
+
+/// Events from [`ReplyDecoder::feed`](super::ReplyDecoder::feed).
+#[derive(Debug)]
+pub enum ReplyEvent<'a> {
+    Reply(&'a Reply),
+    Desync(DesyncReason),
+}

@@ -1,0 +1,4 @@
+//! `redis-observer tail`.
+pub fn run(_args: crate::cli::TailArgs) -> anyhow::Result<()> {
+    anyhow::bail!("tail: not wired yet")
+}
