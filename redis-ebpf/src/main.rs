@@ -16,6 +16,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{SkBuffContext, TcContext},
 };
+use aya_log_ebpf::warn;
 use network_types::eth::EthHdr;
 use redis_ebpf_common::{
     CLASS_SIZES, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT, MAX_CHUNK, MAX_CHUNKS, TCP_FIN,
@@ -69,16 +70,33 @@ enum Skip {
 #[classifier]
 pub fn redis_tc(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is the program's own __sk_buff, valid for the whole run.
-    let _ = unsafe { capture(ctx.skb.skb) };
+    if let Err(Skip::Unparsed) = unsafe { capture(ctx.skb.skb) } {
+        unparsed(&ctx, ctx.skb.skb);
+    }
+    // Fail open: continue with the next program / the normal path, whatever happened here.
     TC_ACT_PIPE as i32
 }
 
 #[socket_filter]
 pub fn redis_sock(ctx: SkBuffContext) -> i64 {
     // SAFETY: as above.
-    let _ = unsafe { capture(ctx.skb.skb) };
+    if let Err(Skip::Unparsed) = unsafe { capture(ctx.skb.skb) } {
+        unparsed(&ctx, ctx.skb.skb);
+    }
     // The tap socket receives nothing: everything it needs went through the ring buffer.
     0
+}
+
+/// A packet that may have been on a watched port but could not be parsed: counted, and
+/// described in the daemon's log when its `--debug` switch is on (never per packet otherwise).
+#[inline(never)]
+fn unparsed<C: aya_ebpf::EbpfContext>(ctx: &C, skb: *mut __sk_buff) {
+    count(counter::UNPARSED, 1);
+    if SETTINGS.get(setting::DEBUG).copied().unwrap_or(0) != 0 {
+        // SAFETY: reading fields of the program's own context.
+        let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
+        warn!(ctx, "unparsed packet (IP fragment or long IPv6 header chain) on ifindex {}, {} bytes", ifindex, len);
+    }
 }
 
 #[inline(always)]

@@ -69,7 +69,7 @@ fn dump_event(out: &mut impl std::io::Write, rec: &[u8], clock: capture::Clock) 
         Ok((h, s)) => {
             let _ = writeln!(
                 out,
-                "{} {} -> {} seq={} flags={:#04x} len={} off={} payload={} missing={} {:?}",
+                "{} {} -> {} seq={} flags={:#04x} len={} off={} payload={} missing={} fnv={:016x} {:?}",
                 s.ts_ns,
                 s.src,
                 s.dst,
@@ -79,9 +79,14 @@ fn dump_event(out: &mut impl std::io::Write, rec: &[u8], clock: capture::Clock) 
                 h.offset,
                 h.payload_len,
                 s.missing,
+                fnv1a(s.data),
                 String::from_utf8_lossy(&s.data[..s.data.len().min(64)])
             );
         }
         Err(e) => tracing::warn!(error = %e, "bad ring-buffer record"),
     }
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -1,1 +1,546 @@
+//! Helpers for the end-to-end suites: a real redis-server on a free port (on loopback or inside a
+//! network namespace the test creates), the real observer binary, veth pairs between
+//! namespaces, and Redis's own INFO commandstats as the oracle.
+//!
+//! Tests that need the kernel run as root; they panic with a message when something is missing
+//! rather than skipping silently.
 
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The release binary (built by `cargo xtask test` before the suites run; built here if absent).
+pub fn observer_bin() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    let bin = target.join("release/redis-observer");
+    if !bin.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "redis-observer"])
+            .current_dir(root())
+            .status()
+            .expect("cargo build");
+        assert!(st.success(), "building redis-observer failed");
+    }
+    bin
+}
+
+pub fn require_root() {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    assert!(out.stdout.starts_with(b"0"), "this end-to-end test needs root (CAP_BPF, CAP_NET_ADMIN); run `cargo xtask test` as root");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Unique names across parallel tests in one process and across processes.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(unique(&format!("ro-{name}-")));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Runs a command and returns its output, panicking with its stderr if it fails.
+pub fn sh(cmd: &mut Command) -> Output {
+    let desc = format!("{cmd:?}");
+    let out = cmd.output().unwrap_or_else(|e| panic!("{desc}: {e}"));
+    assert!(out.status.success(), "{desc} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A child process killed (SIGTERM, then SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc { child, name: name.into() }
+    }
+
+    /// SIGTERM and wait (up to 10 s); returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not exit within 10 s of SIGTERM", self.name);
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: as above.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(25));
+    }
+}
+
+/// A network namespace that is deleted when dropped.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new() -> NetNs {
+        let name = unique("rons");
+        sh(Command::new("ip").args(["netns", "add", &name]));
+        sh(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        NetNs { name }
+    }
+
+    /// `ip netns exec NAME program args...`
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (sockets it opens live there).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns on a namespace fd we opened; affects only this thread.
+            let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread panicked")
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Two namespaces joined by a veth pair (MTU 1500), with IPv4 and IPv6 addresses:
+/// server 192.0.2.1 / 2001:db8::1, client 192.0.2.2 / 2001:db8::2 (documentation ranges; only
+/// ever reachable inside these namespaces).
+pub struct VethPair {
+    pub server: NetNs,
+    pub client: NetNs,
+    pub server_if: String,
+    pub client_if: String,
+}
+
+pub const SERVER_V4: &str = "192.0.2.1";
+pub const CLIENT_V4: &str = "192.0.2.2";
+pub const SERVER_V6: &str = "2001:db8::1";
+pub const CLIENT_V6: &str = "2001:db8::2";
+
+impl VethPair {
+    pub fn new() -> VethPair {
+        let server = NetNs::new();
+        let client = NetNs::new();
+        let server_if = unique("vs");
+        let client_if = unique("vc");
+        sh(Command::new("ip").args(["link", "add", &server_if, "type", "veth", "peer", "name", &client_if]));
+        sh(Command::new("ip").args(["link", "set", &server_if, "netns", &server.name]));
+        sh(Command::new("ip").args(["link", "set", &client_if, "netns", &client.name]));
+        for (ns, ifname, v4, v6) in [(&server, &server_if, SERVER_V4, SERVER_V6), (&client, &client_if, CLIENT_V4, CLIENT_V6)] {
+            sh(Command::new("ip").args(["-n", &ns.name, "link", "set", ifname, "mtu", "1500", "up"]));
+            sh(Command::new("ip").args(["-n", &ns.name, "addr", "add", &format!("{v4}/24"), "dev", ifname]));
+            sh(Command::new("ip").args(["-n", &ns.name, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]));
+        }
+        VethPair { server, client, server_if, client_if }
+    }
+}
+
+/// A real redis-server on a free port; killed when dropped.
+pub struct Redis {
+    pub proc: Proc,
+    pub port: u16,
+    /// Address clients connect to.
+    pub host: String,
+    pub ns: Option<String>,
+}
+
+impl Redis {
+    /// On 127.0.0.1 in this namespace.
+    pub fn start(extra: &[&str]) -> Redis {
+        Self::start_at(None, "127.0.0.1", extra)
+    }
+
+    /// Inside `ns`, listening on every address (protected mode off: clients come from the other
+    /// namespace).
+    pub fn start_in(ns: &NetNs, connect_host: &str, extra: &[&str]) -> Redis {
+        Self::start_at(Some(ns), connect_host, extra)
+    }
+
+    fn start_at(ns: Option<&NetNs>, host: &str, extra: &[&str]) -> Redis {
+        let port = free_port();
+        let mut cmd = match ns {
+            Some(ns) => ns.cmd("redis-server"),
+            None => Command::new("redis-server"),
+        };
+        let bind = if ns.is_some() { "* -::*" } else { "127.0.0.1" };
+        cmd.args(["--port", &port.to_string(), "--bind", bind, "--save", "", "--appendonly", "no"])
+            .args(["--protected-mode", "no", "--hz", "100", "--daemonize", "no"])
+            .args(extra)
+            .stdout(Stdio::null());
+        let proc = Proc::spawn("redis-server", &mut cmd);
+        let r = Redis { proc, port, host: host.into(), ns: ns.map(|n| n.name.clone()) };
+        let (h, p) = (r.host.clone(), port);
+        let check = move || TcpStream::connect((h.as_str(), p)).is_ok();
+        match ns {
+            Some(ns) => {
+                let name = ns.name.clone();
+                let ns2 = NetNs { name };
+                let ok = {
+                    let mut ok = false;
+                    for _ in 0..200 {
+                        let c = check.clone();
+                        if ns2.run(c) {
+                            ok = true;
+                            break;
+                        }
+                        sleep(Duration::from_millis(25));
+                    }
+                    ok
+                };
+                std::mem::forget(ns2); // not ours to delete
+                assert!(ok, "redis-server did not start in namespace");
+            }
+            None => wait_until("redis-server", Duration::from_secs(10), check),
+        }
+        r
+    }
+
+    /// `redis-cli -p PORT args...` (inside the namespace when there is one).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut c = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "redis-cli"]);
+                c
+            }
+            None => Command::new("redis-cli"),
+        };
+        let out = sh(c.args(["-h", &self.host, "-p", &self.port.to_string()]).args(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn commandstats(&self) -> CommandStats {
+        CommandStats::parse(&self.cli(&["INFO", "commandstats"]))
+    }
+}
+
+/// INFO commandstats: per command (`get`, `config|get`) calls, rejected and failed calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandStats(pub BTreeMap<String, (u64, u64, u64)>);
+
+impl CommandStats {
+    pub fn parse(info: &str) -> CommandStats {
+        let mut m = BTreeMap::new();
+        for l in info.lines() {
+            let Some(rest) = l.trim().strip_prefix("cmdstat_") else { continue };
+            let Some((name, fields)) = rest.split_once(':') else { continue };
+            let get = |k: &str| -> u64 {
+                fields.split(',').find_map(|f| f.strip_prefix(&format!("{k}="))).and_then(|v| v.parse().ok()).unwrap_or(0)
+            };
+            m.insert(name.to_owned(), (get("calls"), get("rejected_calls"), get("failed_calls")));
+        }
+        CommandStats(m)
+    }
+
+    /// `after − self` as command label (`CONFIG GET`) → calls + rejected_calls, non-zero only.
+    pub fn delta(&self, after: &CommandStats) -> BTreeMap<String, u64> {
+        let mut d = BTreeMap::new();
+        for (name, (c, r, _)) in &after.0 {
+            let (c0, r0, _) = self.0.get(name).copied().unwrap_or_default();
+            let n = (c + r).saturating_sub(c0 + r0);
+            if n > 0 {
+                d.insert(name.replace('|', " ").to_uppercase(), n);
+            }
+        }
+        d
+    }
+}
+
+/// The observer binary, started with `args` after `run`; stopped (SIGTERM) when dropped.
+pub struct Observer {
+    pub proc: Proc,
+    pub metrics_addr: String,
+    pub stderr_path: PathBuf,
+}
+
+impl Observer {
+    /// Starts `redis-observer run ARGS --metrics-addr 127.0.0.1:FREE` (inside `ns` if given) and
+    /// waits until /healthz answers.
+    pub fn start(ns: Option<&NetNs>, args: &[&str]) -> Observer {
+        Self::start_inner(ns, args, None)
+    }
+
+    /// Like `start`, with the observer's stdout (the command log with `--log -`, or
+    /// `--dump-events` lines) going to `stdout`.
+    pub fn start_with_stdout(ns: Option<&NetNs>, args: &[&str], stdout: &Path) -> Observer {
+        Self::start_inner(ns, args, Some(stdout))
+    }
+
+    fn start_inner(ns: Option<&NetNs>, args: &[&str], stdout: Option<&Path>) -> Observer {
+        require_root();
+        let bin = observer_bin();
+        let mport = free_port();
+        let metrics_addr = format!("127.0.0.1:{mport}");
+        let stderr_path = temp_dir("observer-stderr").join("stderr.txt");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut cmd = match ns {
+            Some(ns) => ns.cmd(&bin),
+            None => Command::new(&bin),
+        };
+        cmd.arg("run").args(args).args(["--metrics-addr", &metrics_addr]).stderr(stderr);
+        match stdout {
+            Some(p) => cmd.stdout(std::fs::File::create(p).expect("stdout file")),
+            None => cmd.stdout(Stdio::null()),
+        };
+        let proc = Proc::spawn("redis-observer", &mut cmd);
+        let mut o = Observer { proc, metrics_addr, stderr_path };
+        let nsname = ns.map(|n| n.name.clone());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = o.proc.child.try_wait() {
+                panic!("observer exited early ({st}): {}", o.stderr());
+            }
+            if o.get_in(nsname.as_deref(), "/healthz").is_some_and(|b| b.starts_with("ok")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "observer not healthy after 20 s: {}", o.stderr());
+            sleep(Duration::from_millis(50));
+        }
+        o
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    fn get_in(&self, ns: Option<&str>, path: &str) -> Option<String> {
+        let addr = self.metrics_addr.clone();
+        let path = path.to_owned();
+        let f = move || http_get(&addr, &path);
+        match ns {
+            Some(name) => {
+                let n = NetNs { name: name.into() };
+                let r = n.run(f);
+                std::mem::forget(n);
+                r
+            }
+            None => f(),
+        }
+    }
+
+    pub fn metrics_in(&self, ns: Option<&NetNs>) -> Metrics {
+        Metrics::parse(&self.get_in(ns.map(|n| n.name.as_str()), "/metrics").expect("GET /metrics"))
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.metrics_in(None)
+    }
+
+    /// SIGTERM; asserts exit code 0.
+    pub fn stop(&mut self) {
+        let code = self.proc.stop();
+        assert_eq!(code, Some(0), "observer exit code; stderr:\n{}", self.stderr());
+    }
+}
+
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_owned())
+}
+
+/// Parsed Prometheus text exposition: `name{labels}` → value.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics(pub BTreeMap<String, f64>);
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut m = BTreeMap::new();
+        for l in text.lines() {
+            if l.starts_with('#') || l.trim().is_empty() {
+                continue;
+            }
+            if let Some((k, v)) = l.rsplit_once(' ') {
+                if let Ok(v) = v.parse::<f64>() {
+                    m.insert(k.to_owned(), v);
+                }
+            }
+        }
+        Metrics(m)
+    }
+
+    /// Sum of every series of `name` whose labels include all of `labels` (`k="v"` pairs).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| {
+                let (n, rest) = k.split_once('{').unwrap_or((k.as_str(), ""));
+                n == name && labels.iter().all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Per `command` label: sum of `redis_commands_total` (all statuses given).
+    pub fn commands_by_name(&self, statuses: &[&str]) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.0 {
+            let Some(rest) = k.strip_prefix("redis_commands_total{") else { continue };
+            let label = |name: &str| rest.split(&format!("{name}=\"")).nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
+            if statuses.contains(&label("status")) && *v > 0.0 {
+                *out.entry(label("command").to_owned()).or_insert(0) += *v as u64;
+            }
+        }
+        out
+    }
+}
+
+/// A raw RESP client that records every byte it sent and received, for exact comparisons.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub sent: Vec<u8>,
+    pub received: Vec<u8>,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient { stream, sent: Vec::new(), received: Vec::new() }
+    }
+
+    /// Sends one command (RESP array of bulk strings).
+    pub fn send(&mut self, args: &[&[u8]]) {
+        let buf = encode(args);
+        self.stream.write_all(&buf).expect("write");
+        self.sent.extend_from_slice(&buf);
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+        self.sent.extend_from_slice(bytes);
+    }
+
+    /// Reads until `n` complete top-level replies have arrived (RESP2 only: + - : $ *).
+    pub fn read_replies(&mut self, n: usize) {
+        let mut buf = [0u8; 65536];
+        loop {
+            if count_replies(&self.received) >= n {
+                return;
+            }
+            let k = self.stream.read(&mut buf).expect("read");
+            assert!(k > 0, "server closed the connection");
+            self.received.extend_from_slice(&buf[..k]);
+        }
+    }
+
+    pub fn call(&mut self, args: &[&[u8]]) {
+        let before = count_replies(&self.received);
+        self.send(args);
+        self.read_replies(before + 1);
+    }
+}
+
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        buf.extend_from_slice(a);
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf
+}
+
+/// Counts complete RESP2 replies at the start of `b`.
+pub fn count_replies(b: &[u8]) -> usize {
+    fn one(b: &[u8], i: usize) -> Option<usize> {
+        let end = i + b.get(i..)?.windows(2).position(|w| w == b"\r\n")?;
+        let line = std::str::from_utf8(&b[i + 1..end]).ok()?;
+        let next = end + 2;
+        match b.get(i)? {
+            b'+' | b'-' | b':' => Some(next),
+            b'$' => {
+                let n: i64 = line.parse().ok()?;
+                if n < 0 { Some(next) } else { (b.len() >= next + n as usize + 2).then_some(next + n as usize + 2) }
+            }
+            b'*' => {
+                let n: i64 = line.parse().ok()?;
+                let mut j = next;
+                for _ in 0..n.max(0) {
+                    j = one(b, j)?;
+                }
+                Some(j)
+            }
+            _ => None,
+        }
+    }
+    let mut i = 0;
+    let mut n = 0;
+    while let Some(j) = one(b, i) {
+        i = j;
+        n += 1;
+    }
+    n
+}

@@ -97,7 +97,22 @@ pub struct Capture {
     /// Interfaces on which we added the clsact qdisc (pre-TCX kernels only).
     created_clsact: Vec<String>,
     clock: Clock,
+    /// Kernel-side diagnostics (`--debug` only), flushed on every drain.
+    logger: Option<aya_log::EbpfLogger<LogToTracing>>,
     pub config: CaptureConfig,
+}
+
+/// Forwards aya-log records from the kernel program to the daemon's own log.
+pub struct LogToTracing;
+
+impl log::Log for LogToTracing {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        tracing::warn!(kernel = true, "{}", record.args());
+    }
+    fn flush(&self) {}
 }
 
 impl Capture {
@@ -154,6 +169,11 @@ impl Capture {
                 map.insert(i.index, v, 0)?;
             }
         }
+        let logger = if config.debug {
+            Some(aya_log::EbpfLogger::init_with_logger(&mut ebpf, LogToTracing).context("kernel log")?)
+        } else {
+            None
+        };
         if config.debug {
             let mut settings: Array<_, u32> = Array::try_from(
                 ebpf.map_mut("SETTINGS")
@@ -182,6 +202,7 @@ impl Capture {
             attachments: Vec::new(),
             created_clsact: Vec::new(),
             clock: Clock::now(),
+            logger,
             config: config.clone(),
         };
         match config.mode {
@@ -290,6 +311,9 @@ impl Capture {
         mut f: impl FnMut(&[u8]),
     ) -> anyhow::Result<usize> {
         let mut n = 0;
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
         match tokio::time::timeout(tick, self.ring.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard.context("polling the ring buffer")?;
