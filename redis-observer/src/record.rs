@@ -17,7 +17,12 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Ok, Status::Error, Status::Unanswered, Status::NoReply];
+    pub const ALL: [Status; 4] = [
+        Status::Ok,
+        Status::Error,
+        Status::Unanswered,
+        Status::NoReply,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,7 +101,10 @@ pub struct CommandRecord<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum Notice {
     /// A decoder lost the frame boundary.
-    Desync { dir: Dir, reason: crate::resp::DesyncReason },
+    Desync {
+        dir: Dir,
+        reason: crate::resp::DesyncReason,
+    },
     /// A reply arrived with no command waiting for it (discarded).
     OrphanReply,
     /// Pending commands whose replies can no longer be matched (after a gap); their count.
@@ -105,12 +113,58 @@ pub enum Notice {
     PendingOverflow,
 }
 
+/// Why stream bytes were never seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MissReason {
+    /// Over the capture limit (`--capture-bytes`) or a pcap's snaplen: positions known, bytes
+    /// not copied; decoders skip them by length.
+    NotCaptured,
+    /// Lost: ring buffer full, packets dropped, or held out-of-order data over the bound.
+    Gap,
+}
+
+impl MissReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissReason::NotCaptured => "not_captured",
+            MissReason::Gap => "gap",
+        }
+    }
+}
+
+/// Connection-level happenings, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// First seen (at its SYN, or mid-stream).
+    Opened,
+    /// Ended (FIN both ways or RST), expired idle, evicted, or the observer stopped.
+    Closed,
+    BytesMissed {
+        reason: MissReason,
+        n: u64,
+    },
+    /// Dropped from the flow table to respect its caps (`idle`: by the idle timeout).
+    Evicted {
+        idle: bool,
+    },
+    /// Not tracked: the flow table was full of active connections.
+    Refused,
+}
+
 /// Where the pairing delivers what it finds.
 pub trait Sink {
+    /// Connection-level events from the pipeline (default: ignored).
+    fn flow(&mut self, _client: SocketAddr, _server: SocketAddr, _event: FlowEvent) {}
     /// A command completed (or is known to get no reply).
     fn command(&mut self, rec: &CommandRecord<'_>);
     /// A push or pub/sub message delivered to the client (not a reply to any command).
-    fn push(&mut self, ts_ns: u64, client: SocketAddr, server: SocketAddr, reply: &crate::resp::Reply);
+    fn push(
+        &mut self,
+        ts_ns: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        reply: &crate::resp::Reply,
+    );
     /// Something worth counting.
     fn notice(&mut self, client: SocketAddr, server: SocketAddr, notice: Notice);
 }

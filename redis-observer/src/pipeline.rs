@@ -1,0 +1,363 @@
+//! Segments in, records out: the flow table, per-direction reassembly and per-connection
+//! pairing, glued together. Shared unchanged by the live daemon and `replay`.
+
+use std::{fs::File, io::Write as _, net::SocketAddr, path::PathBuf};
+
+use redis_ebpf_common::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+use crate::{
+    flows::{FlowKey, FlowLimits, FlowState, FlowTable, Lifecycle, PortSet, Transition},
+    reassembly::{Stream, StreamEvent, StreamLimits},
+    record::{Dir, FlowEvent, MissReason, Sink},
+    segment::Segment,
+    session::{Session, SessionLimits},
+};
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub ports: Vec<u16>,
+    pub session: SessionLimits,
+    pub stream: StreamLimits,
+    pub flows: FlowLimits,
+    /// Connections without traffic for this long are closed (their pending commands become
+    /// `unanswered`).
+    pub idle_timeout_ns: u64,
+    /// Debugging and tests: write each connection's reassembled bytes to
+    /// `DIR/<client>-<server>.req` and `.rep`.
+    pub dump_streams: Option<PathBuf>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            ports: vec![6379],
+            session: SessionLimits::default(),
+            stream: StreamLimits::default(),
+            flows: FlowLimits::default(),
+            idle_timeout_ns: 600 * 1_000_000_000,
+            dump_streams: None,
+        }
+    }
+}
+
+/// One TCP connection.
+pub struct Conn {
+    session: Session,
+    req: Stream,
+    rep: Stream,
+    life: Lifecycle,
+    dump: Option<Box<[File; 2]>>,
+}
+
+impl FlowState for Conn {
+    fn mem(&self) -> usize {
+        self.session.mem() + self.req.mem() + self.rep.mem()
+    }
+}
+
+impl Conn {
+    fn new(cfg: &PipelineConfig, key: &FlowKey, mid_stream: bool) -> Conn {
+        let dump = cfg.dump_streams.as_ref().and_then(|dir| {
+            let name = |ext: &str| {
+                dir.join(format!(
+                    "{}_{}-{}_{}.{ext}",
+                    key.client.ip(),
+                    key.client.port(),
+                    key.server.ip(),
+                    key.server.port()
+                ))
+            };
+            let open = |ext: &str| File::options().create(true).append(true).open(name(ext));
+            match (open("req"), open("rep")) {
+                (Ok(a), Ok(b)) => Some(Box::new([a, b])),
+                _ => None,
+            }
+        });
+        Conn {
+            session: Session::new(key.client, key.server, &cfg.session, mid_stream),
+            req: Stream::new(cfg.stream),
+            rep: Stream::new(cfg.stream),
+            life: Lifecycle::new(),
+            dump,
+        }
+    }
+
+    /// Hands a segment's bytes to its direction's stream and the stream's output to the pairing;
+    /// reports bytes the stream found missing.
+    fn push(&mut self, key: FlowKey, dir: Dir, seg: &Segment<'_>, sink: &mut impl Sink) {
+        let Conn {
+            session,
+            req,
+            rep,
+            dump,
+            ..
+        } = self;
+        let stream = match dir {
+            Dir::Request => req,
+            Dir::Reply => rep,
+        };
+        let before = *stream.stats();
+        let ignored = session.ignored();
+        stream.push(seg.ts_ns, seg.seq, seg.data, seg.missing, &mut |ev| {
+            if ignored {
+                return;
+            }
+            deliver(session, dump, dir, ev, sink);
+        });
+        report_missing(key, &before, stream.stats(), sink);
+    }
+
+    /// End of the connection: everything held goes out, pending commands become unanswered.
+    fn close(mut self, key: FlowKey, ts: u64, sink: &mut impl Sink) {
+        let Conn {
+            session,
+            req,
+            rep,
+            dump,
+            ..
+        } = &mut self;
+        for (dir, stream) in [(Dir::Request, req), (Dir::Reply, rep)] {
+            let before = *stream.stats();
+            stream.flush(&mut |ev| deliver(session, dump, dir, ev, sink));
+            report_missing(key, &before, stream.stats(), sink);
+        }
+        session.close(ts, sink);
+        sink.flow(key.client, key.server, FlowEvent::Closed);
+    }
+}
+
+fn deliver(
+    session: &mut Session,
+    dump: &mut Option<Box<[File; 2]>>,
+    dir: Dir,
+    ev: StreamEvent<'_>,
+    sink: &mut impl Sink,
+) {
+    match (dir, ev) {
+        (Dir::Request, StreamEvent::Data { ts, bytes }) => {
+            if let Some(d) = dump {
+                let _ = d[0].write_all(bytes);
+            }
+            session.client_bytes(ts, bytes, sink);
+        }
+        (Dir::Reply, StreamEvent::Data { ts, bytes }) => {
+            if let Some(d) = dump {
+                let _ = d[1].write_all(bytes);
+            }
+            session.server_bytes(ts, bytes, sink);
+        }
+        (Dir::Request, StreamEvent::Missing { ts, len }) => session.client_missing(ts, len, sink),
+        (Dir::Reply, StreamEvent::Missing { ts, len }) => session.server_missing(ts, len, sink),
+    }
+}
+
+fn report_missing(
+    key: FlowKey,
+    before: &crate::reassembly::StreamStats,
+    after: &crate::reassembly::StreamStats,
+    sink: &mut impl Sink,
+) {
+    let nc = after
+        .bytes_not_captured
+        .saturating_sub(before.bytes_not_captured);
+    if nc > 0 {
+        sink.flow(
+            key.client,
+            key.server,
+            FlowEvent::BytesMissed {
+                reason: MissReason::NotCaptured,
+                n: nc,
+            },
+        );
+    }
+    let gap = after.bytes_gap.saturating_sub(before.bytes_gap);
+    if gap > 0 {
+        sink.flow(
+            key.client,
+            key.server,
+            FlowEvent::BytesMissed {
+                reason: MissReason::Gap,
+                n: gap,
+            },
+        );
+    }
+}
+
+/// Counters of the pipeline itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipelineStats {
+    pub segments: u64,
+}
+
+pub struct Pipeline {
+    cfg: PipelineConfig,
+    table: FlowTable<Conn>,
+    ports: PortSet,
+    pub stats: PipelineStats,
+    last_ts: u64,
+}
+
+impl Pipeline {
+    pub fn new(cfg: PipelineConfig) -> Pipeline {
+        let ports: PortSet = cfg.ports.iter().copied().collect();
+        let table = FlowTable::new(ports.clone(), cfg.flows);
+        Pipeline {
+            cfg,
+            table,
+            ports,
+            stats: PipelineStats::default(),
+            last_ts: 0,
+        }
+    }
+
+    /// Latest segment timestamp seen (ns since the epoch).
+    pub fn last_ts(&self) -> u64 {
+        self.last_ts
+    }
+
+    pub fn flows(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn mem(&self) -> usize {
+        self.table.mem()
+    }
+
+    pub fn segment(&mut self, seg: &Segment<'_>, sink: &mut impl Sink) {
+        self.stats.segments += 1;
+        self.last_ts = self.last_ts.max(seg.ts_ns);
+        let opens = seg.flags & TCP_SYN != 0 || !seg.data.is_empty() || seg.missing > 0;
+        let mut evicted: Vec<(FlowKey, Conn)> = Vec::new();
+        let closed = self.segment_in_flow(seg, opens, &mut evicted, sink);
+        if let Some(key) = closed {
+            if let Some(conn) = self.table.remove(&key) {
+                conn.close(key, seg.ts_ns, sink);
+            }
+        }
+        Self::evict(evicted, seg.ts_ns, sink);
+    }
+
+    /// The part of `segment` that works inside the flow; returns the key if the connection closed.
+    fn segment_in_flow(
+        &mut self,
+        seg: &Segment<'_>,
+        opens: bool,
+        evicted: &mut Vec<(FlowKey, Conn)>,
+        sink: &mut impl Sink,
+    ) -> Option<FlowKey> {
+        let syn = seg.flags & TCP_SYN != 0;
+        let cfg = &self.cfg;
+        let found = if opens {
+            let client_syn = syn && seg.flags & TCP_ACK == 0;
+            self.table.get_or_insert_with(
+                seg.src,
+                seg.dst,
+                seg.ts_ns,
+                |key, _dir| Conn::new(cfg, key, !client_syn),
+                |k, c| evicted.push((k, c)),
+            )
+        } else if seg.flags & (TCP_FIN | TCP_RST) != 0 || seg.flags & TCP_ACK != 0 {
+            self.table.get(seg.src, seg.dst, seg.ts_ns)
+        } else {
+            None
+        };
+        let mut flow = match found {
+            Some(f) => f,
+            None => {
+                if opens {
+                    let (key, _) = crate::flows::orient(&self.ports, seg.src, seg.dst);
+                    sink.flow(key.client, key.server, FlowEvent::Refused);
+                }
+                return None;
+            }
+        };
+        let key = flow.key();
+        let dir = flow.dir();
+        if flow.is_new() {
+            sink.flow(key.client, key.server, FlowEvent::Opened);
+        }
+        let mut closed = false;
+        if syn {
+            if flow.life.observe(dir, seg.flags, seg.seq) == Transition::Reopened {
+                // The 4-tuple was reused for a new connection: end the old one first.
+                let fresh = Conn::new(cfg, &key, false);
+                let old = std::mem::replace(&mut *flow, fresh);
+                let _ = flow.life.observe(dir, seg.flags, seg.seq);
+                old.close(key, seg.ts_ns, sink);
+                sink.flow(key.client, key.server, FlowEvent::Opened);
+            }
+            match dir {
+                Dir::Request => flow.req.set_isn(seg.seq.wrapping_add(1)),
+                Dir::Reply => flow.rep.set_isn(seg.seq.wrapping_add(1)),
+            }
+            // A SYN's payload (TCP Fast Open) starts at seq + 1.
+            if !seg.data.is_empty() {
+                let shifted = Segment {
+                    seq: seg.seq.wrapping_add(1),
+                    ..*seg
+                };
+                flow.push(key, dir, &shifted, sink);
+            }
+        } else {
+            if !seg.data.is_empty() || seg.missing > 0 {
+                flow.push(key, dir, seg, sink);
+            }
+            if let Transition::Closed(_) = flow.life.observe(dir, seg.flags, seg.seq) {
+                closed = true;
+            }
+        }
+        closed.then_some(key)
+    }
+
+    fn evict(evicted: Vec<(FlowKey, Conn)>, ts: u64, sink: &mut impl Sink) {
+        for (k, c) in evicted {
+            sink.flow(k.client, k.server, FlowEvent::Evicted { idle: false });
+            c.close(k, ts, sink);
+        }
+    }
+
+    /// Periodic housekeeping: closes connections idle past the timeout, enforces the caps.
+    pub fn tick(&mut self, now_ns: u64, sink: &mut impl Sink) {
+        // Holes the capture will never fill (a lost event is not retransmitted) must not stall a
+        // connection that went quiet.
+        self.table.for_each_mut(|key, conn| {
+            let Conn { session, req, rep, dump, .. } = conn;
+            for (dir, stream) in [(Dir::Request, req), (Dir::Reply, rep)] {
+                if stream.held_segments() > 0 {
+                    let before = *stream.stats();
+                    stream.expire_held(now_ns, &mut |ev| deliver(session, dump, dir, ev, sink));
+                    report_missing(*key, &before, stream.stats(), sink);
+                }
+            }
+        });
+        let mut expired = Vec::new();
+        self.table.expire(now_ns, self.cfg.idle_timeout_ns, |k, c| {
+            expired.push((k, c))
+        });
+        for (k, c) in expired {
+            sink.flow(k.client, k.server, FlowEvent::Evicted { idle: true });
+            c.close(k, now_ns, sink);
+        }
+    }
+
+    /// End of input (replay) or shutdown: every connection is closed out.
+    pub fn finish(&mut self, sink: &mut impl Sink) {
+        let ts = self.last_ts;
+        let mut all = Vec::new();
+        self.table.drain(|k, c| all.push((k, c)));
+        for (k, c) in all {
+            c.close(k, ts, sink);
+        }
+    }
+}
+
+/// Addresses for display and labels: IPv4-mapped IPv6 shown as IPv4.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        SocketAddr::V4(_) => a,
+    }
+}
