@@ -14,6 +14,9 @@ pub enum Status {
     Unanswered = 2,
     /// The server sends no reply by design (CLIENT REPLY OFF/SKIP and the like).
     NoReply = 3,
+    /// Queued in MULTI but never run: EXEC aborted (EXECABORT, WATCH), DISCARD, RESET. Redis
+    /// does not count these in INFO commandstats, and neither do the "executed" totals.
+    Aborted = 4,
 }
 
 impl Status {
@@ -30,6 +33,7 @@ impl Status {
             Status::Error => "error",
             Status::Unanswered => "unanswered",
             Status::NoReply => "no_reply",
+            Status::Aborted => "aborted",
         }
     }
 }

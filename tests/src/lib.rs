@@ -206,6 +206,9 @@ impl VethPair {
 pub struct Redis {
     pub proc: Proc,
     pub port: u16,
+    /// Unix socket for admin queries (INFO, CONFIG) the observer does not see.
+    pub admin_sock: PathBuf,
+    pub password: Option<String>,
     /// Address clients connect to.
     pub host: String,
     pub ns: Option<String>,
@@ -230,12 +233,16 @@ impl Redis {
             None => Command::new("redis-server"),
         };
         let bind = if ns.is_some() { "* -::*" } else { "127.0.0.1" };
+        let admin_sock = temp_dir("redis-sock").join("redis.sock");
+        let password = extra.iter().position(|a| *a == "--requirepass").and_then(|i| extra.get(i + 1)).map(|p| p.to_string());
         cmd.args(["--port", &port.to_string(), "--bind", bind, "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&admin_sock)
             .args(["--protected-mode", "no", "--hz", "100", "--daemonize", "no"])
             .args(extra)
             .stdout(Stdio::null());
         let proc = Proc::spawn("redis-server", &mut cmd);
-        let r = Redis { proc, port, host: host.into(), ns: ns.map(|n| n.name.clone()) };
+        let r = Redis { proc, port, admin_sock, password, host: host.into(), ns: ns.map(|n| n.name.clone()) };
         let (h, p) = (r.host.clone(), port);
         let check = move || TcpStream::connect((h.as_str(), p)).is_ok();
         match ns {
@@ -276,8 +283,20 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `redis-cli` over the unix socket: not seen by the observer, so it does not disturb counts.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let mut c = Command::new("redis-cli");
+        c.arg("-s").arg(&self.admin_sock);
+        if let Some(p) = &self.password {
+            c.args(["-a", p, "--no-auth-warning"]);
+        }
+        let out = sh(c.args(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn commandstats(&self) -> CommandStats {
-        CommandStats::parse(&self.cli(&["INFO", "commandstats"]))
+        wait_until("redis admin socket", Duration::from_secs(10), || self.admin_sock.exists());
+        CommandStats::parse(&self.admin(&["INFO", "commandstats"]))
     }
 }
 
@@ -543,4 +562,85 @@ pub fn count_replies(b: &[u8]) -> usize {
         n += 1;
     }
     n
+}
+
+/// tcpdump recording one port on one interface into a pcap file.
+pub struct Tcpdump {
+    pub proc: Proc,
+    pub path: PathBuf,
+}
+
+impl Tcpdump {
+    pub fn start(ns: Option<&NetNs>, iface: &str, port: u16, path: &Path) -> Tcpdump {
+        let err = path.with_extension("stderr");
+        let mut cmd = match ns {
+            Some(ns) => ns.cmd("tcpdump"),
+            None => Command::new("tcpdump"),
+        };
+        cmd.args(["-i", iface, "-U", "-s", "0", "--immediate-mode", "-w"])
+            .arg(path)
+            .args(["tcp", "port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).expect("tcpdump stderr"));
+        let proc = Proc::spawn("tcpdump", &mut cmd);
+        wait_until("tcpdump to listen", Duration::from_secs(10), || {
+            std::fs::read_to_string(&err).is_ok_and(|s| s.contains("listening on"))
+        });
+        Tcpdump { proc, path: path.to_owned() }
+    }
+
+    /// Stops it and waits until the file is complete.
+    pub fn stop(&mut self) {
+        sleep(Duration::from_millis(200));
+        self.proc.signal(libc::SIGINT);
+        let _ = self.proc.stop();
+    }
+}
+
+/// What `redis-observer replay` produced for a capture.
+pub struct Replay {
+    pub metrics: Metrics,
+    pub metrics_text: String,
+    pub log: Vec<serde_json::Value>,
+    pub log_text: String,
+    pub stderr: String,
+}
+
+pub fn replay(pcap: &Path, port: u16) -> Replay {
+    let dir = pcap.parent().expect("dir").to_owned();
+    let log = dir.join("replay.jsonl");
+    let prom = dir.join("replay.prom");
+    let out = Command::new(observer_bin())
+        .arg("replay")
+        .arg(pcap)
+        .args(["-p", &port.to_string(), "--log"])
+        .arg(&log)
+        .arg("--metrics-out")
+        .arg(&prom)
+        .output()
+        .expect("run replay");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "replay failed: {stderr}");
+    let metrics_text = std::fs::read_to_string(&prom).expect("metrics-out");
+    let log_text = std::fs::read_to_string(&log).expect("replay log");
+    Replay { metrics: Metrics::parse(&metrics_text), metrics_text, log: parse_log(&log_text), log_text, stderr }
+}
+
+pub fn parse_log(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Per command: log lines whose status is one of `statuses`.
+pub fn log_counts(log: &[serde_json::Value], statuses: &[&str]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for v in log {
+        let (Some(cmd), Some(st)) = (v["command"].as_str(), v["status"].as_str()) else { continue };
+        if statuses.contains(&st) {
+            *m.entry(cmd.to_owned()).or_insert(0) += 1;
+        }
+    }
+    m
 }

@@ -160,7 +160,8 @@ mod tests {
             family: 9,
             ..Default::default()
         };
-        let (hdr, data) = parse_record(&record(&h, b"")).unwrap();
+        let rec = record(&h, b"");
+        let (hdr, data) = parse_record(&rec).unwrap();
         assert_eq!(
             to_segment(&hdr, data, Clock::now()).unwrap_err(),
             EventError::Family(9)

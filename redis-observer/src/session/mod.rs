@@ -1,0 +1,1127 @@
+//! Per-connection pairing of commands with their replies.
+//!
+//! A [`Session`] owns one connection's request and reply decoders and turns their events into
+//! exactly one [`CommandRecord`] per command Redis runs (or is known not to answer), plus pushes
+//! and notices. Redis answers a connection's commands in order, so pairing is a FIFO; everything
+//! else here is where Redis (7.0, see `docs/redis-notes.md`) departs from one reply per command:
+//!
+//! - **CLIENT REPLY** OFF / SKIP (and an `OFF`/`SKIP` that is itself silent) are followed on the
+//!   request side, in command order: a command the server will not answer is emitted at once as
+//!   `no_reply`. `CLIENT REPLY ON` and `RESET` are answered even under OFF; under SKIP nothing is.
+//!   An empty line or `*0` consumes a SKIP. Pub/sub confirmations are sent even to a silenced
+//!   client (Redis ≥ 7.0.10 marks them `CLIENT_PUSHING`): they then count as pushes.
+//! - **Pub/sub**: `(P|S)SUBSCRIBE` with n channels completes after its n-th confirmation; an
+//!   argless `(P|S)UNSUBSCRIBE` after one confirmation per subscription of its kind (counted from
+//!   the confirmations' third element), or the single `[.., null, n]` one. Deliveries, and
+//!   confirmations that no command is waiting for, are pushes. In RESP2 an array is read as
+//!   pub/sub only while subscribed (or when the head command is a pub/sub command), so a list
+//!   that happens to start with `"message"` is still a reply elsewhere.
+//! - **RESP3** (after a `HELLO` answered with a map, or any `>` seen): every push is a push,
+//!   never a reply, except confirmations a pub/sub command at the head is waiting for.
+//! - **MULTI/EXEC**: a command answered `+QUEUED` moves to the transaction and is emitted once, at
+//!   EXEC, with the outcome of its element in EXEC's array (`in_transaction`, EXEC's latency,
+//!   `resp_bytes` = its `+QUEUED`). A queue-time error is an ordinary error reply. Queued commands
+//!   that never ran are emitted with `in_transaction` set and **no latency** (see [`executed`]):
+//!   status `aborted` (with EXEC's `-EXECABORT` reply as their reply when there is one) after
+//!   EXECABORT, a WATCH abort (EXEC's null), DISCARD or RESET; `unanswered` when the connection
+//!   ends first.
+//! - **MONITOR**: after its `+OK`, `+<ts> [db addr] ...` lines are pushes.
+//! - **RESET** leaves subscribed mode, MONITOR, MULTI and RESP3 and turns replies back on.
+//! - **QUIT**, a protocol error and Redis's `POST`/`Host:` guard end the request stream: nothing
+//!   the client sends afterwards runs. The protocol error's `-ERR` reply is consumed (a notice,
+//!   not a command).
+//!
+//! Losses are counted, never guessed: a reply-side desync drops every pending command
+//! ([`Notice::CommandsLost`]); a request-side desync (commands lost whose replies will still come)
+//! keeps pairing the commands sent before it, then treats replies that started before the next
+//! known command was fully sent as orphans (causality; exact for request/response clients,
+//! best effort for pipelines). A session started mid-stream drops server bytes until the first
+//! command and applies the same causality rule to its first pairing. Over `max_pending`, the
+//! oldest command is dropped ([`Notice::PendingOverflow`]) and its reply skipped.
+
+mod pending;
+mod pubsub;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use crate::commands::{self, CommandId, UNKNOWN};
+use crate::record::{CommandRecord, Dir, Notice, RecordArg, ReplySummary, Sink, Status};
+use crate::resp::{
+    DesyncReason, Kind, Limits, ProtocolError, Reply, ReplyDecoder, ReplyEvent, Request,
+    RequestDecoder, RequestEvent,
+};
+
+use pending::{Chan, Entry, Fifo, Role};
+use pubsub::{Confirmation, PubSub};
+
+/// Per-connection bounds.
+#[derive(Clone, Debug)]
+pub struct SessionLimits {
+    /// Commands awaiting a reply; beyond it the oldest is dropped and its reply skipped.
+    pub max_pending: usize,
+    /// Decoder limits (what the decoders keep bounds what records can show).
+    pub resp: Limits,
+    /// Arguments after the command name kept in a record.
+    pub keep_args: usize,
+    /// Bytes kept of each argument and of the key.
+    pub keep_arg_bytes: usize,
+    /// Bytes kept of an unknown command's name.
+    pub keep_name_bytes: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_pending: 100_000,
+            resp: Limits::default(),
+            keep_args: 16,
+            keep_arg_bytes: 64,
+            keep_name_bytes: 32,
+        }
+    }
+}
+
+/// Whether Redis ran the command, i.e. whether INFO commandstats counts it (as a call, or as a
+/// rejected call for an error reply such as arity or NOPERM). False only for commands queued in a
+/// transaction that never ran (EXECABORT, WATCH abort, DISCARD, RESET, connection ended): those
+/// carry `in_transaction` without a latency.
+#[must_use]
+pub fn executed(rec: &CommandRecord<'_>) -> bool {
+    !matches!(rec.status, Status::Aborted) && !(rec.in_transaction && rec.latency_ns.is_none())
+}
+
+/// One TCP connection: both decoders and the pairing state.
+pub struct Session {
+    requests: RequestDecoder,
+    replies: ReplyDecoder,
+    core: Core,
+}
+
+impl Session {
+    /// `mid_stream`: the capture did not see the connection start (decoders resynchronise, server
+    /// bytes are dropped until the first command).
+    #[must_use]
+    pub fn new(
+        client: SocketAddr,
+        server: SocketAddr,
+        limits: &SessionLimits,
+        mid_stream: bool,
+    ) -> Self {
+        let (requests, replies) = if mid_stream {
+            (
+                RequestDecoder::new_mid_stream(limits.resp.clone()),
+                ReplyDecoder::new_mid_stream(limits.resp.clone()),
+            )
+        } else {
+            (
+                RequestDecoder::new(limits.resp.clone()),
+                ReplyDecoder::new(limits.resp.clone()),
+            )
+        };
+        Session {
+            requests,
+            replies,
+            core: Core::new(client, server, limits, mid_stream),
+        }
+    }
+
+    pub fn client_bytes(&mut self, ts: u64, data: &[u8], sink: &mut impl Sink) {
+        if self.core.req_closed || self.core.ignored || self.core.closed {
+            return;
+        }
+        let core = &mut self.core;
+        self.requests.feed(ts, data, &mut |ev: RequestEvent<'_>| {
+            core.on_request(ts, ev, sink);
+        });
+    }
+
+    pub fn client_missing(&mut self, ts: u64, n: u64, sink: &mut impl Sink) {
+        if self.core.req_closed || self.core.ignored || self.core.closed {
+            return;
+        }
+        let core = &mut self.core;
+        self.requests.missing(ts, n, &mut |ev: RequestEvent<'_>| {
+            core.on_request(ts, ev, sink);
+        });
+    }
+
+    pub fn server_bytes(&mut self, ts: u64, data: &[u8], sink: &mut impl Sink) {
+        if self.core.ignored || self.core.await_command || self.core.closed {
+            return;
+        }
+        let core = &mut self.core;
+        self.replies.feed(ts, data, &mut |ev: ReplyEvent<'_>| {
+            core.on_reply_event(ev, sink);
+        });
+    }
+
+    pub fn server_missing(&mut self, ts: u64, n: u64, sink: &mut impl Sink) {
+        if self.core.ignored || self.core.await_command || self.core.closed {
+            return;
+        }
+        let core = &mut self.core;
+        self.replies.missing(ts, n, &mut |ev: ReplyEvent<'_>| {
+            core.on_reply_event(ev, sink);
+        });
+    }
+
+    /// Connection ended: every pending command becomes `unanswered` (a pub/sub command that got
+    /// some confirmations is complete), queued transaction commands too (never ran).
+    pub fn close(&mut self, _ts: u64, sink: &mut impl Sink) {
+        self.core.close(sink);
+    }
+
+    /// Bytes held, for the flow table's memory cap.
+    #[must_use]
+    pub fn mem(&self) -> usize {
+        size_of::<Self>() + self.requests.mem() + self.replies.mem() + self.core.mem()
+    }
+
+    /// Not RESP: the pipeline stops feeding it.
+    #[must_use]
+    pub fn ignored(&self) -> bool {
+        self.core.ignored
+    }
+}
+
+/// Whether the connection is inside MULTI, as the replies showed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Multi {
+    No,
+    Yes,
+    /// Started mid-stream or lost replies.
+    Unknown,
+}
+
+/// What a record says about a command's outcome.
+#[derive(Clone, Copy)]
+struct Outcome<'a> {
+    status: Status,
+    reply: Option<ReplySummary<'a>>,
+    latency_ns: Option<u64>,
+    resp_bytes: u64,
+    in_transaction: bool,
+}
+
+impl Outcome<'_> {
+    /// No reply of its own (not sent, not come, or not this command's).
+    fn bare(status: Status, resp_bytes: u64, in_transaction: bool) -> Self {
+        Outcome {
+            status,
+            reply: None,
+            latency_ns: None,
+            resp_bytes,
+            in_transaction,
+        }
+    }
+}
+
+/// How queued transaction commands end when they did not run.
+#[derive(Clone, Copy)]
+enum TxEnd<'a> {
+    /// EXEC answered `-EXECABORT`: status `error` with that reply.
+    Aborted(&'a Reply),
+    /// WATCH abort, DISCARD, RESET: `no_reply`.
+    Discarded,
+    /// Connection ended: `unanswered`.
+    Closed,
+}
+
+struct Core {
+    client: SocketAddr,
+    server: SocketAddr,
+    max_pending: usize,
+    keep_args: usize,
+    keep_arg_bytes: usize,
+    keep_name_bytes: usize,
+
+    /// Commands awaiting a reply, oldest first.
+    pending: VecDeque<Entry>,
+    /// Commands queued in MULTI (answered `+QUEUED`), oldest first; all older than `pending`.
+    tx: VecDeque<Entry>,
+    /// Kept bytes and arguments of `tx` then `pending`, in that order.
+    bytes: Fifo<u8>,
+    args: Fifo<RecordArg>,
+
+    // Request side, in command order (what Redis knows when it reads a command).
+    reply_off: bool,
+    skip_next: bool,
+    multi_req: bool,
+    /// QUIT, protocol error, close: nothing more the client sends is a command.
+    req_closed: bool,
+    /// Mid-stream start: server bytes are dropped until the first command.
+    await_command: bool,
+
+    // Reply side, in reply order.
+    resp3: bool,
+    multi: Multi,
+    monitor: bool,
+    pubsub: PubSub,
+    /// RESP2 arrays shaped like pub/sub frames are taken as such even when not known to be
+    /// subscribed (mid-stream start, or a silenced SUBSCRIBE).
+    loose_pubsub: bool,
+    /// Replies owed to commands dropped on overflow: skipped.
+    skip_replies: u64,
+    /// After a gap: the next pairing must be causal (reply started after the command was sent).
+    resync: bool,
+    /// Pending commands sent before the last request-side gap: they pair without that check.
+    barrier: usize,
+    ignored: bool,
+    /// `close` ran: nothing more is produced.
+    closed: bool,
+}
+
+impl Core {
+    fn new(client: SocketAddr, server: SocketAddr, l: &SessionLimits, mid_stream: bool) -> Self {
+        Core {
+            client,
+            server,
+            max_pending: l.max_pending.max(1),
+            // Bounds keep every entry's bytes far below u32 offsets.
+            keep_args: l.keep_args.min(1024),
+            keep_arg_bytes: l.keep_arg_bytes.min(1 << 16),
+            keep_name_bytes: l.keep_name_bytes.min(1 << 10),
+            pending: VecDeque::new(),
+            tx: VecDeque::new(),
+            bytes: Fifo::new(),
+            args: Fifo::new(),
+            reply_off: false,
+            skip_next: false,
+            multi_req: false,
+            req_closed: false,
+            await_command: mid_stream,
+            resp3: false,
+            multi: if mid_stream {
+                Multi::Unknown
+            } else {
+                Multi::No
+            },
+            monitor: false,
+            pubsub: PubSub::new(mid_stream),
+            loose_pubsub: mid_stream,
+            skip_replies: 0,
+            resync: mid_stream,
+            barrier: 0,
+            ignored: false,
+            closed: false,
+        }
+    }
+
+    fn mem(&self) -> usize {
+        (self.pending.capacity() + self.tx.capacity()) * size_of::<Entry>()
+            + self.bytes.mem()
+            + self.args.mem()
+    }
+
+    fn notice(&self, sink: &mut impl Sink, n: Notice) {
+        sink.notice(self.client, self.server, n);
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Requests
+
+    fn on_request(&mut self, ts: u64, ev: RequestEvent<'_>, sink: &mut impl Sink) {
+        if self.req_closed || self.ignored {
+            return;
+        }
+        match ev {
+            RequestEvent::Command(req) => self.on_command(req, sink),
+            // Redis resets the client on an empty command, which ends a SKIP.
+            RequestEvent::Empty => self.skip_next = false,
+            RequestEvent::ProtocolError(e) => self.on_protocol_error(ts, e, sink),
+            RequestEvent::Desync(reason) => {
+                self.notice(
+                    sink,
+                    Notice::Desync {
+                        dir: Dir::Request,
+                        reason,
+                    },
+                );
+                if reason == DesyncReason::NotResp {
+                    self.ignore(sink);
+                } else {
+                    // Commands were lost; their replies will come after those of the commands
+                    // pending now.
+                    self.barrier = self.pending.len();
+                    self.resync = true;
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, req: &Request, sink: &mut impl Sink) {
+        self.await_command = false;
+        let (id, name_args) = commands::resolve(req);
+        if id == UNKNOWN && is_http_guard(req) {
+            // Redis's securityWarningCommand: closes without a reply, counts nothing.
+            self.req_closed = true;
+            return;
+        }
+        let role = self.role_of(id, req, name_args);
+        // Silencing as Redis applies it: SKIP covers exactly this command, OFF until ON or RESET
+        // (both of which clear OFF before replying).
+        let skipped = std::mem::take(&mut self.skip_next);
+        let off = self.reply_off;
+        let answered = match role {
+            Role::ReplyOn | Role::Reset => {
+                self.reply_off = false;
+                !skipped
+            }
+            Role::ReplyOff => {
+                self.reply_off = true;
+                false
+            }
+            Role::ReplySkip => {
+                self.skip_next = !off;
+                false
+            }
+            _ => !(off || skipped),
+        };
+        match role {
+            Role::Multi => self.multi_req = true,
+            Role::Exec | Role::Discard | Role::Reset => self.multi_req = false,
+            Role::Quit => self.req_closed = true,
+            _ => {}
+        }
+        if answered {
+            if self.pending.len() >= self.max_pending {
+                self.drop_oldest(sink);
+            }
+            let e = self.build(req, id, name_args, role);
+            self.pending.push_back(e);
+        } else {
+            self.unanswered_by_design(req, id, name_args, role, sink);
+        }
+    }
+
+    fn role_of(&self, id: CommandId, req: &Request, name_args: usize) -> Role {
+        let argc = req.argc.saturating_sub(name_args as u64);
+        let queued = self.multi_req
+            && !matches!(id, commands::MULTI | commands::EXEC | commands::DISCARD)
+            && !matches!(id, commands::RESET | commands::QUIT | commands::WATCH);
+        if queued {
+            return Role::Plain;
+        }
+        let unsub = |chan| {
+            if argc == 0 {
+                Role::UnsubscribeAll(chan)
+            } else {
+                Role::Unsubscribe(chan)
+            }
+        };
+        match id {
+            commands::SUBSCRIBE => Role::Subscribe(Chan::Channel),
+            commands::PSUBSCRIBE => Role::Subscribe(Chan::Pattern),
+            commands::SSUBSCRIBE => Role::Subscribe(Chan::Shard),
+            commands::UNSUBSCRIBE => unsub(Chan::Channel),
+            commands::PUNSUBSCRIBE => unsub(Chan::Pattern),
+            commands::SUNSUBSCRIBE => unsub(Chan::Shard),
+            commands::CLIENT_REPLY if req.argc == 3 => {
+                let is = |w: &[u8]| {
+                    req.arg(2)
+                        .is_some_and(|(b, len)| len == w.len() as u64 && b.eq_ignore_ascii_case(w))
+                };
+                if is(b"on") {
+                    Role::ReplyOn
+                } else if is(b"off") {
+                    Role::ReplyOff
+                } else if is(b"skip") {
+                    Role::ReplySkip
+                } else {
+                    Role::Plain // -ERR syntax error
+                }
+            }
+            commands::MULTI => Role::Multi,
+            commands::EXEC => Role::Exec,
+            commands::DISCARD => Role::Discard,
+            commands::RESET => Role::Reset,
+            commands::QUIT => Role::Quit,
+            commands::HELLO => Role::Hello,
+            commands::MONITOR => Role::Monitor,
+            _ => Role::Plain,
+        }
+    }
+
+    /// A command the server runs without answering: emitted now, with the reply-side effects it
+    /// would have had.
+    fn unanswered_by_design(
+        &mut self,
+        req: &Request,
+        id: CommandId,
+        name_args: usize,
+        role: Role,
+        sink: &mut impl Sink,
+    ) {
+        match role {
+            Role::Subscribe(_) | Role::Unsubscribe(_) | Role::UnsubscribeAll(_) if !self.resp3 => {
+                // Its confirmations still come (CLIENT_PUSHING) with nothing waiting for them.
+                self.loose_pubsub = true;
+            }
+            Role::Hello => match req.arg(1) {
+                Some((b"3", 1)) => self.resp3 = true,
+                Some((b"2", 1)) => self.resp3 = false,
+                _ => {}
+            },
+            // Skipped: its +OK is not sent, the feed lines are.
+            Role::Monitor => self.monitor = true,
+            // Skipped: queued commands are still answered +QUEUED.
+            Role::Multi => self.multi = Multi::Yes,
+            Role::Reset => self.reset(sink),
+            _ => {}
+        }
+        let bytes_at = self.bytes.end();
+        let args_at = self.args.end();
+        let e = self.build(req, id, name_args, role);
+        self.emit(&e, Outcome::bare(Status::NoReply, 0, false), sink);
+        self.bytes.truncate(bytes_at);
+        self.args.truncate(args_at);
+        if role == Role::Exec {
+            // Ran, outcome unseen (only possible when we mistracked): not "never ran".
+            while let Some(q) = self.tx.pop_front() {
+                self.emit(
+                    &q,
+                    Outcome::bare(Status::NoReply, q.resp_bytes, false),
+                    sink,
+                );
+                self.release();
+            }
+            self.multi = Multi::No;
+        }
+    }
+
+    fn on_protocol_error(&mut self, ts: u64, e: ProtocolError, sink: &mut impl Sink) {
+        self.req_closed = true;
+        // No dedicated notice kind (yet): counted as a request-side desync of the matching reason.
+        self.notice(
+            sink,
+            Notice::Desync {
+                dir: Dir::Request,
+                reason: protocol_error_reason(e),
+            },
+        );
+        let silenced = self.reply_off || std::mem::take(&mut self.skip_next);
+        if !silenced {
+            // Consume the `-ERR Protocol error` Redis sends before closing.
+            if self.pending.len() >= self.max_pending {
+                self.drop_oldest(sink);
+            }
+            let mut m = self.blank_entry(UNKNOWN, Role::ProtocolError);
+            m.ts_first = ts;
+            m.ts_last = ts;
+            self.pending.push_back(m);
+        }
+    }
+
+    fn drop_oldest(&mut self, sink: &mut impl Sink) {
+        if let Some(e) = self.pop_pending() {
+            // Its reply (or its first confirmation) will still come: skip it, keep the FIFO true.
+            if !e.got {
+                self.skip_replies = self.skip_replies.saturating_add(1);
+            }
+            self.notice(sink, Notice::PendingOverflow);
+        }
+    }
+
+    fn blank_entry(&self, id: CommandId, role: Role) -> Entry {
+        Entry {
+            ts_first: 0,
+            ts_last: 0,
+            req_bytes: 0,
+            argc: 0,
+            bytes_at: self.bytes.end(),
+            args_at: self.args.end(),
+            left: 0,
+            reply_ts: 0,
+            resp_bytes: 0,
+            reply_len: 0,
+            bytes_len: 0,
+            key_start: 0,
+            key_len: 0,
+            args_len: 0,
+            name_len: 0,
+            id,
+            role,
+            reply_kind: Kind::Null,
+            has_key: false,
+            secret_reply: false,
+            got: false,
+        }
+    }
+
+    /// Copies what a record shows of `req` to the back of the arenas.
+    fn build(&mut self, req: &Request, id: CommandId, name_args: usize, role: Role) -> Entry {
+        let mut e = self.blank_entry(id, role);
+        e.ts_first = req.first_ts;
+        e.ts_last = req.last_ts;
+        e.req_bytes = req.wire_len;
+        e.argc = req.argc.saturating_sub(name_args as u64);
+        e.secret_reply = commands::reply_is_secret(id, req);
+        // Offsets within this entry's bytes: small, since the keep limits are clamped.
+        let rel = |bytes: &Fifo<u8>| {
+            u32::try_from(bytes.end().wrapping_sub(e.bytes_at)).unwrap_or(u32::MAX)
+        };
+
+        if id == UNKNOWN
+            && let Some((name, _)) = req.arg(0)
+        {
+            let name = name.get(..self.keep_name_bytes).unwrap_or(name);
+            self.bytes.extend(name);
+            self.bytes.tail_mut(e.bytes_at).make_ascii_uppercase();
+            e.name_len = rel(&self.bytes);
+        }
+
+        let key = commands::first_key(id, req);
+        let last = req.args.len().min(name_args.saturating_add(self.keep_args));
+        for i in name_args..last {
+            let Some((prefix, len)) = req.arg(i) else {
+                break;
+            };
+            let start = rel(&self.bytes);
+            let arg = if commands::is_secret_arg(id, req, i) {
+                RecordArg {
+                    start,
+                    kept: 0,
+                    len,
+                    redacted: true,
+                }
+            } else {
+                let kept = prefix.get(..self.keep_arg_bytes).unwrap_or(prefix);
+                self.bytes.extend(kept);
+                if key == Some(i) {
+                    (e.has_key, e.key_start, e.key_len) = (true, start, len32(kept.len()));
+                }
+                RecordArg {
+                    start,
+                    kept: len32(kept.len()),
+                    len,
+                    redacted: false,
+                }
+            };
+            self.args.push(arg);
+            e.args_len += 1;
+        }
+        // A key past the kept arguments (EVAL's, say) is kept on its own.
+        if let Some(k) = key.filter(|_| !e.has_key)
+            && let Some((prefix, _)) = req.arg(k)
+            && !commands::is_secret_arg(id, req, k)
+        {
+            let kept = prefix.get(..self.keep_arg_bytes).unwrap_or(prefix);
+            (e.has_key, e.key_start, e.key_len) = (true, rel(&self.bytes), len32(kept.len()));
+            self.bytes.extend(kept);
+        }
+        e.bytes_len = rel(&self.bytes);
+        e
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Replies
+
+    fn on_reply_event(&mut self, ev: ReplyEvent<'_>, sink: &mut impl Sink) {
+        if self.ignored {
+            return;
+        }
+        match ev {
+            ReplyEvent::Reply(r) => self.on_reply(r, sink),
+            ReplyEvent::Desync(reason) => self.on_reply_desync(reason, sink),
+        }
+    }
+
+    fn on_reply(&mut self, r: &Reply, sink: &mut impl Sink) {
+        if r.kind == Kind::Push {
+            // Only RESP3 has pushes; they never answer a command, except the confirmations a
+            // pub/sub command is waiting for.
+            self.resp3 = true;
+            if let Some(c) = pubsub::confirmation(r) {
+                let consumed = self.confirm(&c, r, sink);
+                self.pubsub.apply(&c);
+                if consumed {
+                    return;
+                }
+            }
+            self.push(r, sink);
+            return;
+        }
+        if !self.resp3 && r.kind == Kind::Array {
+            let context = self.pubsub.subscribed() || self.loose_pubsub;
+            if let Some(c) = pubsub::confirmation(r) {
+                if context || self.head_wants(&c) {
+                    let consumed = self.confirm(&c, r, sink);
+                    self.pubsub.apply(&c);
+                    if !consumed {
+                        self.push(r, sink);
+                    }
+                    return;
+                }
+            } else if context && pubsub::is_message(r) {
+                self.push(r, sink);
+                return;
+            }
+        }
+        if matches!(
+            r.kind,
+            Kind::Map | Kind::Set | Kind::Double | Kind::Boolean | Kind::BigNumber | Kind::Verbatim
+        ) {
+            // Types only RESP3 has (a session picked up mid-stream learns the protocol here).
+            self.resp3 = true;
+        }
+        if self.monitor && r.kind == Kind::Simple && pubsub::is_monitor_line(&r.text) {
+            self.push(r, sink);
+            return;
+        }
+        if self.skip_replies > 0 {
+            self.skip_replies -= 1;
+            return;
+        }
+        self.pair(r, sink);
+    }
+
+    fn push(&self, r: &Reply, sink: &mut impl Sink) {
+        sink.push(r.first_ts, self.client, self.server, r);
+    }
+
+    /// The reply could be the head's: always, unless we are resynchronising and the reply began
+    /// before the head command was fully sent.
+    fn causal(&mut self, head_ts_last: u64, r: &Reply) -> bool {
+        if !self.resync || self.barrier > 0 {
+            return true;
+        }
+        if r.first_ts < head_ts_last {
+            return false;
+        }
+        self.resync = false;
+        true
+    }
+
+    fn head_wants(&self, c: &Confirmation) -> bool {
+        self.pending.front().is_some_and(|h| wants(h.role, c))
+    }
+
+    /// `r` is a confirmation: count it for the head command if it is waiting for one.
+    fn confirm(&mut self, c: &Confirmation, r: &Reply, sink: &mut impl Sink) -> bool {
+        let Some(head) = self.pending.front().copied() else {
+            return false;
+        };
+        if !wants(head.role, c) || !self.causal(head.ts_last, r) {
+            return false;
+        }
+        let expected = match head.role {
+            Role::UnsubscribeAll(chan) => self.pubsub.count(chan).unwrap_or(1).max(1),
+            _ => head.argc.max(1),
+        };
+        let Some(h) = self.pending.front_mut() else {
+            return false;
+        };
+        if !h.got {
+            (h.got, h.left) = (true, expected);
+            (h.reply_ts, h.reply_kind, h.reply_len) = (r.first_ts, r.kind, r.len);
+        }
+        h.resp_bytes = h.resp_bytes.saturating_add(r.wire_len);
+        h.left = if c.null_channel {
+            0
+        } else {
+            h.left.saturating_sub(1)
+        };
+        if h.left == 0 {
+            self.finish_confirmed(sink);
+        }
+        true
+    }
+
+    /// Emits the head pub/sub command with what its confirmations said.
+    fn finish_confirmed(&mut self, sink: &mut impl Sink) {
+        let Some(h) = self.pending.front().copied() else {
+            return;
+        };
+        let summary = ReplySummary {
+            kind: h.reply_kind,
+            len: h.reply_len,
+            text: &[],
+            redacted: false,
+        };
+        let latency = Some(h.reply_ts.saturating_sub(h.ts_last));
+        self.emit(
+            &h,
+            Outcome {
+                status: Status::Ok,
+                reply: Some(summary),
+                latency_ns: latency,
+                resp_bytes: h.resp_bytes,
+                in_transaction: false,
+            },
+            sink,
+        );
+        self.pop_pending();
+    }
+
+    fn pair(&mut self, r: &Reply, sink: &mut impl Sink) {
+        let head = loop {
+            let Some(head) = self.pending.front().copied() else {
+                self.notice(sink, Notice::OrphanReply);
+                return;
+            };
+            if head.got {
+                // A pub/sub command is over once anything but its confirmations comes.
+                self.finish_confirmed(sink);
+                continue;
+            }
+            break head;
+        };
+        if !self.causal(head.ts_last, r) {
+            self.notice(sink, Notice::OrphanReply);
+            return;
+        }
+        if head.role == Role::ProtocolError {
+            self.pop_pending();
+            return;
+        }
+        let ok = r.kind != Kind::Error;
+        if ok
+            && self.multi != Multi::No
+            && head.role.queueable()
+            && r.kind == Kind::Simple
+            && r.text == b"QUEUED"
+        {
+            // Runs at EXEC: emitted then, with its element of EXEC's array.
+            if let Some(mut q) = self.pending.pop_front() {
+                self.barrier = self.barrier.saturating_sub(1);
+                (q.reply_ts, q.resp_bytes) = (r.first_ts, r.wire_len);
+                self.tx.push_back(q);
+            }
+            self.multi = Multi::Yes;
+            return;
+        }
+        match head.role {
+            Role::Exec => self.on_exec_reply(&head, r, sink),
+            Role::Multi if ok => self.multi = Multi::Yes,
+            Role::Discard if ok => {
+                self.end_tx(TxEnd::Discarded, sink);
+                self.multi = Multi::No;
+            }
+            Role::Reset if ok => self.reset(sink),
+            Role::Hello => match r.kind {
+                Kind::Map => self.resp3 = true,
+                Kind::Array => self.resp3 = false,
+                _ => {}
+            },
+            Role::Monitor if ok => self.monitor = true,
+            Role::Plain if ok => {
+                // In RESP2 subscribed mode anything but PING gets an error, and inside MULTI
+                // anything but an error is QUEUED: a plain answer proves neither holds.
+                if !self.resp3 && head.id != commands::PING {
+                    self.loose_pubsub = false;
+                }
+                if self.multi == Multi::Unknown {
+                    self.multi = Multi::No;
+                }
+            }
+            _ => {}
+        }
+        let latency = Some(r.first_ts.saturating_sub(head.ts_last));
+        let status = if ok { Status::Ok } else { Status::Error };
+        self.emit(
+            &head,
+            Outcome {
+                status,
+                reply: Some(summary(r, head.secret_reply)),
+                latency_ns: latency,
+                resp_bytes: r.wire_len,
+                in_transaction: false,
+            },
+            sink,
+        );
+        self.pop_pending();
+    }
+
+    fn on_exec_reply(&mut self, exec: &Entry, r: &Reply, sink: &mut impl Sink) {
+        match r.kind {
+            Kind::Array => self.run_tx(exec, r, sink),
+            Kind::Error if r.text.starts_with(b"EXECABORT") => self.end_tx(TxEnd::Aborted(r), sink),
+            // Rejected EXEC (arity...): the transaction goes on. `EXEC without MULTI` ends it.
+            Kind::Error if !r.text.ends_with(b"without MULTI") => return,
+            // A WATCH abort (null), or nothing we can tell ran.
+            _ => self.end_tx(TxEnd::Discarded, sink),
+        }
+        self.multi = Multi::No;
+    }
+
+    /// EXEC ran the transaction: each queued command gets its element of the array. Elements are
+    /// matched from the end, so commands queued before a mid-stream start are simply absent.
+    fn run_tx(&mut self, exec: &Entry, r: &Reply, sink: &mut impl Sink) {
+        let elements = u64::try_from(r.len).unwrap_or(0);
+        let queued = self.tx.len() as u64;
+        let unmatched = queued.saturating_sub(elements);
+        let first = elements.saturating_sub(queued);
+        let latency = Some(r.first_ts.saturating_sub(exec.ts_last));
+        let mut j = 0u64;
+        while let Some(q) = self.tx.front().copied() {
+            if j < unmatched {
+                self.emit(
+                    &q,
+                    Outcome::bare(Status::Unanswered, q.resp_bytes, true),
+                    sink,
+                );
+            } else {
+                let idx = usize::try_from(first + (j - unmatched)).unwrap_or(usize::MAX);
+                match r.children.get(idx) {
+                    Some(ch) => {
+                        let redacted = q.secret_reply && ch.kind != Kind::Error;
+                        let text = if redacted {
+                            &[][..]
+                        } else {
+                            r.child_text(idx).unwrap_or_default()
+                        };
+                        let s = ReplySummary {
+                            kind: ch.kind,
+                            len: ch.len,
+                            text,
+                            redacted,
+                        };
+                        let status = if ch.kind == Kind::Error {
+                            Status::Error
+                        } else {
+                            Status::Ok
+                        };
+                        self.emit(
+                            &q,
+                            Outcome {
+                                status,
+                                reply: Some(s),
+                                latency_ns: latency,
+                                resp_bytes: q.resp_bytes,
+                                in_transaction: true,
+                            },
+                            sink,
+                        );
+                    }
+                    // Past the children the decoder keeps: ran, outcome not kept.
+                    None => self.emit(
+                        &q,
+                        Outcome {
+                            status: Status::Ok,
+                            reply: None,
+                            latency_ns: latency,
+                            resp_bytes: q.resp_bytes,
+                            in_transaction: true,
+                        },
+                        sink,
+                    ),
+                }
+            }
+            self.tx.pop_front();
+            self.release();
+            j += 1;
+        }
+    }
+
+    /// Queued commands that will never run.
+    fn end_tx(&mut self, end: TxEnd<'_>, sink: &mut impl Sink) {
+        while let Some(q) = self.tx.front().copied() {
+            let o = match end {
+                TxEnd::Aborted(r) => Outcome {
+                    status: Status::Aborted,
+                    reply: Some(summary(r, false)),
+                    latency_ns: None,
+                    resp_bytes: q.resp_bytes,
+                    in_transaction: true,
+                },
+                TxEnd::Discarded => Outcome::bare(Status::Aborted, q.resp_bytes, true),
+                TxEnd::Closed => Outcome::bare(Status::Unanswered, q.resp_bytes, true),
+            };
+            self.emit(&q, o, sink);
+            self.tx.pop_front();
+            self.release();
+        }
+    }
+
+    /// RESET: back to a fresh connection's state.
+    fn reset(&mut self, sink: &mut impl Sink) {
+        self.end_tx(TxEnd::Discarded, sink);
+        self.multi = Multi::No;
+        self.resp3 = false;
+        self.monitor = false;
+        self.pubsub = PubSub::default();
+        self.loose_pubsub = false;
+    }
+
+    fn on_reply_desync(&mut self, reason: DesyncReason, sink: &mut impl Sink) {
+        self.notice(
+            sink,
+            Notice::Desync {
+                dir: Dir::Reply,
+                reason,
+            },
+        );
+        if reason == DesyncReason::NotResp {
+            self.ignore(sink);
+            return;
+        }
+        // Replies may be lost: nothing pending can be paired any more.
+        let ends_tx = self
+            .pending
+            .iter()
+            .any(|e| matches!(e.role, Role::Exec | Role::Discard | Role::Reset));
+        let mut lost = self.drop_pending();
+        if ends_tx {
+            lost += self.tx.len() as u64;
+            self.tx.clear();
+            self.release();
+        }
+        if lost > 0 {
+            self.notice(sink, Notice::CommandsLost(lost));
+            self.multi = Multi::Unknown;
+        }
+        self.skip_replies = 0;
+        self.barrier = 0;
+        self.resync = true;
+        self.pubsub.unknown = true;
+    }
+
+    /// Forgets every pending command; returns how many were commands.
+    fn drop_pending(&mut self) -> u64 {
+        let n = self
+            .pending
+            .iter()
+            .filter(|e| e.role != Role::ProtocolError)
+            .count() as u64;
+        self.pending.clear();
+        self.release();
+        n
+    }
+
+    /// Not RESP: drop everything, produce nothing more.
+    fn ignore(&mut self, sink: &mut impl Sink) {
+        self.ignored = true;
+        let lost = self.drop_pending() + self.tx.len() as u64;
+        self.tx.clear();
+        self.release();
+        if lost > 0 {
+            self.notice(sink, Notice::CommandsLost(lost));
+        }
+    }
+
+    fn close(&mut self, sink: &mut impl Sink) {
+        if self.ignored || self.closed {
+            return;
+        }
+        self.end_tx(TxEnd::Closed, sink);
+        while let Some(h) = self.pending.front().copied() {
+            if h.got {
+                self.finish_confirmed(sink);
+                continue;
+            }
+            if h.role != Role::ProtocolError {
+                self.emit(&h, Outcome::bare(Status::Unanswered, 0, false), sink);
+            }
+            self.pop_pending();
+        }
+        self.closed = true;
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Storage and output
+
+    fn pop_pending(&mut self) -> Option<Entry> {
+        let e = self.pending.pop_front()?;
+        self.barrier = self.barrier.saturating_sub(1);
+        self.release();
+        Some(e)
+    }
+
+    /// Frees arena space before the oldest live entry.
+    fn release(&mut self) {
+        if let Some(oldest) = self.tx.front().or(self.pending.front()) {
+            self.bytes.free_before(oldest.bytes_at);
+            self.args.free_before(oldest.args_at);
+        } else {
+            self.bytes.clear();
+            self.args.clear();
+            // A burst of pipelined commands must not pin its peak for the connection's life.
+            if self.pending.capacity() > 16 * 1024 {
+                self.pending.shrink_to(1024);
+            }
+            if self.tx.capacity() > 16 * 1024 {
+                self.tx.shrink_to(1024);
+            }
+        }
+    }
+
+    fn emit(&self, e: &Entry, o: Outcome<'_>, sink: &mut impl Sink) {
+        let arg_buf = self.bytes.slice(e.bytes_at, e.bytes_len as usize);
+        let name: &[u8] = if e.id == UNKNOWN {
+            arg_buf.get(..e.name_len as usize).unwrap_or_default()
+        } else {
+            commands::name(e.id).as_bytes()
+        };
+        let key = e.has_key.then(|| {
+            let start = e.key_start as usize;
+            arg_buf
+                .get(start..start + e.key_len as usize)
+                .unwrap_or_default()
+        });
+        sink.command(&CommandRecord {
+            ts_ns: e.ts_first,
+            client: self.client,
+            server: self.server,
+            command: e.id,
+            name,
+            key,
+            args: self.args.slice(e.args_at, e.args_len as usize),
+            arg_buf,
+            argc: e.argc,
+            status: o.status,
+            reply: o.reply,
+            latency_ns: o.latency_ns,
+            req_bytes: e.req_bytes,
+            resp_bytes: o.resp_bytes,
+            in_transaction: o.in_transaction,
+        });
+    }
+}
+
+/// `head` is waiting for confirmation `c`.
+fn wants(role: Role, c: &Confirmation) -> bool {
+    match role {
+        Role::Subscribe(chan) => c.subscribe && c.chan == chan,
+        Role::Unsubscribe(chan) | Role::UnsubscribeAll(chan) => !c.subscribe && c.chan == chan,
+        _ => false,
+    }
+}
+
+fn summary(r: &Reply, secret: bool) -> ReplySummary<'_> {
+    // Error texts stay visible (the error label needs them; they hold no configured secret).
+    let redacted = secret && r.kind != Kind::Error;
+    let text = if redacted || r.kind.is_aggregate() {
+        &[][..]
+    } else {
+        &r.text[..]
+    };
+    ReplySummary {
+        kind: r.kind,
+        len: r.len,
+        text,
+        redacted,
+    }
+}
+
+/// Redis closes, without a reply, a connection whose command is `POST` or `Host:` (an HTTP
+/// request sent to Redis).
+fn is_http_guard(req: &Request) -> bool {
+    matches!(req.arg(0), Some((name, len))
+        if len == name.len() as u64
+            && (name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")))
+}
+
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn protocol_error_reason(e: ProtocolError) -> DesyncReason {
+    match e {
+        ProtocolError::InlineTooLong => DesyncReason::LineTooLong,
+        ProtocolError::BadMultibulkLength | ProtocolError::BadBulkLength => DesyncReason::BadLength,
+        ProtocolError::UnbalancedQuotes | ProtocolError::ExpectedDollar => DesyncReason::BadByte,
+    }
+}
