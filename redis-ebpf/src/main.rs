@@ -95,7 +95,12 @@ fn unparsed<C: aya_ebpf::EbpfContext>(ctx: &C, skb: *mut __sk_buff) {
     if SETTINGS.get(setting::DEBUG).copied().unwrap_or(0) != 0 {
         // SAFETY: reading fields of the program's own context.
         let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
-        warn!(ctx, "unparsed packet (IP fragment or long IPv6 header chain) on ifindex {}, {} bytes", ifindex, len);
+        warn!(
+            ctx,
+            "unparsed packet (IP fragment or long IPv6 header chain) on ifindex {}, {} bytes",
+            ifindex,
+            len
+        );
     }
 }
 

@@ -86,6 +86,9 @@ pub struct RunArgs {
     /// Kernel-side diagnostics for rare events.
     #[arg(long)]
     pub debug: bool,
+    /// Debugging and tests: write each connection's reassembled bytes into this directory.
+    #[arg(long, hide = true)]
+    pub dump_streams: Option<PathBuf>,
     #[command(flatten)]
     pub out: OutputArgs,
 }

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => redis_observer::run::run(args),
         Command::Replay(args) => redis_observer::replay_cmd::run(args),
-        Command::Tail(args) => redis_observer::tail::run(args),
+        Command::Tail(args) => redis_observer::tailcmd::run(args),
         Command::Check(args) => return redis_observer::check::run(&args),
     };
     match result {

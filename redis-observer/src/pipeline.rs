@@ -321,7 +321,13 @@ impl Pipeline {
         // Holes the capture will never fill (a lost event is not retransmitted) must not stall a
         // connection that went quiet.
         self.table.for_each_mut(|key, conn| {
-            let Conn { session, req, rep, dump, .. } = conn;
+            let Conn {
+                session,
+                req,
+                rep,
+                dump,
+                ..
+            } = conn;
             for (dir, stream) in [(Dir::Request, req), (Dir::Reply, rep)] {
                 if stream.held_segments() > 0 {
                     let before = *stream.stats();

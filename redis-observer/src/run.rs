@@ -1,17 +1,34 @@
 //! `redis-observer run`: the live daemon.
+//!
+//! One task owns the capture, the pipeline and the outputs: it drains the ring buffer (woken by
+//! the kernel past a fill threshold, otherwise every [`DRAIN_TICK`]), feeds each event through
+//! reassembly and pairing, and hands log lines to the writer thread through a bounded queue. The
+//! ring buffer itself is the hand-off from the kernel; nothing here blocks on I/O.
 
-use std::time::Duration;
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    capture::{self, Capture, CaptureConfig},
-    cli::RunArgs,
+    capture::{self, Capture, CaptureConfig, KernelCounters},
+    cli::{LogFormat, OutputArgs, RunArgs},
+    command_log::{CommandLog, Format, Outputs, Renderer, Target},
+    metrics::{KernelTotals, Metrics},
+    pipeline::{Pipeline, PipelineConfig},
 };
 
 /// How often the reader drains the ring when the kernel does not wake it.
 const DRAIN_TICK: Duration = Duration::from_millis(2);
+/// Housekeeping: kernel counters into metrics, idle connections, held out-of-order data.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -20,6 +37,52 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(run_async(args))
+}
+
+pub fn format(f: LogFormat) -> Format {
+    match f {
+        LogFormat::Json => Format::Json,
+        LogFormat::Text => Format::Text,
+    }
+}
+
+pub fn pipeline_config(
+    out: &OutputArgs,
+    idle_timeout: Duration,
+    dump_streams: Option<PathBuf>,
+) -> PipelineConfig {
+    PipelineConfig {
+        ports: out.ports.clone(),
+        idle_timeout_ns: u64::try_from(idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+        dump_streams,
+        ..PipelineConfig::default()
+    }
+}
+
+/// The command log's destination, opened before anything is attached so a bad path fails early.
+pub fn open_log(out: &OutputArgs) -> anyhow::Result<Target> {
+    Target::open(&out.log, out.log_max_size, out.log_keep)
+        .with_context(|| format!("opening the log {:?}", out.log))
+}
+
+fn kernel_totals(k: &KernelCounters) -> KernelTotals {
+    KernelTotals {
+        packets: k.packets,
+        segments: k.segments,
+        bytes_captured: k.bytes_captured,
+        bytes_not_captured: k.bytes_not_captured,
+        events_lost: k.events_lost,
+        bytes_lost: k.bytes_lost,
+        unparsed: k.unparsed,
+        load_failed: k.load_failed,
+        wakeups: k.wakeups,
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
@@ -32,17 +95,117 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         debug: args.debug,
         ..CaptureConfig::default()
     };
+    if args.dump_events {
+        return dump_events(config).await;
+    }
     let listening = capture::listening_ports(&config.ports);
     for p in &config.ports {
         if !listening.contains(p) {
             tracing::warn!(
                 port = p,
-                "nothing is listening on this port here: no Redis traffic will be seen until a server does (start one with `redis-server --port {p}`)"
+                "nothing is listening on this port here: no Redis traffic will be seen until a server does \
+                 (try `cargo xtask demo` for a throwaway server with traffic)"
             );
         }
     }
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
+    let metrics = Metrics::new();
+    let registry = metrics.registry();
+    let log = CommandLog::spawn(
+        open_log(&args.out)?,
+        Renderer::new(format(args.out.log_format)),
+        metrics.log_counters(),
+    )
+    .context("starting the log writer")?;
+    // SIGHUP reopens the log file (logrotate, systemd reload); with stdout it is a no-op, but it
+    // must never terminate the daemon.
+    tokio::spawn(log.reopener().on_sighup().context("SIGHUP handler")?);
+    let mut outputs = Outputs::new(metrics, Some(log), args.out.slow, args.out.log_pushes);
+
+    let health = Arc::new(AtomicBool::new(false));
+    let (stop_http, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(crate::metrics::serve(
+        listener,
+        registry,
+        health.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+
     let mut cap = Capture::start(config)?;
-    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, "attached");
+    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, "attached");
+    health.store(true, Ordering::Relaxed);
+
+    let mut pipeline = Pipeline::new(pipeline_config(
+        &args.out,
+        args.idle_timeout,
+        args.dump_streams.clone(),
+    ));
+    let clock = cap.clock();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut bad_records = 0u64;
+    let mut last_housekeeping = Instant::now();
+    let mut handle =
+        |rec: &[u8], pipeline: &mut Pipeline, outputs: &mut Outputs| match capture::parse_record(
+            rec,
+        )
+        .and_then(|(h, d)| capture::to_segment(&h, d, clock))
+        {
+            Ok(seg) => pipeline.segment(&seg, outputs),
+            Err(e) => {
+                bad_records += 1;
+                if bad_records.is_power_of_two() {
+                    tracing::warn!(error = %e, count = bad_records, "bad ring-buffer record");
+                }
+            }
+        };
+    let result: anyhow::Result<()> = loop {
+        tokio::select! {
+            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+            r = cap.drain(DRAIN_TICK, |rec| handle(rec, &mut pipeline, &mut outputs)) => {
+                if let Err(e) = r {
+                    break Err(e);
+                }
+            }
+        }
+        outputs.flush();
+        if last_housekeeping.elapsed() >= HOUSEKEEPING {
+            last_housekeeping = Instant::now();
+            pipeline.tick(now_ns(), &mut outputs);
+            outputs
+                .metrics
+                .set_kernel_counters(&kernel_totals(&cap.counters()));
+        }
+    };
+    // Whatever the kernel already captured is still decoded before we stop.
+    cap.drain_now(|rec| handle(rec, &mut pipeline, &mut outputs));
+    health.store(false, Ordering::Relaxed);
+    outputs
+        .metrics
+        .set_kernel_counters(&kernel_totals(&cap.counters()));
+    let detached = cap.detach();
+    drop(cap);
+    // Connections are still open: their pending commands are not "unanswered", so they are not
+    // closed out (replay, at the end of a capture, does close them).
+    let (_metrics, log_result) = outputs.close();
+    let _ = stop_http.send(());
+    let _ = http.await;
+    detached.context("detaching")?;
+    log_result.context("flushing the command log")?;
+    tracing::info!(connections = pipeline.flows(), "detached and flushed");
+    result
+}
+
+/// `--dump-events`: one line per kernel event, no decoding (debugging the capture).
+async fn dump_events(config: CaptureConfig) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut cap = Capture::start(config)?;
+    tracing::info!("attached; dumping events");
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let clock = cap.clock();
@@ -53,10 +216,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             r = cap.drain(DRAIN_TICK, |rec| dump_event(&mut out, rec, clock)) => { r?; }
         }
-        use std::io::Write as _;
         out.flush()?;
     }
     cap.drain_now(|rec| dump_event(&mut out, rec, clock));
+    out.flush()?;
     cap.detach()?;
     tracing::info!(counters = ?cap.counters(), "detached");
     Ok(())
@@ -88,5 +251,7 @@ fn dump_event(out: &mut impl std::io::Write, rec: &[u8], clock: capture::Clock) 
 }
 
 fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -7,7 +7,8 @@
 #   BINARY      the redis-observer binary
 #   SAMPLE_LOG  optional: a real command log, also shown in the terminal (must not crash and
 #               must come out colored)
-# Exits non-zero, with the pane's contents, on the first failed check. Needs tmux, GNU grep, awk.
+# Exits non-zero, with the pane's contents, on the first failed check. Needs tmux, python3, GNU grep
+# and awk.
 set -euo pipefail
 
 if [[ $# -lt 1 || ! -x $1 ]]; then

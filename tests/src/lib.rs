@@ -18,12 +18,17 @@ use std::{
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The release binary (built by `cargo xtask test` before the suites run; built here if absent).
 pub fn observer_bin() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
     let bin = target.join("release/redis-observer");
     if !bin.exists() {
         let st = Command::new(env!("CARGO"))
@@ -38,17 +43,27 @@ pub fn observer_bin() -> PathBuf {
 
 pub fn require_root() {
     let out = Command::new("id").arg("-u").output().expect("id -u");
-    assert!(out.stdout.starts_with(b"0"), "this end-to-end test needs root (CAP_BPF, CAP_NET_ADMIN); run `cargo xtask test` as root");
+    assert!(
+        out.stdout.starts_with(b"0"),
+        "this end-to-end test needs root (CAP_BPF, CAP_NET_ADMIN); run `cargo xtask test` as root"
+    );
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Unique names across parallel tests in one process and across processes.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -61,7 +76,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub fn sh(cmd: &mut Command) -> Output {
     let desc = format!("{cmd:?}");
     let out = cmd.output().unwrap_or_else(|e| panic!("{desc}: {e}"));
-    assert!(out.status.success(), "{desc} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{desc} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -73,8 +92,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Proc { child, name: name.into() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            child,
+            name: name.into(),
+        }
     }
 
     /// SIGTERM and wait (up to 10 s); returns the exit status code.
@@ -165,7 +189,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -190,15 +216,43 @@ impl VethPair {
         let client = NetNs::new();
         let server_if = unique("vs");
         let client_if = unique("vc");
-        sh(Command::new("ip").args(["link", "add", &server_if, "type", "veth", "peer", "name", &client_if]));
+        sh(Command::new("ip").args([
+            "link", "add", &server_if, "type", "veth", "peer", "name", &client_if,
+        ]));
         sh(Command::new("ip").args(["link", "set", &server_if, "netns", &server.name]));
         sh(Command::new("ip").args(["link", "set", &client_if, "netns", &client.name]));
-        for (ns, ifname, v4, v6) in [(&server, &server_if, SERVER_V4, SERVER_V6), (&client, &client_if, CLIENT_V4, CLIENT_V6)] {
-            sh(Command::new("ip").args(["-n", &ns.name, "link", "set", ifname, "mtu", "1500", "up"]));
-            sh(Command::new("ip").args(["-n", &ns.name, "addr", "add", &format!("{v4}/24"), "dev", ifname]));
-            sh(Command::new("ip").args(["-n", &ns.name, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]));
+        for (ns, ifname, v4, v6) in [
+            (&server, &server_if, SERVER_V4, SERVER_V6),
+            (&client, &client_if, CLIENT_V4, CLIENT_V6),
+        ] {
+            sh(Command::new("ip")
+                .args(["-n", &ns.name, "link", "set", ifname, "mtu", "1500", "up"]));
+            sh(Command::new("ip").args([
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                ifname,
+            ]));
+            sh(Command::new("ip").args([
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ]));
         }
-        VethPair { server, client, server_if, client_if }
+        VethPair {
+            server,
+            client,
+            server_if,
+            client_if,
+        }
     }
 }
 
@@ -234,15 +288,35 @@ impl Redis {
         };
         let bind = if ns.is_some() { "* -::*" } else { "127.0.0.1" };
         let admin_sock = temp_dir("redis-sock").join("redis.sock");
-        let password = extra.iter().position(|a| *a == "--requirepass").and_then(|i| extra.get(i + 1)).map(|p| p.to_string());
-        cmd.args(["--port", &port.to_string(), "--bind", bind, "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&admin_sock)
-            .args(["--protected-mode", "no", "--hz", "100", "--daemonize", "no"])
-            .args(extra)
-            .stdout(Stdio::null());
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .and_then(|i| extra.get(i + 1))
+            .map(|p| p.to_string());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            bind,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--unixsocket")
+        .arg(&admin_sock)
+        .args(["--protected-mode", "no", "--hz", "100", "--daemonize", "no"])
+        .args(extra)
+        .stdout(Stdio::null());
         let proc = Proc::spawn("redis-server", &mut cmd);
-        let r = Redis { proc, port, admin_sock, password, host: host.into(), ns: ns.map(|n| n.name.clone()) };
+        let r = Redis {
+            proc,
+            port,
+            admin_sock,
+            password,
+            host: host.into(),
+            ns: ns.map(|n| n.name.clone()),
+        };
         let (h, p) = (r.host.clone(), port);
         let check = move || TcpStream::connect((h.as_str(), p)).is_ok();
         match ns {
@@ -279,7 +353,9 @@ impl Redis {
             }
             None => Command::new("redis-cli"),
         };
-        let out = sh(c.args(["-h", &self.host, "-p", &self.port.to_string()]).args(args));
+        let out = sh(c
+            .args(["-h", &self.host, "-p", &self.port.to_string()])
+            .args(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -295,7 +371,9 @@ impl Redis {
     }
 
     pub fn commandstats(&self) -> CommandStats {
-        wait_until("redis admin socket", Duration::from_secs(10), || self.admin_sock.exists());
+        wait_until("redis admin socket", Duration::from_secs(10), || {
+            self.admin_sock.exists()
+        });
         CommandStats::parse(&self.admin(&["INFO", "commandstats"]))
     }
 }
@@ -308,12 +386,23 @@ impl CommandStats {
     pub fn parse(info: &str) -> CommandStats {
         let mut m = BTreeMap::new();
         for l in info.lines() {
-            let Some(rest) = l.trim().strip_prefix("cmdstat_") else { continue };
-            let Some((name, fields)) = rest.split_once(':') else { continue };
-            let get = |k: &str| -> u64 {
-                fields.split(',').find_map(|f| f.strip_prefix(&format!("{k}="))).and_then(|v| v.parse().ok()).unwrap_or(0)
+            let Some(rest) = l.trim().strip_prefix("cmdstat_") else {
+                continue;
             };
-            m.insert(name.to_owned(), (get("calls"), get("rejected_calls"), get("failed_calls")));
+            let Some((name, fields)) = rest.split_once(':') else {
+                continue;
+            };
+            let get = |k: &str| -> u64 {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            m.insert(
+                name.to_owned(),
+                (get("calls"), get("rejected_calls"), get("failed_calls")),
+            );
         }
         CommandStats(m)
     }
@@ -363,23 +452,36 @@ impl Observer {
             Some(ns) => ns.cmd(&bin),
             None => Command::new(&bin),
         };
-        cmd.arg("run").args(args).args(["--metrics-addr", &metrics_addr]).stderr(stderr);
+        cmd.arg("run")
+            .args(args)
+            .args(["--metrics-addr", &metrics_addr])
+            .stderr(stderr);
         match stdout {
             Some(p) => cmd.stdout(std::fs::File::create(p).expect("stdout file")),
             None => cmd.stdout(Stdio::null()),
         };
         let proc = Proc::spawn("redis-observer", &mut cmd);
-        let mut o = Observer { proc, metrics_addr, stderr_path };
+        let mut o = Observer {
+            proc,
+            metrics_addr,
+            stderr_path,
+        };
         let nsname = ns.map(|n| n.name.clone());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(st)) = o.proc.child.try_wait() {
                 panic!("observer exited early ({st}): {}", o.stderr());
             }
-            if o.get_in(nsname.as_deref(), "/healthz").is_some_and(|b| b.starts_with("ok")) {
+            if o.get_in(nsname.as_deref(), "/healthz")
+                .is_some_and(|b| b.starts_with("ok"))
+            {
                 break;
             }
-            assert!(Instant::now() < deadline, "observer not healthy after 20 s: {}", o.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "observer not healthy after 20 s: {}",
+                o.stderr()
+            );
             sleep(Duration::from_millis(50));
         }
         o
@@ -405,7 +507,11 @@ impl Observer {
     }
 
     pub fn metrics_in(&self, ns: Option<&NetNs>) -> Metrics {
-        Metrics::parse(&self.get_in(ns.map(|n| n.name.as_str()), "/metrics").expect("GET /metrics"))
+        Metrics::parse(
+            &self
+                .get_in(ns.map(|n| n.name.as_str()), "/metrics")
+                .expect("GET /metrics"),
+        )
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -415,7 +521,12 @@ impl Observer {
     /// SIGTERM; asserts exit code 0.
     pub fn stop(&mut self) {
         let code = self.proc.stop();
-        assert_eq!(code, Some(0), "observer exit code; stderr:\n{}", self.stderr());
+        assert_eq!(
+            code,
+            Some(0),
+            "observer exit code; stderr:\n{}",
+            self.stderr()
+        );
     }
 }
 
@@ -455,7 +566,10 @@ impl Metrics {
             .iter()
             .filter(|(k, _)| {
                 let (n, rest) = k.split_once('{').unwrap_or((k.as_str(), ""));
-                n == name && labels.iter().all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
             })
             .map(|(_, v)| v)
             .sum()
@@ -465,8 +579,15 @@ impl Metrics {
     pub fn commands_by_name(&self, statuses: &[&str]) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for (k, v) in &self.0 {
-            let Some(rest) = k.strip_prefix("redis_commands_total{") else { continue };
-            let label = |name: &str| rest.split(&format!("{name}=\"")).nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
+            let Some(rest) = k.strip_prefix("redis_commands_total{") else {
+                continue;
+            };
+            let label = |name: &str| {
+                rest.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or("")
+            };
             if statuses.contains(&label("status")) && *v > 0.0 {
                 *out.entry(label("command").to_owned()).or_insert(0) += *v as u64;
             }
@@ -485,9 +606,15 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
-        RawClient { stream, sent: Vec::new(), received: Vec::new() }
+        RawClient {
+            stream,
+            sent: Vec::new(),
+            received: Vec::new(),
+        }
     }
 
     /// Sends one command (RESP array of bulk strings).
@@ -542,7 +669,11 @@ pub fn count_replies(b: &[u8]) -> usize {
             b'+' | b'-' | b':' => Some(next),
             b'$' => {
                 let n: i64 = line.parse().ok()?;
-                if n < 0 { Some(next) } else { (b.len() >= next + n as usize + 2).then_some(next + n as usize + 2) }
+                if n < 0 {
+                    Some(next)
+                } else {
+                    (b.len() >= next + n as usize + 2).then_some(next + n as usize + 2)
+                }
             }
             b'*' => {
                 let n: i64 = line.parse().ok()?;
@@ -586,7 +717,10 @@ impl Tcpdump {
         wait_until("tcpdump to listen", Duration::from_secs(10), || {
             std::fs::read_to_string(&err).is_ok_and(|s| s.contains("listening on"))
         });
-        Tcpdump { proc, path: path.to_owned() }
+        Tcpdump {
+            proc,
+            path: path.to_owned(),
+        }
     }
 
     /// Stops it and waits until the file is complete.
@@ -623,13 +757,21 @@ pub fn replay(pcap: &Path, port: u16) -> Replay {
     assert!(out.status.success(), "replay failed: {stderr}");
     let metrics_text = std::fs::read_to_string(&prom).expect("metrics-out");
     let log_text = std::fs::read_to_string(&log).expect("replay log");
-    Replay { metrics: Metrics::parse(&metrics_text), metrics_text, log: parse_log(&log_text), log_text, stderr }
+    Replay {
+        metrics: Metrics::parse(&metrics_text),
+        metrics_text,
+        log: parse_log(&log_text),
+        log_text,
+        stderr,
+    }
 }
 
 pub fn parse_log(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+        })
         .collect()
 }
 
@@ -637,7 +779,9 @@ pub fn parse_log(text: &str) -> Vec<serde_json::Value> {
 pub fn log_counts(log: &[serde_json::Value], statuses: &[&str]) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for v in log {
-        let (Some(cmd), Some(st)) = (v["command"].as_str(), v["status"].as_str()) else { continue };
+        let (Some(cmd), Some(st)) = (v["command"].as_str(), v["status"].as_str()) else {
+            continue;
+        };
         if statuses.contains(&st) {
             *m.entry(cmd.to_owned()).or_insert(0) += 1;
         }

@@ -3,12 +3,7 @@
 //! must equal exactly what was sent and received, with zero losses.
 
 use std::{
-    net::SocketAddr,
-    path::Path,
-    process::Command,
-    sync::Mutex,
-    thread::sleep,
-    time::Duration,
+    net::SocketAddr, path::Path, process::Command, sync::Mutex, thread::sleep, time::Duration,
 };
 
 use tests::*;
@@ -49,21 +44,45 @@ fn dumped(dir: &Path, client_port: u16, ext: &str) -> Vec<u8> {
             let n = e.file_name().to_string_lossy().into_owned();
             n.ends_with(&suffix) && n.contains(&format!("_{client_port}-"))
         })
-        .unwrap_or_else(|| panic!("no dumped {ext} stream for client port {client_port} in {}", dir.display()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no dumped {ext} stream for client port {client_port} in {}",
+                dir.display()
+            )
+        });
     std::fs::read(entry.path()).expect("read dump")
 }
 
 fn assert_same(what: &str, got: &[u8], want: &[u8]) {
     if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-        panic!("{what}: {} bytes reassembled, {} expected; first difference at byte {first}", got.len(), want.len());
+        let first = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: {} bytes reassembled, {} expected; first difference at byte {first}",
+            got.len(),
+            want.len()
+        );
     }
 }
 
 fn assert_no_losses(m: &Metrics) {
-    assert_eq!(m.sum("redis_observer_events_lost_total", &[]), 0.0, "ring buffer losses");
-    assert_eq!(m.sum("redis_observer_bytes_missed_total", &[]), 0.0, "bytes missed");
-    assert!(m.sum("redis_observer_packets_total", &[]) > 0.0, "no packets counted");
+    assert_eq!(
+        m.sum("redis_observer_events_lost_total", &[]),
+        0.0,
+        "ring buffer losses"
+    );
+    assert_eq!(
+        m.sum("redis_observer_bytes_missed_total", &[]),
+        0.0,
+        "bytes missed"
+    );
+    assert!(
+        m.sum("redis_observer_packets_total", &[]) > 0.0,
+        "no packets counted"
+    );
 }
 
 fn assert_nothing_attached(iface_ns: Option<&NetNs>, iface: &str) {
@@ -74,14 +93,23 @@ fn assert_nothing_attached(iface_ns: Option<&NetNs>, iface: &str) {
         };
         let out = sh(c.args(["filter", "show", "dev", iface, dir]));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!text.contains("redis"), "tc filter {dir} on {iface} still shows our program:\n{text}");
+        assert!(
+            !text.contains("redis"),
+            "tc filter {dir} on {iface} still shows our program:\n{text}"
+        );
     }
     let out = sh(Command::new("bpftool").args(["prog", "show"]));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("redis_tc") && !text.contains("redis_sock"), "a program is still loaded:\n{text}");
+    assert!(
+        !text.contains("redis_tc") && !text.contains("redis_sock"),
+        "a program is still loaded:\n{text}"
+    );
     let out = sh(Command::new("bpftool").args(["link", "show"]));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("redis_tc"), "a link is still attached:\n{text}");
+    assert!(
+        !text.contains("redis_tc"),
+        "a link is still attached:\n{text}"
+    );
 }
 
 fn lo_roundtrip(mode: &str) {
@@ -91,7 +119,18 @@ fn lo_roundtrip(mode: &str) {
     let port = redis.port.to_string();
     let mut obs = Observer::start(
         None,
-        &["-i", "lo", "-p", &port, "--attach", mode, "--dump-streams", dir.to_str().unwrap(), "--log", "/dev/null"],
+        &[
+            "-i",
+            "lo",
+            "-p",
+            &port,
+            "--attach",
+            mode,
+            "--dump-streams",
+            dir.to_str().unwrap(),
+            "--log",
+            "/dev/null",
+        ],
     );
     let (cport, sent, received) = traffic(format!("127.0.0.1:{port}").parse().unwrap());
     sleep(Duration::from_millis(300));
@@ -122,9 +161,26 @@ fn veth_roundtrip(v6: bool, mode: &str) {
     let port = redis.port.to_string();
     let mut obs = Observer::start(
         Some(&net.server),
-        &["-i", &net.server_if, "-p", &port, "--attach", mode, "--dump-streams", dir.to_str().unwrap(), "--log", "/dev/null"],
+        &[
+            "-i",
+            &net.server_if,
+            "-p",
+            &port,
+            "--attach",
+            mode,
+            "--dump-streams",
+            dir.to_str().unwrap(),
+            "--log",
+            "/dev/null",
+        ],
     );
-    let addr: SocketAddr = if v6 { format!("[{host}]:{port}") } else { format!("{host}:{port}") }.parse().unwrap();
+    let addr: SocketAddr = if v6 {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+    .parse()
+    .unwrap();
     let (cport, sent, received) = net.client.run(move || traffic(addr));
     sleep(Duration::from_millis(300));
     let m = obs.metrics_in(Some(&net.server));
@@ -163,8 +219,24 @@ fn tc_and_socket_modes_emit_the_same_events() {
     let port = redis.port.to_string();
     let d = temp_dir("events");
     let (tc_out, sock_out) = (d.join("tc.txt"), d.join("sock.txt"));
-    let mut tc = Observer::start_with_stdout(None, &["-i", "lo", "-p", &port, "--attach", "tc", "--dump-events"], &tc_out);
-    let mut sock = Observer::start_with_stdout(None, &["-i", "lo", "-p", &port, "--attach", "socket", "--dump-events"], &sock_out);
+    let mut tc = Observer::start_with_stdout(
+        None,
+        &["-i", "lo", "-p", &port, "--attach", "tc", "--dump-events"],
+        &tc_out,
+    );
+    let mut sock = Observer::start_with_stdout(
+        None,
+        &[
+            "-i",
+            "lo",
+            "-p",
+            &port,
+            "--attach",
+            "socket",
+            "--dump-events",
+        ],
+        &sock_out,
+    );
     traffic(format!("127.0.0.1:{port}").parse().unwrap());
     sleep(Duration::from_millis(300));
     tc.stop();
@@ -173,14 +245,24 @@ fn tc_and_socket_modes_emit_the_same_events() {
         let mut v: Vec<String> = std::fs::read_to_string(p)
             .expect("events file")
             .lines()
-            .map(|l| l.split_once(' ').map(|(_ts, rest)| rest.to_owned()).unwrap_or_default())
+            .map(|l| {
+                l.split_once(' ')
+                    .map(|(_ts, rest)| rest.to_owned())
+                    .unwrap_or_default()
+            })
             .collect();
         v.sort();
         v
     };
     let (a, b) = (events(&tc_out), events(&sock_out));
     assert!(a.len() > 20, "too few events: {}", a.len());
-    assert_eq!(a.len(), b.len(), "event counts differ (tc {}, socket {})", a.len(), b.len());
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "event counts differ (tc {}, socket {})",
+        a.len(),
+        b.len()
+    );
     assert!(a == b, "event streams differ");
     assert_nothing_attached(None, "lo");
 }

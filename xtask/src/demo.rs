@@ -53,7 +53,10 @@ fn wait_port(port: u16) -> anyhow::Result<()> {
 }
 
 fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output()?;
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -63,7 +66,10 @@ fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut body = String::new();
     s.read_to_string(&mut body)?;
-    Ok(body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or(body))
+    Ok(body
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(body))
 }
 
 pub fn demo(bin: &Path) -> anyhow::Result<()> {
@@ -76,7 +82,16 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
     println!("== starting redis-server on 127.0.0.1:{port}");
     let _redis = Kill(
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .context("starting redis-server (run `cargo xtask setup`)")?,
@@ -86,7 +101,15 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
     println!("== attaching redis-observer to lo, port {port}; metrics on http://{maddr}/metrics");
     let observer = Kill(
         Command::new(bin)
-            .args(["run", "-i", "lo", "-p", &port.to_string(), "--metrics-addr", &maddr])
+            .args([
+                "run",
+                "-i",
+                "lo",
+                "-p",
+                &port.to_string(),
+                "--metrics-addr",
+                &maddr,
+            ])
             .arg("--log")
             .arg(&log)
             .spawn()
@@ -94,28 +117,47 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
     );
     // Ready when /healthz answers.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(&maddr, "/healthz").map(|b| !b.starts_with("ok")).unwrap_or(true) {
+    while http_get(&maddr, "/healthz")
+        .map(|b| !b.starts_with("ok"))
+        .unwrap_or(true)
+    {
         if Instant::now() > deadline {
             bail!("the observer did not come up (is this root?)");
         }
         sleep(Duration::from_millis(100));
     }
     let before = cli(port, &["INFO", "commandstats"])?;
-    println!("== traffic: redis-cli commands, an error, a transaction, and redis-benchmark -n 2000 -P 16");
+    println!(
+        "== traffic: redis-cli commands, an error, a transaction, and redis-benchmark -n 2000 -P 16"
+    );
     cli(port, &["SET", "greeting", "hello world"])?;
     cli(port, &["GET", "greeting"])?;
     cli(port, &["INCR", "visits"])?;
     cli(port, &["LPUSH", "queue", "a", "b", "c"])?;
     cli(port, &["HSET", "user:1", "name", "ada", "lang", "rust"])?;
     cli(port, &["INCR", "greeting"])?; // ERR value is not an integer
-    let mut multi = Command::new("redis-cli").args(["-p", &port.to_string()]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+    let mut multi = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
     if let Some(stdin) = multi.stdin.as_mut() {
         use std::io::Write as _;
         stdin.write_all(b"MULTI\nINCR visits\nGET greeting\nEXEC\n")?;
     }
     multi.wait()?;
     Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-n", "2000", "-P", "16", "-q", "-t", "set,get,incr"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-n",
+            "2000",
+            "-P",
+            "16",
+            "-q",
+            "-t",
+            "set,get,incr",
+        ])
         .stdout(Stdio::null())
         .status()?;
     let after = cli(port, &["INFO", "commandstats"])?;
@@ -124,19 +166,32 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
     drop(observer);
 
     println!("\n== the command log (first 12 lines, through `redis-observer tail`):");
-    let tail = Command::new(bin).arg("tail").arg(&log).arg("--color").arg("always").output()?;
+    let tail = Command::new(bin)
+        .arg("tail")
+        .arg(&log)
+        .arg("--color")
+        .arg("always")
+        .output()?;
     for l in String::from_utf8_lossy(&tail.stdout).lines().take(12) {
         println!("  {l}");
     }
     println!("\n== some metrics:");
     for l in metrics.lines().filter(|l| {
-        l.starts_with("redis_commands_total") || l.starts_with("redis_connections_total") || l.starts_with("redis_observer_events_lost_total")
+        l.starts_with("redis_commands_total")
+            || l.starts_with("redis_connections_total")
+            || l.starts_with("redis_observer_events_lost_total")
     }) {
         println!("  {l}");
     }
-    println!("\n== Redis's own INFO commandstats (calls since start) next to the observer's count:");
+    println!(
+        "\n== Redis's own INFO commandstats (calls since start) next to the observer's count:"
+    );
     for l in after.lines().filter(|l| l.starts_with("cmdstat_")) {
-        let name = l.trim_start_matches("cmdstat_").split(':').next().unwrap_or("");
+        let name = l
+            .trim_start_matches("cmdstat_")
+            .split(':')
+            .next()
+            .unwrap_or("");
         let calls = |s: &str| -> u64 {
             s.lines()
                 .find(|x| x.starts_with(&format!("cmdstat_{name}:")))
@@ -148,10 +203,18 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
         let upper = name.replace('|', " ").to_uppercase();
         let seen: f64 = metrics
             .lines()
-            .filter(|m| m.starts_with("redis_commands_total{") && m.contains(&format!("command=\"{upper}\"")))
+            .filter(|m| {
+                m.starts_with("redis_commands_total{")
+                    && m.contains(&format!("command=\"{upper}\""))
+            })
             .filter_map(|m| m.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        println!("  {:<16} redis: {:>6}   observer: {:>6}", upper, calls(&after) - calls(&before), seen);
+        println!(
+            "  {:<16} redis: {:>6}   observer: {:>6}",
+            upper,
+            calls(&after) - calls(&before),
+            seen
+        );
     }
     println!("\nlog file: {}", log.display());
     Ok(())

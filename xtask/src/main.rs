@@ -1,9 +1,9 @@
 //! Project tasks cargo cannot do alone: toolchain and package setup, running the observer and
 //! its demo, the full (root) test suite, benchmarks, regenerating the command table.
 
+mod demo;
 mod gen_commands;
 mod setup;
-mod demo;
 
 use std::{
     path::{Path, PathBuf},
@@ -42,7 +42,10 @@ enum Task {
 }
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Runs a command, failing with its name if it fails.

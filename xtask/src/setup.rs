@@ -9,14 +9,14 @@ use crate::run;
 
 /// Debian packages the daemon and the tests use.
 const APT_PACKAGES: &[&str] = &[
-    "redis-server",   // the real server the tests and the demo observe
-    "redis-tools",    // redis-cli, redis-benchmark
-    "iproute2",       // ip netns / veth / tc for the namespace tests
-    "tcpdump",        // recording golden captures
-    "bpftool",        // per-program run time (bpf stats) in benchmarks
-    "prometheus",     // a real Prometheus scraping the daemon in the tests
-    "tmux",           // `tail` tested in a real terminal
-    "procps",         // ps, pkill
+    "redis-server", // the real server the tests and the demo observe
+    "redis-tools",  // redis-cli, redis-benchmark
+    "iproute2",     // ip netns / veth / tc for the namespace tests
+    "tcpdump",      // recording golden captures
+    "bpftool",      // per-program run time (bpf stats) in benchmarks
+    "prometheus",   // a real Prometheus scraping the daemon in the tests
+    "tmux",         // `tail` tested in a real terminal
+    "procps",       // ps, pkill
 ];
 
 /// Python packages (PyPI) the tests use, importable name → pip name.
@@ -41,14 +41,22 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn apt() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("xtask setup: installing Debian packages {missing:?}");
     let sudo = !is_root();
     let apt = |args: &[&str]| {
-        let mut c = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut c = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             c.arg("apt-get");
         }
@@ -65,7 +73,11 @@ fn apt() -> anyhow::Result<()> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 fn pip() -> anyhow::Result<()> {
@@ -90,10 +102,22 @@ fn rust_src() -> anyhow::Result<()> {
         .context("running rustup (is rustup installed?)")?;
     if !out.status.success() {
         // No nightly yet: install it (the BPF target is tier 3 and needs -Z build-std).
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     if !String::from_utf8_lossy(&out.stdout).contains("rust-src") {
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     Ok(())
 }
@@ -119,7 +143,10 @@ fn bpf_linker() -> anyhow::Result<()> {
     let so = std::fs::read_dir(&lib)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so."))
+        })
         .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
     let home = std::env::var("CARGO_HOME")
         .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
@@ -130,10 +157,20 @@ fn bpf_linker() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&so, &link).context("linking nightly's libLLVM")?;
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--no-default-features"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--no-default-features",
+        ])
         .args(["--features", &format!("llvm-{llvm_major}")])
         .env("LLVM_PREFIX", &prefix)
-        .env("RUSTFLAGS", format!("-C link-arg=-Wl,-rpath,{}", lib.display())))?;
+        .env(
+            "RUSTFLAGS",
+            format!("-C link-arg=-Wl,-rpath,{}", lib.display()),
+        ))?;
     Ok(())
 }
 

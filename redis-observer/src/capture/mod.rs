@@ -170,7 +170,10 @@ impl Capture {
             }
         }
         let logger = if config.debug {
-            Some(aya_log::EbpfLogger::init_with_logger(&mut ebpf, LogToTracing).context("kernel log")?)
+            Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, LogToTracing)
+                    .context("kernel log")?,
+            )
         } else {
             None
         };

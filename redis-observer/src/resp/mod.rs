@@ -8,6 +8,7 @@
 mod inline;
 mod reply;
 mod request;
+mod scan;
 mod types;
 
 pub use inline::split_inline;

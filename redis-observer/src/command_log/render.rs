@@ -1,0 +1,671 @@
+//! Rendering records as log lines (JSON or text), by hand into a reused buffer: no serde, no
+//! `fmt` on the common path (IPv6 addresses excepted), no allocation beyond the buffer's growth.
+
+use std::net::SocketAddr;
+
+use crate::record::{CommandRecord, Dir, Notice, ReplySummary};
+use crate::resp::{Child, Kind, Reply};
+
+mod primitives;
+
+use primitives::*;
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line (the contract's fields).
+    Json,
+    /// One aligned human-readable line per command.
+    Text,
+}
+
+/// How much of each value a line shows. Bytes are counted before escaping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Arguments shown; the rest are summarised as `…(+N more)`.
+    pub max_args: usize,
+    /// Bytes shown of each argument (and of each push element); the rest as `…(+N bytes)`.
+    pub max_arg_bytes: usize,
+    /// Bytes shown of the key.
+    pub max_key_bytes: usize,
+    /// Bytes shown of a scalar reply.
+    pub max_reply_bytes: usize,
+    /// Bytes shown of an error reply.
+    pub max_error_bytes: usize,
+    /// Bytes shown of a command name (unknown commands are named as sent).
+    pub max_name_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_args: 16,
+            max_arg_bytes: 96,
+            max_key_bytes: 128,
+            max_reply_bytes: 96,
+            max_error_bytes: 256,
+            max_name_bytes: 64,
+        }
+    }
+}
+
+/// Renders lines in one format with one set of bounds. Keeps small caches (the timestamp's
+/// date and time of day, the last addresses), so rendering takes `&mut self`.
+#[derive(Clone, Debug)]
+pub struct Renderer {
+    pub format: Format,
+    pub bounds: Bounds,
+    cache: Cache,
+}
+
+impl Renderer {
+    pub fn new(format: Format) -> Self {
+        Self::with_bounds(format, Bounds::default())
+    }
+
+    pub fn with_bounds(format: Format, bounds: Bounds) -> Self {
+        Renderer {
+            format,
+            bounds,
+            cache: Cache::default(),
+        }
+    }
+
+    /// Appends one line (with its `\n`) for a command.
+    pub fn command(&mut self, rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
+        match self.format {
+            Format::Json => json_command(out, rec, &self.bounds, &mut self.cache),
+            Format::Text => text_command(out, rec, &self.bounds, &mut self.cache),
+        }
+    }
+
+    /// Appends one line for a push or pub/sub delivery.
+    pub fn push(
+        &mut self,
+        ts_ns: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        reply: &Reply,
+        out: &mut Vec<u8>,
+    ) {
+        match self.format {
+            Format::Json => {
+                json_push(
+                    out,
+                    ts_ns,
+                    client,
+                    server,
+                    reply,
+                    &self.bounds,
+                    &mut self.cache,
+                );
+            }
+            Format::Text => {
+                text_push(
+                    out,
+                    ts_ns,
+                    client,
+                    server,
+                    reply,
+                    &self.bounds,
+                    &mut self.cache,
+                );
+            }
+        }
+    }
+
+    /// Appends one notice line.
+    pub fn notice(
+        &mut self,
+        ts_ns: u64,
+        client: Option<SocketAddr>,
+        server: Option<SocketAddr>,
+        what: NoticeLine<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        match self.format {
+            Format::Json => json_notice(out, ts_ns, client, server, what, &mut self.cache),
+            Format::Text => text_notice(out, ts_ns, client, server, what, &mut self.cache),
+        }
+    }
+}
+
+/// What a notice line says.
+#[derive(Clone, Copy, Debug)]
+pub enum NoticeLine<'a> {
+    /// From the pairing.
+    Pipeline(&'a Notice),
+    /// Lines the writer could not take (its queue was full).
+    Dropped(u64),
+}
+
+/// The contract's JSON line for a command, with the default [`Bounds`].
+pub fn write_json(rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
+    json_command(out, rec, &Bounds::default(), &mut Cache::default());
+}
+
+/// The text-format line for a command, with the default [`Bounds`].
+pub fn write_text(rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
+    text_command(out, rec, &Bounds::default(), &mut Cache::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut Cache) {
+    json_head(out, c, rec.ts_ns, Some(rec.client), Some(rec.server));
+    out.extend_from_slice(b",\"command\":\"");
+    command_name(out, rec, b, Mode::Json);
+    out.extend_from_slice(b"\",\"key\":");
+    match rec.key {
+        Some(k) => {
+            out.push(b'"');
+            bounded(out, k, k.len() as u64, b.max_key_bytes, Mode::Json);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"args\":[");
+    let mut first = true;
+    for_each_arg(rec, b, |arg| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        match arg {
+            ArgView::Redacted => out.extend_from_slice(REDACTED),
+            ArgView::Bytes(bytes, len) => bounded(out, bytes, len, b.max_arg_bytes, Mode::Json),
+            ArgView::More(n) => more_marker(out, n),
+        }
+        out.push(b'"');
+    });
+    out.extend_from_slice(b"],\"status\":\"");
+    out.extend_from_slice(rec.status.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"reply_type\":");
+    match rec.reply {
+        Some(r) => {
+            out.push(b'"');
+            out.extend_from_slice(r.kind.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"reply\":");
+    match rec.reply {
+        Some(r) if r.kind != Kind::Error => {
+            out.push(b'"');
+            reply_content(out, &r, b, Mode::Json);
+            out.push(b'"');
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"error\":");
+    match rec.reply {
+        Some(r) if r.kind == Kind::Error => {
+            out.push(b'"');
+            error_content(out, &r, b, Mode::Json);
+            out.push(b'"');
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"latency_us\":");
+    match rec.latency_ns {
+        Some(ns) => latency_us(out, ns),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"req_bytes\":");
+    push_u64(out, rec.req_bytes);
+    out.extend_from_slice(b",\"resp_bytes\":");
+    push_u64(out, rec.resp_bytes);
+    if rec.in_transaction {
+        out.extend_from_slice(b",\"in_transaction\":true");
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn json_push(
+    out: &mut Vec<u8>,
+    ts_ns: u64,
+    client: SocketAddr,
+    server: SocketAddr,
+    reply: &Reply,
+    b: &Bounds,
+    c: &mut Cache,
+) {
+    json_head(out, c, ts_ns, Some(client), Some(server));
+    out.extend_from_slice(b",\"command\":null,\"key\":null,\"args\":[");
+    let mut first = true;
+    for_each_push_element(reply, b, |el| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        element(out, el, b, Mode::Json);
+        out.push(b'"');
+    });
+    out.extend_from_slice(b"],\"status\":\"push\",\"reply_type\":\"");
+    out.extend_from_slice(reply.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"reply\":\"");
+    push_summary(out, reply, b, Mode::Json);
+    out.extend_from_slice(b"\",\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":");
+    push_u64(out, reply.wire_len);
+    out.extend_from_slice(b"}\n");
+}
+
+fn json_notice(
+    out: &mut Vec<u8>,
+    ts_ns: u64,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+    what: NoticeLine<'_>,
+    c: &mut Cache,
+) {
+    json_head(out, c, ts_ns, client, server);
+    out.extend_from_slice(
+        b",\"command\":null,\"key\":null,\"args\":[],\"status\":\"notice\",\"reply_type\":null,\
+          \"reply\":null,\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":0,\
+          \"notice\":\"",
+    );
+    notice_text(out, what);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// `{"ts":"…","client":"…","server":"…"` (no trailing comma).
+fn json_head(
+    out: &mut Vec<u8>,
+    c: &mut Cache,
+    ts_ns: u64,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+) {
+    out.extend_from_slice(b"{\"ts\":\"");
+    c.timestamp(out, ts_ns);
+    out.extend_from_slice(b"\",\"client\":");
+    json_addr(out, &mut c.client, client);
+    out.extend_from_slice(b",\"server\":");
+    json_addr(out, &mut c.server, server);
+}
+
+fn json_addr(out: &mut Vec<u8>, cache: &mut AddrCache, a: Option<SocketAddr>) {
+    match a {
+        Some(a) => {
+            out.push(b'"');
+            cache.write(out, &a);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text
+
+/// Column widths of the text format (characters); a longer value pushes the rest right.
+const W_ADDR: usize = 21; // "255.255.255.255:65535"
+const W_COMMAND: usize = 18;
+const W_KEY: usize = 24;
+const W_STATUS: usize = 10;
+const W_LATENCY: usize = 10;
+
+fn text_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut Cache) {
+    text_head(out, c, rec.ts_ns, Some(rec.client), Some(rec.server));
+    let col = out.len();
+    command_name(out, rec, b, Mode::Text);
+    pad(out, col, W_COMMAND);
+    let col = out.len();
+    match rec.key {
+        // Cut to the column, so the columns after it stay aligned.
+        Some(k) => bounded(
+            out,
+            k,
+            k.len() as u64,
+            W_KEY.saturating_sub(1),
+            Mode::TextShort,
+        ),
+        None => out.push(b'-'),
+    }
+    pad(out, col, W_KEY);
+    let col = out.len();
+    out.extend_from_slice(rec.status.as_str().as_bytes());
+    pad(out, col, W_STATUS);
+    let mut lat = [0u8; 24];
+    let n = match rec.latency_ns {
+        Some(ns) => latency_human(&mut lat, ns),
+        None => {
+            lat[0] = b'-';
+            1
+        }
+    };
+    let lat = lat.get(..n).unwrap_or(&[]);
+    out.extend(std::iter::repeat_n(
+        b' ',
+        W_LATENCY.saturating_sub(lat.len()),
+    ));
+    out.extend_from_slice(lat);
+    out.push(b' ');
+    match rec.reply {
+        Some(r) if r.kind == Kind::Error => {
+            out.extend_from_slice(b"(error) ");
+            error_content(out, &r, b, Mode::Text);
+        }
+        Some(r) => reply_content(out, &r, b, Mode::Text),
+        None => out.push(b'-'),
+    }
+    if rec.in_transaction {
+        out.extend_from_slice(b" (in MULTI)");
+    }
+    out.push(b'\n');
+}
+
+fn text_push(
+    out: &mut Vec<u8>,
+    ts_ns: u64,
+    client: SocketAddr,
+    server: SocketAddr,
+    reply: &Reply,
+    b: &Bounds,
+    c: &mut Cache,
+) {
+    text_head(out, c, ts_ns, Some(client), Some(server));
+    let col = out.len();
+    out.extend_from_slice(b"(push)");
+    pad(out, col, W_COMMAND);
+    push_summary(out, reply, b, Mode::Text);
+    for_each_push_element(reply, b, |el| {
+        out.push(b' ');
+        element(out, el, b, Mode::Text);
+    });
+    out.push(b'\n');
+}
+
+fn text_notice(
+    out: &mut Vec<u8>,
+    ts_ns: u64,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+    what: NoticeLine<'_>,
+    c: &mut Cache,
+) {
+    text_head(out, c, ts_ns, client, server);
+    let col = out.len();
+    out.extend_from_slice(b"(notice)");
+    pad(out, col, W_COMMAND);
+    notice_text(out, what);
+    out.push(b'\n');
+}
+
+fn text_head(
+    out: &mut Vec<u8>,
+    c: &mut Cache,
+    ts_ns: u64,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+) {
+    c.timestamp(out, ts_ns);
+    out.push(b' ');
+    for (cache, a) in [(&mut c.client, client), (&mut c.server, server)] {
+        let col = out.len();
+        match a {
+            Some(a) => cache.write(out, &a),
+            None => out.push(b'-'),
+        }
+        pad(out, col, W_ADDR);
+    }
+}
+
+/// Pads what was written since `start` with spaces to `width` characters, plus one separator.
+fn pad(out: &mut Vec<u8>, start: usize, width: usize) {
+    let chars = out
+        .get(start..)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|&&b| b & 0xc0 != 0x80)
+        .count();
+    out.extend(std::iter::repeat_n(b' ', width.saturating_sub(chars) + 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+
+const REDACTED: &[u8] = b"(redacted)";
+
+fn command_name(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, mode: Mode) {
+    let name = if rec.name.is_empty() {
+        crate::commands::name(rec.command).as_bytes()
+    } else {
+        rec.name
+    };
+    bounded(out, name, name.len() as u64, b.max_name_bytes, mode);
+}
+
+/// One argument of a record, as the log shows it.
+enum ArgView<'a> {
+    Redacted,
+    /// Kept bytes and full length on the wire.
+    Bytes(&'a [u8], u64),
+    /// This many more arguments were not shown.
+    More(u64),
+}
+
+fn for_each_arg<'a>(rec: &CommandRecord<'a>, b: &Bounds, mut f: impl FnMut(ArgView<'a>)) {
+    let mut shown = 0u64;
+    for a in rec.args.iter().take(b.max_args) {
+        shown += 1;
+        if a.redacted {
+            f(ArgView::Redacted);
+            continue;
+        }
+        let start = a.start as usize;
+        let bytes = start
+            .checked_add(a.kept as usize)
+            .and_then(|end| rec.arg_buf.get(start..end))
+            .unwrap_or(&[]);
+        f(ArgView::Bytes(bytes, a.len.max(bytes.len() as u64)));
+    }
+    let total = rec.argc.max(rec.args.len() as u64);
+    if total > shown {
+        f(ArgView::More(total - shown));
+    }
+}
+
+/// `…(+N more)`
+fn more_marker(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice("…(+".as_bytes());
+    push_u64(out, n);
+    out.extend_from_slice(b" more)");
+}
+
+/// Writes at most `max` bytes of `bytes` (cut on a character boundary), escaped, and
+/// `…(+N bytes)` if `full_len` (the value's length on the wire) is longer than what was shown.
+fn bounded(out: &mut Vec<u8>, bytes: &[u8], full_len: u64, max: usize, mode: Mode) {
+    let shown = cut(bytes, max);
+    escape(out, shown, mode);
+    let rest = full_len.saturating_sub(shown.len() as u64);
+    if rest > 0 {
+        out.extend_from_slice("…".as_bytes());
+        if mode != Mode::TextShort {
+            out.extend_from_slice(b"(+");
+            push_u64(out, rest);
+            out.extend_from_slice(b" bytes)");
+        }
+    }
+}
+
+/// The content of `reply` (without the JSON quotes around it).
+fn reply_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode) {
+    if r.redacted {
+        out.extend_from_slice(REDACTED);
+        return;
+    }
+    let full = u64::try_from(r.len).unwrap_or(0).max(r.text.len() as u64);
+    match r.kind {
+        Kind::Simple | Kind::Integer | Kind::Double | Kind::BigNumber | Kind::Error => {
+            bounded(out, r.text, full, b.max_reply_bytes, mode);
+        }
+        Kind::Bulk | Kind::Verbatim => {
+            escape(out, b"\"", mode);
+            let shown = cut(r.text, b.max_reply_bytes);
+            escape(out, shown, mode);
+            escape(out, b"\"", mode);
+            let rest = full.saturating_sub(shown.len() as u64);
+            if rest > 0 {
+                out.extend_from_slice("…(+".as_bytes());
+                push_u64(out, rest);
+                out.extend_from_slice(b" bytes)");
+            }
+        }
+        Kind::Boolean => match r.text.first() {
+            Some(b't') => out.extend_from_slice(b"true"),
+            Some(b'f') => out.extend_from_slice(b"false"),
+            _ => bounded(out, r.text, full, b.max_reply_bytes, mode),
+        },
+        Kind::Null => out.extend_from_slice(b"(nil)"),
+        Kind::Array | Kind::Set | Kind::Push | Kind::Map => aggregate(out, r.kind, r.len),
+    }
+}
+
+/// `[3 items]`, `{2 pairs}`, `(nil)` for a null aggregate.
+fn aggregate(out: &mut Vec<u8>, kind: Kind, len: i64) {
+    let Ok(n) = u64::try_from(len) else {
+        out.extend_from_slice(b"(nil)");
+        return;
+    };
+    let map = kind == Kind::Map;
+    out.push(if map { b'{' } else { b'[' });
+    push_u64(out, n);
+    out.extend_from_slice(match (map, n == 1) {
+        (true, true) => b" pair}".as_slice(),
+        (true, false) => b" pairs}",
+        (false, true) => b" item]",
+        (false, false) => b" items]",
+    });
+}
+
+fn error_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode) {
+    if r.redacted {
+        out.extend_from_slice(REDACTED);
+        return;
+    }
+    let full = u64::try_from(r.len).unwrap_or(0).max(r.text.len() as u64);
+    bounded(out, r.text, full, b.max_error_bytes, mode);
+}
+
+/// One element of a push, for `args`.
+enum Element<'a> {
+    Child(Child, &'a [u8]),
+    More(u64),
+}
+
+/// The elements of a push after the first (the first, `message`, `invalidate`..., is in the
+/// summary).
+fn for_each_push_element<'a>(reply: &'a Reply, b: &Bounds, mut f: impl FnMut(Element<'a>)) {
+    if !reply.kind.is_aggregate() {
+        return;
+    }
+    let mut shown = 0u64;
+    for c in reply.children.iter().skip(1).take(b.max_args) {
+        shown += 1;
+        f(Element::Child(*c, child_text(reply, c)));
+    }
+    let elements = u64::try_from(reply.len).unwrap_or(0);
+    // Map lengths count pairs.
+    let elements = if reply.kind == Kind::Map {
+        elements.saturating_mul(2)
+    } else {
+        elements
+    };
+    let total = elements.max(reply.children.len() as u64).saturating_sub(1);
+    if total > shown {
+        f(Element::More(total - shown));
+    }
+}
+
+fn child_text<'a>(reply: &'a Reply, c: &Child) -> &'a [u8] {
+    let start = c.start as usize;
+    start
+        .checked_add(c.kept as usize)
+        .and_then(|end| reply.child_text.get(start..end))
+        .unwrap_or(&[])
+}
+
+fn element(out: &mut Vec<u8>, el: Element<'_>, b: &Bounds, mode: Mode) {
+    match el {
+        Element::Child(c, text) => match c.kind {
+            Kind::Null => out.extend_from_slice(b"(nil)"),
+            k if k.is_aggregate() => aggregate(out, k, c.len),
+            _ => {
+                let full = u64::try_from(c.len).unwrap_or(0).max(text.len() as u64);
+                bounded(out, text, full, b.max_arg_bytes, mode);
+            }
+        },
+        Element::More(n) => more_marker(out, n),
+    }
+}
+
+/// `message [3 items]`: the push's kind word (its first element, if a string) and its size.
+fn push_summary(out: &mut Vec<u8>, reply: &Reply, b: &Bounds, mode: Mode) {
+    if !reply.kind.is_aggregate() {
+        let summary = ReplySummary {
+            kind: reply.kind,
+            len: reply.len,
+            text: &reply.text,
+            redacted: false,
+        };
+        reply_content(out, &summary, b, mode);
+        return;
+    }
+    if let Some(c) = reply.children.first() {
+        if matches!(c.kind, Kind::Bulk | Kind::Simple | Kind::Verbatim) {
+            let text = child_text(reply, c);
+            let full = u64::try_from(c.len).unwrap_or(0).max(text.len() as u64);
+            bounded(out, text, full, 32, mode);
+            out.push(b' ');
+        }
+    }
+    aggregate(out, reply.kind, reply.len);
+}
+
+/// Plain ASCII, no quotes or backslashes: safe in JSON and text as is.
+fn notice_text(out: &mut Vec<u8>, what: NoticeLine<'_>) {
+    match what {
+        NoticeLine::Dropped(n) => {
+            out.extend_from_slice(b"dropped ");
+            push_u64(out, n);
+            out.extend_from_slice(if n == 1 {
+                b" log line (writer queue full)".as_slice()
+            } else {
+                b" log lines (writer queue full)"
+            });
+        }
+        NoticeLine::Pipeline(n) => match *n {
+            Notice::Desync { dir, reason } => {
+                out.extend_from_slice(match dir {
+                    Dir::Request => b"lost the command stream's framing: ".as_slice(),
+                    Dir::Reply => b"lost the reply stream's framing: ",
+                });
+                out.extend_from_slice(reason.as_str().as_bytes());
+            }
+            Notice::OrphanReply => {
+                out.extend_from_slice(b"reply without a pending command (discarded)");
+            }
+            Notice::CommandsLost(k) => {
+                push_u64(out, k);
+                out.extend_from_slice(if k == 1 {
+                    b" command lost (its reply cannot be matched after a gap)".as_slice()
+                } else {
+                    b" commands lost (their replies cannot be matched after a gap)"
+                });
+            }
+            Notice::PendingOverflow => {
+                out.extend_from_slice(
+                    b"command dropped (too many commands waiting for replies on this connection)",
+                );
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

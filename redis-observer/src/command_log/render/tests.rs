@@ -1,0 +1,693 @@
+use super::*;
+use crate::commands::CommandId;
+use crate::record::{RecordArg, Status};
+use crate::resp::DesyncReason;
+
+/// 2026-11-20T23:56:34.123456789Z
+const TS: u64 = 1_795_218_994_123_456_789;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Arguments as (kept bytes, full length, redacted), laid out in one buffer.
+fn args(list: &[(&[u8], u64, bool)]) -> (Vec<RecordArg>, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    for (bytes, len, redacted) in list {
+        let start = buf.len() as u32;
+        if !redacted {
+            buf.extend_from_slice(bytes);
+        }
+        out.push(RecordArg {
+            start,
+            kept: if *redacted { 0 } else { bytes.len() as u32 },
+            len: *len,
+            redacted: *redacted,
+        });
+    }
+    (out, buf)
+}
+
+fn rec<'a>(
+    name: &'a [u8],
+    key: Option<&'a [u8]>,
+    args: &'a [RecordArg],
+    arg_buf: &'a [u8],
+    status: Status,
+    reply: Option<ReplySummary<'a>>,
+    latency_ns: Option<u64>,
+) -> CommandRecord<'a> {
+    CommandRecord {
+        ts_ns: TS,
+        client: sa("10.0.0.7:53422"),
+        server: sa("10.0.0.1:6379"),
+        command: CommandId(1),
+        name,
+        key,
+        args,
+        arg_buf,
+        argc: args.len() as u64,
+        status,
+        reply,
+        latency_ns,
+        req_bytes: 30,
+        resp_bytes: 9,
+        in_transaction: false,
+    }
+}
+
+fn reply(kind: Kind, len: i64, text: &[u8]) -> Option<ReplySummary<'_>> {
+    Some(ReplySummary {
+        kind,
+        len,
+        text,
+        redacted: false,
+    })
+}
+
+fn json(r: &CommandRecord<'_>) -> String {
+    let mut out = Vec::new();
+    write_json(r, &mut out);
+    let s = String::from_utf8(out).expect("lines are UTF-8");
+    // Every line is valid JSON with the contract's fields.
+    let v: serde_json::Value = serde_json::from_str(&s).expect("valid JSON");
+    for f in [
+        "ts",
+        "client",
+        "server",
+        "command",
+        "key",
+        "args",
+        "status",
+        "reply_type",
+        "reply",
+        "error",
+        "latency_us",
+        "req_bytes",
+        "resp_bytes",
+    ] {
+        assert!(v.get(f).is_some(), "{f} missing in {s}");
+    }
+    assert!(s.ends_with("}\n"));
+    s
+}
+
+const HEAD: &str =
+    r#"{"ts":"2026-11-20T23:56:34.123456Z","client":"10.0.0.7:53422","server":"10.0.0.1:6379""#;
+
+#[test]
+fn ok_bulk() {
+    let (a, buf) = args(&[(b"user:1", 6, false)]);
+    let r = rec(
+        b"GET",
+        Some(b"user:1"),
+        &a,
+        &buf,
+        Status::Ok,
+        reply(Kind::Bulk, 3, b"bar"),
+        Some(123_456),
+    );
+    assert_eq!(
+        json(&r),
+        format!(
+            "{HEAD},\"command\":\"GET\",\"key\":\"user:1\",\"args\":[\"user:1\"],\"status\":\"ok\",\
+             \"reply_type\":\"bulk\",\"reply\":\"\\\"bar\\\"\",\"error\":null,\"latency_us\":123.456,\
+             \"req_bytes\":30,\"resp_bytes\":9}}\n"
+        )
+    );
+}
+
+#[test]
+fn ok_scalars_and_aggregates() {
+    let cases: [(Option<ReplySummary<'_>>, &str, &str); 12] = [
+        (reply(Kind::Simple, 2, b"OK"), "simple", "OK"),
+        (reply(Kind::Integer, 2, b"42"), "integer", "42"),
+        (reply(Kind::Null, -1, b""), "null", "(nil)"),
+        (reply(Kind::Array, 3, b""), "array", "[3 items]"),
+        (reply(Kind::Array, 1, b""), "array", "[1 item]"),
+        (reply(Kind::Array, 0, b""), "array", "[0 items]"),
+        (reply(Kind::Map, 2, b""), "map", "{2 pairs}"),
+        (reply(Kind::Set, 5, b""), "set", "[5 items]"),
+        (reply(Kind::Double, 4, b"3.14"), "double", "3.14"),
+        (reply(Kind::Boolean, 1, b"t"), "boolean", "true"),
+        (reply(Kind::BigNumber, 5, b"12345"), "bignum", "12345"),
+        (
+            reply(Kind::Verbatim, 8, b"some txt"),
+            "verbatim",
+            "\"some txt\"",
+        ),
+    ];
+    for (rep, ty, shown) in cases {
+        let r = rec(b"X", None, &[], &[], Status::Ok, rep, Some(1));
+        let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(v["reply_type"], ty);
+        assert_eq!(v["reply"], shown);
+        assert_eq!(v["error"], serde_json::Value::Null);
+    }
+}
+
+#[test]
+fn error_reply() {
+    let r = rec(
+        b"INCR",
+        Some(b"k"),
+        &[],
+        &[],
+        Status::Error,
+        reply(
+            Kind::Error,
+            65,
+            b"WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        Some(50_000),
+    );
+    assert_eq!(
+        json(&r),
+        format!(
+            "{HEAD},\"command\":\"INCR\",\"key\":\"k\",\"args\":[],\"status\":\"error\",\
+             \"reply_type\":\"error\",\"reply\":null,\"error\":\"WRONGTYPE Operation against a key \
+             holding the wrong kind of value\",\"latency_us\":50.000,\"req_bytes\":30,\"resp_bytes\":9}}\n"
+        )
+    );
+}
+
+#[test]
+fn unanswered_and_no_reply() {
+    let (a, buf) = args(&[(b"list", 4, false), (b"0", 1, false)]);
+    let mut r = rec(
+        b"BLPOP",
+        Some(b"list"),
+        &a,
+        &buf,
+        Status::Unanswered,
+        None,
+        None,
+    );
+    r.resp_bytes = 0;
+    assert_eq!(
+        json(&r),
+        format!(
+            "{HEAD},\"command\":\"BLPOP\",\"key\":\"list\",\"args\":[\"list\",\"0\"],\
+             \"status\":\"unanswered\",\"reply_type\":null,\"reply\":null,\"error\":null,\
+             \"latency_us\":null,\"req_bytes\":30,\"resp_bytes\":0}}\n"
+        )
+    );
+    r.status = Status::NoReply;
+    assert!(json(&r).contains(r#""status":"no_reply","reply_type":null,"reply":null"#));
+}
+
+#[test]
+fn null_key_and_container_name() {
+    let (a, buf) = args(&[(b"save", 4, false)]);
+    let r = rec(
+        b"CONFIG GET",
+        None,
+        &a,
+        &buf,
+        Status::Ok,
+        reply(Kind::Array, 2, b""),
+        Some(7),
+    );
+    assert!(
+        json(&r).contains(r#""command":"CONFIG GET","key":null,"args":["save"],"#),
+        "{}",
+        json(&r)
+    );
+}
+
+#[test]
+fn redacted_args_and_reply() {
+    let (a, buf) = args(&[(b"default", 7, false), (b"hunter2", 7, true)]);
+    let r = rec(
+        b"AUTH",
+        None,
+        &a,
+        &buf,
+        Status::Ok,
+        reply(Kind::Simple, 2, b"OK"),
+        Some(9),
+    );
+    let s = json(&r);
+    assert!(s.contains(r#""args":["default","(redacted)"]"#), "{s}");
+    assert!(!s.contains("hunter2"));
+    let rep = Some(ReplySummary {
+        kind: Kind::Array,
+        len: 2,
+        text: b"",
+        redacted: true,
+    });
+    let r = rec(b"CONFIG GET", None, &[], &[], Status::Ok, rep, Some(9));
+    assert!(json(&r).contains(r#""reply":"(redacted)""#));
+}
+
+#[test]
+fn non_utf8_and_control_bytes_are_escaped() {
+    let key: &[u8] = b"k\xff\x00\"q\\\n\x1f\xc3\xa9\xe2\x82";
+    let (a, buf) = args(&[(key, key.len() as u64, false)]);
+    let r = rec(
+        b"GET",
+        Some(key),
+        &a,
+        &buf,
+        Status::Ok,
+        reply(Kind::Bulk, 2, b"\x80\x81"),
+        Some(1),
+    );
+    let s = json(&r);
+    let esc = r#""k\\xff\u0000\"q\\\n\u001fé\\xe2\\x82""#;
+    assert!(s.contains(&format!("\"key\":{esc},")), "{s}");
+    assert!(s.contains(&format!("\"args\":[{esc}]")), "{s}");
+    assert!(s.contains(r#""reply":"\"\\x80\\x81\"""#), "{s}");
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(v["key"], "k\\xff\u{0}\"q\\\n\u{1f}é\\xe2\\x82");
+}
+
+#[test]
+fn ipv6_addresses() {
+    let mut r = rec(
+        b"PING",
+        None,
+        &[],
+        &[],
+        Status::Ok,
+        reply(Kind::Simple, 4, b"PONG"),
+        Some(1),
+    );
+    r.client = sa("[2001:db8::1]:53422");
+    r.server = sa("[::1]:6379");
+    assert!(json(&r).contains(r#""client":"[2001:db8::1]:53422","server":"[::1]:6379""#));
+}
+
+#[test]
+fn long_args_are_cut_with_a_marker() {
+    let value = vec![b'v'; 128];
+    let (a, buf) = args(&[(b"k", 1, false), (&value, 10_000, false)]);
+    let r = rec(
+        b"SET",
+        Some(b"k"),
+        &a,
+        &buf,
+        Status::Ok,
+        reply(Kind::Simple, 2, b"OK"),
+        Some(1),
+    );
+    let s = json(&r);
+    let shown = "v".repeat(96);
+    assert!(
+        s.contains(&format!(r#""args":["k","{shown}…(+9904 bytes)"]"#)),
+        "{s}"
+    );
+    // A cut in the middle of a character backs off to its start.
+    let e = "é".repeat(60); // 120 bytes
+    let (a, buf) = args(&[(e.as_bytes(), 120, false)]);
+    let r = rec(b"SET", None, &a, &buf, Status::Ok, None, None);
+    let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+    assert_eq!(v["args"][0], format!("{}…(+24 bytes)", "é".repeat(48)));
+    // Long bulk replies too.
+    let big = vec![b'x'; 128];
+    let r = rec(
+        b"GET",
+        None,
+        &[],
+        &[],
+        Status::Ok,
+        reply(Kind::Bulk, 5000, &big),
+        Some(1),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+    assert_eq!(v["reply"], format!("\"{}\"…(+4904 bytes)", "x".repeat(96)));
+}
+
+#[test]
+fn many_args_are_bounded() {
+    let list: Vec<(Vec<u8>, u64, bool)> = (0..20)
+        .map(|i| (format!("a{i}").into_bytes(), 2 + u64::from(i >= 10), false))
+        .collect();
+    let list: Vec<(&[u8], u64, bool)> = list
+        .iter()
+        .map(|(b, l, r)| (b.as_slice(), *l, *r))
+        .collect();
+    let (a, buf) = args(&list);
+    let mut r = rec(
+        b"MSET",
+        Some(b"a0"),
+        &a,
+        &buf,
+        Status::Ok,
+        reply(Kind::Simple, 2, b"OK"),
+        Some(1),
+    );
+    r.argc = 100;
+    let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+    let shown = v["args"].as_array().unwrap();
+    assert_eq!(shown.len(), 17);
+    assert_eq!(shown[0], "a0");
+    assert_eq!(shown[15], "a15");
+    assert_eq!(shown[16], "…(+84 more)");
+}
+
+#[test]
+fn inconsistent_spans_do_not_panic() {
+    let a = [RecordArg {
+        start: u32::MAX,
+        kept: u32::MAX,
+        len: u64::MAX,
+        redacted: false,
+    }];
+    let mut r = rec(
+        b"GET",
+        None,
+        &a,
+        b"abc",
+        Status::Ok,
+        reply(Kind::Array, i64::MIN, b""),
+        Some(u64::MAX),
+    );
+    r.argc = u64::MAX;
+    r.ts_ns = u64::MAX;
+    let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+    assert_eq!(v["args"][0], format!("…(+{} bytes)", u64::MAX));
+    assert_eq!(v["reply"], "(nil)");
+    assert_eq!(v["ts"], "2554-07-21T23:34:33.709551Z");
+    assert_eq!(v["latency_us"].as_f64().unwrap(), u64::MAX as f64 / 1000.0);
+}
+
+#[test]
+fn in_transaction_flag() {
+    let mut r = rec(
+        b"INCR",
+        Some(b"n"),
+        &[],
+        &[],
+        Status::Ok,
+        reply(Kind::Integer, 1, b"1"),
+        Some(1),
+    );
+    r.in_transaction = true;
+    assert!(json(&r).ends_with(",\"resp_bytes\":9,\"in_transaction\":true}\n"));
+}
+
+#[test]
+fn empty_name_falls_back_to_the_table() {
+    let r = rec(b"", None, &[], &[], Status::Ok, None, None);
+    let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+    assert_eq!(v["command"], crate::commands::name(CommandId(1)));
+}
+
+#[test]
+fn timestamps() {
+    let ts = |ns: u64| {
+        let mut out = Vec::new();
+        timestamp(&mut out, ns);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(ts(0), "1970-01-01T00:00:00.000000Z");
+    assert_eq!(ts(TS), "2026-11-20T23:56:34.123456Z");
+    assert_eq!(ts(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
+    assert_eq!(ts(4_107_585_659_000_001_000), "2100-03-01T12:00:59.000001Z");
+    // Every day for 200 years round-trips through the civil calendar.
+    let mut prev = (1969, 12, 31);
+    for day in 0..(200 * 366) {
+        let (y, m, d) = civil_from_days(day);
+        let next_ok = (y, m, d) == (prev.0, prev.1, prev.2 + 1)
+            || (y, m, d) == (prev.0, prev.1 + 1, 1)
+            || (y, m, d) == (prev.0 + 1, 1, 1);
+        assert!(next_ok, "{prev:?} -> {:?}", (y, m, d));
+        prev = (y, m, d);
+    }
+}
+
+#[test]
+fn push_lines() {
+    let mut reply = Reply {
+        kind: Kind::Push,
+        len: 3,
+        wire_len: 44,
+        ..Reply::default()
+    };
+    for (kind, text) in [
+        (Kind::Bulk, b"message".as_slice()),
+        (Kind::Bulk, b"news"),
+        (Kind::Bulk, b"hello \"world\""),
+    ] {
+        let start = reply.child_text.len() as u32;
+        reply.child_text.extend_from_slice(text);
+        reply.children.push(Child {
+            kind,
+            len: text.len() as i64,
+            start,
+            kept: text.len() as u32,
+        });
+    }
+    let mut out = Vec::new();
+    Renderer::new(Format::Json).push(
+        TS,
+        sa("10.0.0.7:53422"),
+        sa("10.0.0.1:6379"),
+        &reply,
+        &mut out,
+    );
+    let s = String::from_utf8(out).unwrap();
+    assert_eq!(
+        s,
+        format!(
+            "{HEAD},\"command\":null,\"key\":null,\"args\":[\"news\",\"hello \\\"world\\\"\"],\
+             \"status\":\"push\",\"reply_type\":\"push\",\"reply\":\"message [3 items]\",\
+             \"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":44}}\n"
+        )
+    );
+    serde_json::from_str::<serde_json::Value>(&s).unwrap();
+    let mut out = Vec::new();
+    Renderer::new(Format::Text).push(
+        TS,
+        sa("10.0.0.7:53422"),
+        sa("10.0.0.1:6379"),
+        &reply,
+        &mut out,
+    );
+    let s = String::from_utf8(out).unwrap();
+    assert!(
+        s.ends_with("(push)             message [3 items] news hello \"world\"\n"),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn notice_lines() {
+    let n = Notice::Desync {
+        dir: Dir::Reply,
+        reason: DesyncReason::Gap,
+    };
+    let mut out = Vec::new();
+    let mut r = Renderer::new(Format::Json);
+    r.notice(
+        TS,
+        Some(sa("10.0.0.7:53422")),
+        Some(sa("10.0.0.1:6379")),
+        NoticeLine::Pipeline(&n),
+        &mut out,
+    );
+    r.notice(TS, None, None, NoticeLine::Dropped(42), &mut out);
+    let s = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "{HEAD},\"command\":null,\"key\":null,\"args\":[],\"status\":\"notice\",\"reply_type\":null,\
+             \"reply\":null,\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":0,\
+             \"notice\":\"lost the reply stream's framing: gap\"}}"
+        )
+    );
+    let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(v["client"], serde_json::Value::Null);
+    assert_eq!(v["command"], serde_json::Value::Null);
+    assert_eq!(v["status"], "notice");
+    assert_eq!(v["notice"], "dropped 42 log lines (writer queue full)");
+    for n in [
+        Notice::OrphanReply,
+        Notice::CommandsLost(3),
+        Notice::PendingOverflow,
+    ] {
+        let mut out = Vec::new();
+        r.notice(TS, None, None, NoticeLine::Pipeline(&n), &mut out);
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+    }
+}
+
+#[test]
+fn text_lines_are_aligned() {
+    let (a, buf) = args(&[(b"user:1", 6, false)]);
+    let mut lines = Vec::new();
+    let r1 = rec(
+        b"GET",
+        Some(b"user:1"),
+        &a,
+        &buf,
+        Status::Ok,
+        reply(Kind::Bulk, 3, b"bar"),
+        Some(123_456),
+    );
+    write_text(&r1, &mut lines);
+    let mut r2 = rec(
+        b"CLIENT SETNAME",
+        Some(b"a-rather-long-key-name-that-does-not-fit:123"),
+        &[],
+        &[],
+        Status::Error,
+        reply(Kind::Error, 7, b"ERR bad"),
+        Some(2_500_000_000),
+    );
+    r2.client = sa("192.168.100.200:65535");
+    write_text(&r2, &mut lines);
+    let r3 = rec(
+        b"BLPOP",
+        Some(b"q"),
+        &[],
+        &[],
+        Status::Unanswered,
+        None,
+        None,
+    );
+    write_text(&r3, &mut lines);
+    let r4 = rec(
+        b"SET",
+        Some(b"k\n\xff"),
+        &[],
+        &[],
+        Status::Ok,
+        reply(Kind::Simple, 2, b"OK"),
+        Some(850),
+    );
+    write_text(&r4, &mut lines);
+    let s = String::from_utf8(lines).unwrap();
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(
+        lines[0],
+        "2026-11-20T23:56:34.123456Z 10.0.0.7:53422        10.0.0.1:6379         GET                user:1                   ok            123.4us \"bar\""
+    );
+    assert_eq!(
+        lines[1],
+        "2026-11-20T23:56:34.123456Z 192.168.100.200:65535 10.0.0.1:6379         CLIENT SETNAME     a-rather-long-key-name-… error          2.500s (error) ERR bad"
+    );
+    assert_eq!(
+        lines[2],
+        "2026-11-20T23:56:34.123456Z 10.0.0.7:53422        10.0.0.1:6379         BLPOP              q                        unanswered          - -"
+    );
+    assert_eq!(
+        lines[3],
+        "2026-11-20T23:56:34.123456Z 10.0.0.7:53422        10.0.0.1:6379         SET                k\\n\\xff                  ok              850ns OK"
+    );
+    // The status column starts at the same character on every line.
+    let col = |l: &str, word: &str| l.char_indices().position(|(i, _)| l[i..].starts_with(word));
+    let c = col(lines[0], "ok ").unwrap();
+    assert_eq!(col(lines[1], "error ").unwrap(), c);
+    assert_eq!(col(lines[2], "unanswered").unwrap(), c);
+}
+
+#[test]
+fn latency_formats() {
+    let f = |ns| {
+        let mut b = [0u8; 24];
+        let n = latency_human(&mut b, ns);
+        String::from_utf8(b[..n].to_vec()).unwrap()
+    };
+    assert_eq!(f(0), "0ns");
+    assert_eq!(f(999), "999ns");
+    assert_eq!(f(1_000), "1.0us");
+    assert_eq!(f(123_456), "123.4us");
+    assert_eq!(f(12_345_678), "12.345ms");
+    assert_eq!(f(1_234_567_890), "1.234s");
+    assert_eq!(f(u64::MAX), "18446744073.709s");
+    let mut out = Vec::new();
+    latency_us(&mut out, 5);
+    assert_eq!(out, b"0.005");
+}
+
+#[test]
+fn cut_respects_characters() {
+    assert_eq!(cut(b"abc", 5), b"abc");
+    assert_eq!(cut(b"abcdef", 3), b"abc");
+    assert_eq!(cut("aé".as_bytes(), 2), b"a");
+    assert_eq!(cut("a€".as_bytes(), 3), b"a");
+    assert_eq!(cut("€€".as_bytes(), 4), "€".as_bytes());
+    // Invalid continuation runs are cut where asked (then escaped).
+    assert_eq!(cut(b"\x80\x80\x80\x80\x80", 4), b"\x80\x80\x80\x80");
+    assert_eq!(cut(b"abc", 0), b"");
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_make_valid_json(
+        key in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        arg in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        text in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        name in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+    ) {
+        let (a, buf) = args(&[(&arg, arg.len() as u64 + 3, false)]);
+        for kind in [Kind::Bulk, Kind::Error, Kind::Simple] {
+            let r = rec(&name, Some(&key), &a, &buf, Status::Ok, reply(kind, 500, &text), Some(1));
+            let mut out = Vec::new();
+            write_json(&r, &mut out);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            // Valid UTF-8 input comes back unchanged when it has no backslash.
+            if let Ok(k) = std::str::from_utf8(&key) {
+                if !k.contains('\\') && k.len() <= Bounds::default().max_key_bytes {
+                    proptest::prop_assert_eq!(v["key"].as_str().unwrap(), k);
+                }
+            }
+            let mut out = Vec::new();
+            write_text(&r, &mut out);
+            proptest::prop_assert!(std::str::from_utf8(&out).is_ok());
+            proptest::prop_assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn plain_prefix_matches_bytewise(
+        s in proptest::collection::vec(
+            proptest::prop_oneof![0x20u8..0x7f, proptest::num::u8::ANY],
+            0..64,
+        ),
+        json in proptest::bool::ANY,
+    ) {
+        let naive = s.iter().position(|&c| is_special(c, json)).unwrap_or(s.len());
+        proptest::prop_assert_eq!(plain_prefix(&s, json), naive);
+    }
+}
+
+#[test]
+fn cached_timestamps_and_addresses_match_fresh_ones() {
+    let mut c = Cache::default();
+    let addrs = [
+        sa("1.2.3.4:5"),
+        sa("255.255.255.255:65535"),
+        sa("[::1]:6379"),
+        sa("0.0.0.0:0"),
+    ];
+    for (i, ts) in [
+        TS,
+        TS + 1,
+        TS + 999_999_999,
+        TS + 1_000_000_000,
+        0,
+        u64::MAX,
+        TS,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut a = Vec::new();
+        c.timestamp(&mut a, ts);
+        let mut b = Vec::new();
+        timestamp(&mut b, ts);
+        assert_eq!(a, b);
+        for addr in [addrs[i % 4], addrs[(i + 1) % 4]] {
+            let mut a = Vec::new();
+            c.client.write(&mut a, &addr);
+            assert_eq!(String::from_utf8(a).unwrap(), addr.to_string());
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Which command lines `tail` shows: every given condition must hold (AND); several `--command`
+//! names are alternatives (OR).
+
+use std::time::Duration;
+
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Upper case, single spaces between words (`CONFIG GET`); never empty strings.
+    commands: Vec<String>,
+    /// In nanoseconds, compared with `latency_us * 1000`.
+    min_latency_ns: Option<f64>,
+    errors: bool,
+}
+
+impl Filter {
+    pub fn new(commands: &[String], min_latency: Option<Duration>, errors: bool) -> Self {
+        let commands = commands
+            .iter()
+            .map(|c| normalize(c))
+            .filter(|c| !c.is_empty())
+            .collect();
+        Self {
+            commands,
+            // Exact below 2^53 ns (104 days); durations parse from f64 seconds anyway.
+            min_latency_ns: min_latency.map(|d| d.as_nanos() as f64),
+            errors,
+        }
+    }
+
+    /// Any condition given: then lines that are not commands (pushes) are left out too.
+    pub fn is_active(&self) -> bool {
+        !self.commands.is_empty() || self.min_latency_ns.is_some() || self.errors
+    }
+
+    /// `command` as logged (`CONFIG GET`), `status` (`ok`, `error`, ...), `latency_us` (null for
+    /// commands that got no reply, which therefore never pass `--min-latency`).
+    pub fn matches(&self, command: &str, status: &str, latency_us: Option<f64>) -> bool {
+        if self.errors && status != "error" {
+            return false;
+        }
+        if let Some(min) = self.min_latency_ns {
+            // Half a nanosecond of slack: `250us` must match a logged 250 whatever the float
+            // rounding of either side.
+            match latency_us {
+                Some(us) if us * 1000.0 + 0.5 >= min => {}
+                _ => return false,
+            }
+        }
+        self.commands.is_empty() || self.commands.iter().any(|f| name_matches(f, command))
+    }
+}
+
+/// `config  get` → `CONFIG GET`.
+fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for word in name.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out.make_ascii_uppercase();
+    out
+}
+
+/// `CONFIG` matches `CONFIG` and `CONFIG GET` but not `CONFIGX`; `CONFIG GET` matches only
+/// `CONFIG GET`. Case-insensitive; compares bytes so no input can split a character.
+fn name_matches(filter: &str, command: &str) -> bool {
+    let (f, c) = (filter.as_bytes(), command.trim().as_bytes());
+    match c.get(..f.len()) {
+        Some(head) if head.eq_ignore_ascii_case(f) => matches!(c.get(f.len()), None | Some(b' ')),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(cmds: &[&str], min: Option<&str>, errors: bool) -> Filter {
+        let cmds: Vec<String> = cmds.iter().map(|s| (*s).to_owned()).collect();
+        Filter::new(
+            &cmds,
+            min.map(|m| crate::cli::parse_duration(m).unwrap()),
+            errors,
+        )
+    }
+
+    #[test]
+    fn no_conditions_match_everything() {
+        let all = f(&[], None, false);
+        assert!(!all.is_active());
+        assert!(all.matches("GET", "ok", Some(1.0)));
+        assert!(all.matches("BLPOP", "unanswered", None));
+    }
+
+    #[test]
+    fn command_names() {
+        let config = f(&["config"], None, false);
+        assert!(config.is_active());
+        assert!(config.matches("CONFIG GET", "ok", None));
+        assert!(config.matches("CONFIG", "error", None));
+        assert!(config.matches("config set", "ok", None));
+        assert!(!config.matches("CONFIGX", "ok", None));
+        assert!(!config.matches("CLIENT SETNAME", "ok", None));
+
+        let get = f(&["Config  Get"], None, false);
+        assert!(get.matches("CONFIG GET", "ok", None));
+        assert!(!get.matches("CONFIG SET", "ok", None));
+        assert!(!get.matches("CONFIG", "ok", None));
+
+        let either = f(&["get", "set"], None, false);
+        assert!(either.matches("GET", "ok", None));
+        assert!(either.matches("SET", "ok", None));
+        assert!(!either.matches("GETSET", "ok", None));
+        assert!(!either.matches("DEL", "ok", None));
+
+        // Multi-byte text never splits a character.
+        assert!(!f(&["é"], None, false).matches("x", "ok", None));
+        assert!(!f(&["x"], None, false).matches("éé", "ok", None));
+        // Blank names are ignored rather than matching nothing.
+        assert!(!f(&["  "], None, false).is_active());
+    }
+
+    #[test]
+    fn min_latency() {
+        let slow = f(&[], Some("250us"), false);
+        assert!(slow.matches("GET", "ok", Some(250.0)));
+        assert!(slow.matches("GET", "ok", Some(1e6)));
+        assert!(!slow.matches("GET", "ok", Some(249.0)));
+        assert!(!slow.matches("BLPOP", "unanswered", None));
+        let ms = f(&[], Some("1.5ms"), false);
+        assert!(ms.matches("GET", "ok", Some(1500.0)));
+        assert!(!ms.matches("GET", "ok", Some(1499.9)));
+        assert!(f(&[], Some("2s"), false).matches("BLPOP", "ok", Some(2_000_000.0)));
+    }
+
+    #[test]
+    fn errors_and_combination() {
+        let errs = f(&[], None, true);
+        assert!(errs.matches("GET", "error", None));
+        assert!(!errs.matches("GET", "ok", None));
+        assert!(!errs.matches("GET", "unanswered", None));
+
+        let all = f(&["get", "hgetall"], Some("1ms"), true);
+        assert!(all.matches("HGETALL", "error", Some(5000.0)));
+        assert!(!all.matches("HGETALL", "ok", Some(5000.0)));
+        assert!(!all.matches("HGETALL", "error", Some(10.0)));
+        assert!(!all.matches("SET", "error", Some(5000.0)));
+    }
+}

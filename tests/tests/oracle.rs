@@ -1,0 +1,302 @@
+//! Redis itself is the oracle. Each scenario runs real clients against a real redis-server
+//! while the observer watches live AND tcpdump records the traffic; then `replay` runs over the
+//! recording. Per command, the commands the observer saw Redis execute (status ok, error or
+//! no_reply) must equal the INFO commandstats delta (calls + rejected_calls), live and in
+//! replay, and the log must hold one line per command.
+
+use std::{
+    collections::BTreeMap, path::PathBuf, process::Command, sync::Mutex, thread::sleep,
+    time::Duration,
+};
+
+use serde_json::Value;
+use tests::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const EXECUTED: &[&str] = &["ok", "error", "no_reply"];
+
+struct Outcome {
+    delta: BTreeMap<String, u64>,
+    live: Metrics,
+    live_metrics_text: String,
+    live_log: Vec<Value>,
+    live_log_text: String,
+    replay: Replay,
+    observer_stderr: String,
+    dir: PathBuf,
+}
+
+fn scripts() -> PathBuf {
+    root().join("tests/scripts")
+}
+
+/// Runs `traffic` with the observer live and tcpdump recording, then replays the recording.
+fn observe(name: &str, redis_args: &[&str], traffic: impl FnOnce(&Redis)) -> Outcome {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let redis = Redis::start(redis_args);
+    let dir = temp_dir(name);
+    let port = redis.port.to_string();
+    let log = dir.join("live.jsonl");
+    let before = redis.commandstats();
+    let mut dump = Tcpdump::start(None, "lo", redis.port, &dir.join("capture.pcap"));
+    let mut obs = Observer::start(
+        None,
+        &["-i", "lo", "-p", &port, "--log", log.to_str().unwrap()],
+    );
+    traffic(&redis);
+    sleep(Duration::from_millis(400));
+    let after = redis.commandstats();
+    let live_metrics_text = http_get(&obs.metrics_addr, "/metrics").expect("metrics");
+    obs.stop();
+    dump.stop();
+    let live_log_text = std::fs::read_to_string(&log).expect("live log");
+    let replay = replay(&dump.path, redis.port);
+    Outcome {
+        delta: before.delta(&after),
+        live: Metrics::parse(&live_metrics_text),
+        live_metrics_text,
+        live_log: parse_log(&live_log_text),
+        live_log_text,
+        replay,
+        observer_stderr: obs.stderr(),
+        dir,
+    }
+}
+
+fn python(scenario: &str) -> impl FnOnce(&Redis) {
+    let scenario = scenario.to_owned();
+    move |r: &Redis| {
+        let mut c = Command::new("python3");
+        c.arg(scripts().join("scenarios.py"))
+            .arg(&scenario)
+            .arg(&r.host)
+            .arg(r.port.to_string());
+        if let Some(p) = &r.password {
+            c.arg(p);
+        }
+        sh(&mut c);
+    }
+}
+
+/// The observer's executed commands equal Redis's commandstats delta, live and in replay, in
+/// the metrics and in the log; the histogram counts every answered command.
+fn assert_matches_redis(o: &Outcome) {
+    let live = o.live.commands_by_name(EXECUTED);
+    let replayed = o.replay.metrics.commands_by_name(EXECUTED);
+    let mut want = o.delta.clone();
+    // Unknown commands have no commandstats entry; the observer files them under UNKNOWN.
+    let strip = |mut m: BTreeMap<String, u64>| {
+        m.remove("UNKNOWN");
+        m
+    };
+    want.remove("UNKNOWN");
+    assert_eq!(
+        strip(live.clone()),
+        want,
+        "live metrics vs INFO commandstats ({})",
+        o.dir.display()
+    );
+    assert_eq!(
+        strip(replayed),
+        want,
+        "replay metrics vs INFO commandstats ({})",
+        o.dir.display()
+    );
+    assert_eq!(
+        strip(log_counts(&o.live_log, EXECUTED)),
+        want,
+        "live log vs INFO commandstats"
+    );
+    assert_eq!(
+        strip(log_counts(&o.replay.log, EXECUTED)),
+        want,
+        "replay log vs INFO commandstats"
+    );
+    // Every command with a reply has one latency observation.
+    for (cmd, n) in o.live.commands_by_name(&["ok", "error"]) {
+        let h = o
+            .live
+            .sum("redis_command_duration_seconds_count", &[("command", &cmd)]);
+        assert_eq!(h as u64, n, "histogram count for {cmd}");
+    }
+    assert_eq!(
+        o.live.sum("redis_observer_events_lost_total", &[]),
+        0.0,
+        "events lost"
+    );
+}
+
+fn lines<'a>(log: &'a [Value], cmd: &str) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|v| v["command"].as_str() == Some(cmd))
+        .collect()
+}
+
+#[test]
+fn benchmark_default_tests_pipelined_1_and_16() {
+    let o = observe("bench", &[], |r| {
+        for p in ["1", "16"] {
+            sh(Command::new("redis-benchmark")
+                .args(["-h", &r.host, "-p", &r.port.to_string()])
+                .args(["-n", "2000", "-c", "20", "-P", p, "-q"]));
+        }
+    });
+    assert_matches_redis(&o);
+    assert!(
+        o.delta.get("SET").copied().unwrap_or(0) >= 4000,
+        "benchmark ran: {:?}",
+        o.delta
+    );
+    // redis-benchmark asks for these on a separate connection first.
+    assert!(!lines(&o.live_log, "CONFIG GET").is_empty());
+}
+
+#[test]
+fn inline_commands_and_an_unbalanced_quote() {
+    let o = observe("inline", &[], python("inline"));
+    assert_matches_redis(&o);
+    let sets = lines(&o.live_log, "SET");
+    assert_eq!(sets.len(), 2);
+    assert_eq!(sets[0]["key"], "inl");
+    assert_eq!(sets[0]["args"], serde_json::json!(["inl", "hello world"]));
+    assert_eq!(sets[1]["key"], "a b");
+    assert_eq!(sets[1]["args"], serde_json::json!(["a b", "x\tyA"]));
+    // The command after the protocol error never ran.
+    assert_eq!(lines(&o.live_log, "PING").len(), 1);
+}
+
+#[test]
+fn pubsub_with_two_subscribers() {
+    let o = observe("pubsub", &[], python("pubsub"));
+    assert_matches_redis(&o);
+    assert_eq!(lines(&o.live_log, "PUBLISH").len(), 4);
+    let pushes = o.live.sum("redis_push_messages_total", &[]);
+    assert!(pushes >= 7.0, "7 deliveries at least, got {pushes}");
+}
+
+#[test]
+fn multi_exec_runtime_error_execabort_watch_discard() {
+    let o = observe("multi", &[], python("multi"));
+    assert_matches_redis(&o);
+    let incr: Vec<_> = lines(&o.live_log, "INCR");
+    assert!(
+        incr.iter().any(|v| v["status"] == "error"),
+        "the runtime error inside EXEC is an error"
+    );
+    let aborted = o
+        .live_log
+        .iter()
+        .filter(|v| v["status"] == "aborted")
+        .count();
+    assert_eq!(
+        aborted, 4,
+        "EXECABORT (2), WATCH abort (1), DISCARD (1): queued, never ran\n{}",
+        o.live_log_text
+    );
+}
+
+#[test]
+fn client_reply_off_skip_on() {
+    let o = observe("client_reply", &[], python("client_reply"));
+    assert_matches_redis(&o);
+    let no_reply = o
+        .live_log
+        .iter()
+        .filter(|v| v["status"] == "no_reply")
+        .count();
+    // CLIENT REPLY OFF, SET, SET, CLIENT REPLY SKIP, SET cr:c, CLIENT REPLY SKIP.
+    assert_eq!(no_reply, 6, "{}", o.live_log_text);
+}
+
+#[test]
+fn resp3_maps_sets_doubles_and_pushes() {
+    let o = observe("resp3", &[], python("resp3"));
+    assert_matches_redis(&o);
+    let types: Vec<&str> = o
+        .live_log
+        .iter()
+        .filter_map(|v| v["reply_type"].as_str())
+        .collect();
+    for t in ["map", "set", "double"] {
+        assert!(types.contains(&t), "no {t} reply in {types:?}");
+    }
+    assert!(
+        o.live.sum("redis_push_messages_total", &[]) >= 2.0,
+        "invalidation and pub/sub pushes"
+    );
+}
+
+#[test]
+fn auth_passwords_appear_nowhere() {
+    let secrets = [
+        "Top-S3cret-pw",
+        "wrong-S3cret-guess",
+        "Master-S3cret-pass",
+        "Bob-S3cret-pass",
+    ];
+    let o = observe("auth", &["--requirepass", "Top-S3cret-pw"], python("auth"));
+    assert_matches_redis(&o);
+    for s in secrets {
+        for (what, text) in [
+            ("live log", &o.live_log_text),
+            ("replay log", &o.replay.log_text),
+            ("live metrics", &o.live_metrics_text),
+            ("replay metrics", &o.replay.metrics_text),
+            ("observer stderr", &o.observer_stderr),
+            ("replay stderr", &o.replay.stderr),
+        ] {
+            assert!(!text.contains(s), "{s} appears in the {what}");
+        }
+    }
+    assert!(!lines(&o.live_log, "AUTH").is_empty());
+    assert!(o.live_log_text.contains("(redacted)"));
+}
+
+#[test]
+fn one_and_five_mib_values() {
+    let o = observe("big", &[], python("bigvalues"));
+    assert_matches_redis(&o);
+    let sets = lines(&o.live_log, "SET");
+    let sizes: Vec<u64> = sets
+        .iter()
+        .filter_map(|v| v["req_bytes"].as_u64())
+        .collect();
+    assert!(sizes.iter().any(|&n| n > 5 * 1024 * 1024), "{sizes:?}");
+    let gets = lines(&o.live_log, "GET");
+    assert!(gets.iter().all(|v| v["status"] == "ok"));
+}
+
+#[test]
+fn connection_killed_mid_pipeline() {
+    let o = observe("killed", &[], python("killed"));
+    assert_matches_redis(&o);
+    let unanswered = o
+        .live_log
+        .iter()
+        .filter(|v| v["status"] == "unanswered")
+        .count();
+    // BLPOP (blocked when killed) and the ten INCRs behind it.
+    assert_eq!(unanswered, 11, "{}", o.live_log_text);
+}
+
+#[test]
+fn errors_and_blocking_latency() {
+    let o = observe("errors", &[], python("errors"));
+    assert_matches_redis(&o);
+    let m = &o.live;
+    assert!(m.sum("redis_command_errors_total", &[("error", "WRONGTYPE")]) >= 1.0);
+    assert!(m.sum("redis_command_errors_total", &[("error", "ERR")]) >= 3.0);
+    // BLPOP with a 300 ms timeout (server at hz 100): logged at 300 ms ± 50 ms.
+    let blpop = lines(&o.live_log, "BLPOP");
+    let timed_out = blpop
+        .iter()
+        .find(|v| v["reply_type"] == "null")
+        .expect("the BLPOP that timed out");
+    let us = timed_out["latency_us"].as_f64().expect("latency");
+    assert!(
+        (250_000.0..=350_000.0).contains(&us),
+        "BLPOP latency {us} µs"
+    );
+}
