@@ -86,6 +86,9 @@ pub struct RunArgs {
     /// Kernel-side diagnostics for rare events.
     #[arg(long)]
     pub debug: bool,
+    /// Keep every capability after attaching (by default all are dropped once attached).
+    #[arg(long)]
+    pub keep_privileges: bool,
     /// Debugging and tests: write each connection's reassembled bytes into this directory.
     #[arg(long, hide = true)]
     pub dump_streams: Option<PathBuf>,

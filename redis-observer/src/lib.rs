@@ -12,6 +12,7 @@ pub mod flows;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod privilege;
 pub mod reassembly;
 pub mod record;
 pub mod replay;

@@ -23,6 +23,7 @@ use crate::{
     command_log::{CommandLog, Format, Outputs, Renderer, Target},
     metrics::{KernelTotals, Metrics},
     pipeline::{Pipeline, PipelineConfig},
+    privilege,
 };
 
 /// How often the reader drains the ring when the kernel does not wake it.
@@ -31,12 +32,61 @@ const DRAIN_TICK: Duration = Duration::from_millis(2);
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    rt.block_on(run_async(args))
+    let config = CaptureConfig {
+        ifaces: args.ifaces.clone(),
+        ports: args.out.ports.clone(),
+        mode: args.attach,
+        capture_bytes: u32::try_from(args.capture_bytes).context("--capture-bytes too large")?,
+        ring_bytes: u32::try_from(args.ring_bytes).context("--ring-bytes too large")?,
+        debug: args.debug,
+        ..CaptureConfig::default()
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the runtime")
+    };
+    if args.dump_events {
+        let cap = Capture::start(config)?;
+        return runtime()?.block_on(dump_events(cap));
+    }
+    let listening = capture::listening_ports(&config.ports);
+    for p in &config.ports {
+        if !listening.contains(p) {
+            tracing::warn!(
+                port = p,
+                "nothing is listening on this port here: no Redis traffic will be seen until a server does \
+                 (try `cargo xtask demo` for a throwaway server with traffic)"
+            );
+        }
+    }
+    // Everything that needs privileges or can fail on the operator's input happens here, on the
+    // only thread: bind the endpoint, open the log, load and attach. Then capabilities are
+    // dropped (they are per thread: no other thread exists yet) and the runtime starts.
+    let listener = std::net::TcpListener::bind(args.metrics_addr)
+        .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
+    listener.set_nonblocking(true)?;
+    let target = open_log(&args.out)?;
+    let cap = Capture::start(config)?;
+    if args.keep_privileges {
+        tracing::info!("keeping all capabilities (--keep-privileges)");
+    } else {
+        let keep: &[u32] = if cap.needs_net_admin_at_exit() {
+            &[privilege::CAP_NET_ADMIN]
+        } else {
+            &[]
+        };
+        match privilege::drop_all_but(keep) {
+            Ok(left) => tracing::info!(
+                remaining = ?left.iter().map(|&c| privilege::name(c)).collect::<Vec<_>>(),
+                "dropped capabilities after attaching"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
+        }
+    }
+    runtime()?.block_on(run_async(args, cap, listener, target))
 }
 
 pub fn format(f: LogFormat) -> Format {
@@ -85,36 +135,17 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<()> {
-    let config = CaptureConfig {
-        ifaces: args.ifaces.clone(),
-        ports: args.out.ports.clone(),
-        mode: args.attach,
-        capture_bytes: u32::try_from(args.capture_bytes).context("--capture-bytes too large")?,
-        ring_bytes: u32::try_from(args.ring_bytes).context("--ring-bytes too large")?,
-        debug: args.debug,
-        ..CaptureConfig::default()
-    };
-    if args.dump_events {
-        return dump_events(config).await;
-    }
-    let listening = capture::listening_ports(&config.ports);
-    for p in &config.ports {
-        if !listening.contains(p) {
-            tracing::warn!(
-                port = p,
-                "nothing is listening on this port here: no Redis traffic will be seen until a server does \
-                 (try `cargo xtask demo` for a throwaway server with traffic)"
-            );
-        }
-    }
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
+async fn run_async(
+    args: RunArgs,
+    mut cap: Capture,
+    listener: std::net::TcpListener,
+    target: Target,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener).context("metrics endpoint")?;
     let metrics = Metrics::new();
     let registry = metrics.registry();
     let log = CommandLog::spawn(
-        open_log(&args.out)?,
+        target,
         Renderer::new(format(args.out.log_format)),
         metrics.log_counters(),
     )
@@ -135,7 +166,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         },
     ));
 
-    let mut cap = Capture::start(config)?;
     tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, "attached");
     health.store(true, Ordering::Relaxed);
 
@@ -202,9 +232,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// `--dump-events`: one line per kernel event, no decoding (debugging the capture).
-async fn dump_events(config: CaptureConfig) -> anyhow::Result<()> {
+async fn dump_events(mut cap: Capture) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let mut cap = Capture::start(config)?;
     tracing::info!("attached; dumping events");
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;

@@ -703,16 +703,35 @@ pub struct Tcpdump {
 
 impl Tcpdump {
     pub fn start(ns: Option<&NetNs>, iface: &str, port: u16, path: &Path) -> Tcpdump {
+        Self::start_snap(ns, iface, port, path, 0)
+    }
+
+    /// With a snap length (0 = whole packets).
+    pub fn start_snap(
+        ns: Option<&NetNs>,
+        iface: &str,
+        port: u16,
+        path: &Path,
+        snaplen: u32,
+    ) -> Tcpdump {
         let err = path.with_extension("stderr");
         let mut cmd = match ns {
             Some(ns) => ns.cmd("tcpdump"),
             None => Command::new("tcpdump"),
         };
-        cmd.args(["-i", iface, "-U", "-s", "0", "--immediate-mode", "-w"])
-            .arg(path)
-            .args(["tcp", "port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&err).expect("tcpdump stderr"));
+        cmd.args([
+            "-i",
+            iface,
+            "-U",
+            "-s",
+            &snaplen.to_string(),
+            "--immediate-mode",
+            "-w",
+        ])
+        .arg(path)
+        .args(["tcp", "port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).expect("tcpdump stderr"));
         let proc = Proc::spawn("tcpdump", &mut cmd);
         wait_until("tcpdump to listen", Duration::from_secs(10), || {
             std::fs::read_to_string(&err).is_ok_and(|s| s.contains("listening on"))
@@ -787,4 +806,52 @@ pub fn log_counts(log: &[serde_json::Value], statuses: &[&str]) -> BTreeMap<Stri
         }
     }
     m
+}
+
+/// Copies a classic (little-endian) pcap file, leaving out every `nth` packet that carries more
+/// than `min_len` captured bytes: a capture that lost packets.
+pub fn drop_packets(src: &Path, dst: &Path, nth: usize, min_len: u32) -> usize {
+    let data = std::fs::read(src).expect("read pcap");
+    assert!(
+        data.len() >= 24 && data[..4] == [0xd4, 0xc3, 0xb2, 0xa1],
+        "not a little-endian pcap"
+    );
+    let mut out = data[..24].to_vec();
+    let (mut i, mut k, mut dropped) = (24, 0, 0);
+    while i + 16 <= data.len() {
+        let incl = u32::from_le_bytes(data[i + 8..i + 12].try_into().expect("4 bytes"));
+        let end = (i + 16 + incl as usize).min(data.len());
+        let mut keep = true;
+        if incl > min_len {
+            k += 1;
+            if k % nth == 0 {
+                keep = false;
+                dropped += 1;
+            }
+        }
+        if keep {
+            out.extend_from_slice(&data[i..end]);
+        }
+        i = end;
+    }
+    std::fs::write(dst, out).expect("write pcap");
+    dropped
+}
+
+/// Held while a test attaches observers: end-to-end tests run one at a time across test
+/// binaries and processes (they check what is attached system-wide).
+pub struct E2eLock(#[allow(dead_code)] std::fs::File);
+
+pub fn e2e_lock() -> E2eLock {
+    use std::os::fd::AsRawFd as _;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("redis-observer-e2e.lock"))
+        .expect("lock file");
+    // SAFETY: flock on a file we own; released when the file is closed.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(r, 0, "flock: {}", std::io::Error::last_os_error());
+    E2eLock(f)
 }

@@ -2,18 +2,9 @@
 //! client whose every byte is recorded. The observer's reassembled streams (`--dump-streams`)
 //! must equal exactly what was sent and received, with zero losses.
 
-use std::{
-    net::SocketAddr, path::Path, process::Command, sync::Mutex, thread::sleep, time::Duration,
-};
+use std::{net::SocketAddr, path::Path, process::Command, thread::sleep, time::Duration};
 
 use tests::*;
-
-/// Observer tests run one at a time: they check what is attached system-wide.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Known traffic: small commands, a 1 MiB value both ways, a pipeline of 200 commands.
 fn traffic(addr: SocketAddr) -> (u16, Vec<u8>, Vec<u8>) {
@@ -113,7 +104,7 @@ fn assert_nothing_attached(iface_ns: Option<&NetNs>, iface: &str) {
 }
 
 fn lo_roundtrip(mode: &str) {
-    let _g = serial();
+    let _g = e2e_lock();
     let redis = Redis::start(&[]);
     let dir = temp_dir("streams");
     let port = redis.port.to_string();
@@ -153,7 +144,7 @@ fn lo_socket_reassembles_every_byte() {
 }
 
 fn veth_roundtrip(v6: bool, mode: &str) {
-    let _g = serial();
+    let _g = e2e_lock();
     let net = VethPair::new();
     let host = if v6 { SERVER_V6 } else { SERVER_V4 };
     let redis = Redis::start_in(&net.server, host, &[]);
@@ -214,7 +205,7 @@ fn veth_ipv6_socket() {
 /// Both modes attached at once to the same traffic produce the same events (timestamps aside).
 #[test]
 fn tc_and_socket_modes_emit_the_same_events() {
-    let _g = serial();
+    let _g = e2e_lock();
     let redis = Redis::start(&[]);
     let port = redis.port.to_string();
     let d = temp_dir("events");

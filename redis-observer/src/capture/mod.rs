@@ -91,7 +91,10 @@ enum Attachment {
 /// A loaded and attached capture. Dropping it detaches everything it attached.
 pub struct Capture {
     ebpf: Ebpf,
-    ring: AsyncFd<RingBuf<MapData>>,
+    /// Registered with tokio on the first `drain` (the capture is started before the runtime, so
+    /// that privileges can be dropped while the process has a single thread).
+    ring: Option<RingBuf<MapData>>,
+    async_ring: Option<AsyncFd<RingBuf<MapData>>>,
     counters: PerCpuArray<MapData, u64>,
     attachments: Vec<Attachment>,
     /// Interfaces on which we added the clsact qdisc (pre-TCX kernels only).
@@ -189,10 +192,6 @@ impl Capture {
             ebpf.take_map("EVENTS")
                 .ok_or_else(|| anyhow!("no EVENTS map"))?,
         )?;
-        // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, which deregisters it
-        // before dropping it.
-        let ring = unsafe { AsyncFd::register(ring) }
-            .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
         let counters = PerCpuArray::try_from(
             ebpf.take_map("COUNTERS")
                 .ok_or_else(|| anyhow!("no COUNTERS map"))?,
@@ -200,7 +199,8 @@ impl Capture {
 
         let mut cap = Capture {
             ebpf,
-            ring,
+            ring: Some(ring),
+            async_ring: None,
             counters,
             attachments: Vec::new(),
             created_clsact: Vec::new(),
@@ -307,17 +307,27 @@ impl Capture {
     }
 
     /// Waits until the kernel wakes us or `tick` passes, then hands every available record to
-    /// `f`. Returns the number of records.
+    /// `f`. Returns the number of records. Must run inside a tokio runtime.
     pub async fn drain(
         &mut self,
         tick: Duration,
         mut f: impl FnMut(&[u8]),
     ) -> anyhow::Result<usize> {
-        let mut n = 0;
         if let Some(l) = self.logger.as_mut() {
             l.flush();
         }
-        match tokio::time::timeout(tick, self.ring.readable_mut()).await {
+        if let Some(ring) = self.ring.take() {
+            // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, which deregisters
+            // it before dropping it.
+            let afd = unsafe { AsyncFd::register(ring) }
+                .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
+            self.async_ring = Some(afd);
+        }
+        let Some(afd) = self.async_ring.as_mut() else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        match tokio::time::timeout(tick, afd.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard.context("polling the ring buffer")?;
                 let ring = guard.get_inner_mut();
@@ -329,7 +339,7 @@ impl Capture {
             }
             Err(_) => {
                 // Timer: wakeups are batched in the kernel, so drain on our own schedule.
-                let ring = self.ring.get_mut();
+                let ring = afd.get_mut();
                 while let Some(item) = ring.next() {
                     f(&item);
                     n += 1;
@@ -341,13 +351,22 @@ impl Capture {
 
     /// Drains whatever is in the ring right now, without waiting.
     pub fn drain_now(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let ring = self.ring.get_mut();
+        let ring = match (self.ring.as_mut(), self.async_ring.as_mut()) {
+            (Some(r), _) => r,
+            (None, Some(a)) => a.get_mut(),
+            (None, None) => return 0,
+        };
         let mut n = 0;
         while let Some(item) = ring.next() {
             f(&item);
             n += 1;
         }
         n
+    }
+
+    /// CAP_NET_ADMIN is still needed at exit to remove a clsact qdisc this capture added.
+    pub fn needs_net_admin_at_exit(&self) -> bool {
+        !self.created_clsact.is_empty()
     }
 
     pub fn clock(&self) -> Clock {
