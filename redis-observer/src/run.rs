@@ -28,8 +28,10 @@ use crate::{
 
 /// How often the reader drains the ring when the kernel does not wake it.
 const DRAIN_TICK: Duration = Duration::from_millis(2);
-/// Housekeeping: kernel counters into metrics, idle connections, held out-of-order data.
+/// Housekeeping: idle connections, held out-of-order data.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// Kernel counters into metrics (a handful of per-CPU map lookups).
+const KERNEL_COUNTERS: Duration = Duration::from_millis(100);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = CaptureConfig {
@@ -179,6 +181,7 @@ async fn run_async(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut bad_records = 0u64;
     let mut last_housekeeping = Instant::now();
+    let mut last_counters = Instant::now();
     let mut handle =
         |rec: &[u8], pipeline: &mut Pipeline, outputs: &mut Outputs| match capture::parse_record(
             rec,
@@ -204,12 +207,15 @@ async fn run_async(
             }
         }
         outputs.flush();
-        if last_housekeeping.elapsed() >= HOUSEKEEPING {
-            last_housekeeping = Instant::now();
-            pipeline.tick(now_ns(), &mut outputs);
+        if last_counters.elapsed() >= KERNEL_COUNTERS {
+            last_counters = Instant::now();
             outputs
                 .metrics
                 .set_kernel_counters(&kernel_totals(&cap.counters()));
+        }
+        if last_housekeeping.elapsed() >= HOUSEKEEPING {
+            last_housekeeping = Instant::now();
+            pipeline.tick(now_ns(), &mut outputs);
         }
     };
     // Whatever the kernel already captured is still decoded before we stop.

@@ -472,9 +472,14 @@ impl Observer {
             if let Ok(Some(st)) = o.proc.child.try_wait() {
                 panic!("observer exited early ({st}): {}", o.stderr());
             }
-            if o.get_in(nsname.as_deref(), "/healthz")
-                .is_some_and(|b| b.starts_with("ok"))
-            {
+            // `--dump-events` serves no endpoint: it is ready once it says it attached.
+            let ready = if args.contains(&"--dump-events") {
+                o.stderr().contains("attached")
+            } else {
+                o.get_in(nsname.as_deref(), "/healthz")
+                    .is_some_and(|b| b.starts_with("ok"))
+            };
+            if ready {
                 break;
             }
             assert!(

@@ -1,6 +1,7 @@
 //! Project tasks cargo cannot do alone: toolchain and package setup, running the observer and
 //! its demo, the full (root) test suite, benchmarks, regenerating the command table.
 
+mod bench;
 mod demo;
 mod gen_commands;
 mod setup;
@@ -39,6 +40,16 @@ enum Task {
     },
     /// Regenerate redis-observer/data and the command table from a real redis-server.
     GenCommands,
+    /// End-to-end overhead/completeness arms and the criterion benches; writes BENCHMARKS.md
+    /// (root; needs the machine to itself).
+    Bench {
+        /// Rounds per arm (alternated).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Small runs, no criterion benches (a smoke test of the harness).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 pub fn root() -> PathBuf {
@@ -90,6 +101,11 @@ fn main() -> anyhow::Result<()> {
         Task::Test { quick } => {
             setup::setup()?;
             test(quick)
+        }
+        Task::Bench { rounds, quick } => {
+            setup::setup()?;
+            let bin = build_release()?;
+            bench::bench(&bin, rounds, quick)
         }
         Task::GenCommands => {
             setup::setup()?;

@@ -1,0 +1,605 @@
+//! `cargo xtask bench`: end-to-end overhead and completeness on this machine, written to
+//! BENCHMARKS.md, plus the criterion benches of the protocol core.
+//!
+//! A real redis-server; redis-benchmark (SET/GET/INCR/LPUSH/HSET, -c 50) at -P 1 and -P 16 in
+//! several arms, alternated run by run: no observer; the observer in TC mode and in socket mode
+//! (metrics + a slow-only log); TC mode with the full command log to a file; a
+//! `redis-cli MONITOR > /dev/null` client. Per arm: throughput as a ratio to the no-observer
+//! arm (median over rounds), the observer's CPU per million commands (daemon user+sys from
+//! /proc plus the kernel program's run time from bpf stats), peak RSS, completeness (commands
+//! counted / INFO commandstats delta) and loss counters.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::Read as _,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{root, run};
+
+const TESTS: &str = "set,get,incr,lpush,hset";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Arm {
+    None,
+    Tc,
+    Socket,
+    TcFullLog,
+    Monitor,
+}
+
+impl Arm {
+    fn label(self) -> &'static str {
+        match self {
+            Arm::None => "no observer",
+            Arm::Tc => "observer, TC (metrics + --slow 10ms)",
+            Arm::Socket => "observer, socket (metrics + --slow 10ms)",
+            Arm::TcFullLog => "observer, TC, full log to a file",
+            Arm::Monitor => "redis-cli MONITOR > /dev/null",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    rps: f64,
+    commands: f64,
+    counted: f64,
+    cpu_s: f64,
+    bpf_ns: f64,
+    bpf_runs: f64,
+    rss_kb: u64,
+    lost_events: f64,
+    missed_gap: f64,
+    desyncs: f64,
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut b = String::new();
+    s.read_to_string(&mut b).ok()?;
+    b.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+fn metric_sum(text: &str, name: &str, filter: impl Fn(&str) -> bool) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && filter(l))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn admin(sock: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("redis-cli")
+        .arg("-s")
+        .arg(sock)
+        .args(args)
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Sum of calls + rejected_calls over every command.
+fn total_calls(info: &str) -> f64 {
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .map(|l| {
+            let get = |k: &str| -> f64 {
+                l.split([':', ','])
+                    .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            get("calls") + get("rejected_calls")
+        })
+        .sum()
+}
+
+fn proc_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+fn vm_hwm_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// (run_time_ns, run_cnt) summed over loaded programs named redis_tc / redis_sock.
+fn bpf_stats() -> (f64, f64) {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output();
+    let Ok(out) = out else { return (0.0, 0.0) };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut ns = 0.0;
+    let mut cnt = 0.0;
+    for p in v.as_array().into_iter().flatten() {
+        if matches!(p["name"].as_str(), Some("redis_tc" | "redis_sock")) {
+            ns += p["run_time_ns"].as_f64().unwrap_or(0.0);
+            cnt += p["run_cnt"].as_f64().unwrap_or(0.0);
+        }
+    }
+    (ns, cnt)
+}
+
+/// Requests per second summed over the tests of one redis-benchmark run (its --csv output).
+fn benchmark(port: u16, pipeline: u32, n: u32, extra: &[&str]) -> anyhow::Result<f64> {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "50",
+            "-n",
+            &n.to_string(),
+            "-P",
+            &pipeline.to_string(),
+            "--csv",
+        ])
+        .args(extra)
+        .output()
+        .context("redis-benchmark")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut total = 0.0;
+    let mut tests = 0;
+    for l in text.lines().skip(1) {
+        let cols: Vec<&str> = l.split(',').map(|c| c.trim_matches('"')).collect();
+        if let Some(r) = cols.get(1).and_then(|v| v.parse::<f64>().ok()) {
+            total += r;
+            tests += 1;
+        }
+    }
+    if tests == 0 {
+        bail!("no results from redis-benchmark: {text}");
+    }
+    Ok(total / tests as f64)
+}
+
+struct Setup {
+    bin: PathBuf,
+    port: u16,
+    sock: PathBuf,
+    dir: PathBuf,
+}
+
+fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample> {
+    let mport = free_port()?;
+    let maddr = format!("127.0.0.1:{mport}");
+    let log = s.dir.join("commands.log");
+    let _ = std::fs::remove_file(&log);
+    let observer = match arm {
+        Arm::Tc | Arm::Socket | Arm::TcFullLog => {
+            let mut c = Command::new(&s.bin);
+            c.args([
+                "run",
+                "-i",
+                "lo",
+                "-p",
+                &s.port.to_string(),
+                "--metrics-addr",
+                &maddr,
+            ]);
+            c.args(["--attach", if arm == Arm::Socket { "socket" } else { "tc" }]);
+            if arm == Arm::TcFullLog {
+                c.arg("--log").arg(&log);
+            } else {
+                c.args(["--log", "/dev/null", "--slow", "10ms"]);
+            }
+            let child = c
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("observer")?;
+            let k = Kill(child);
+            let end = Instant::now() + Duration::from_secs(20);
+            while http_get(&maddr, "/healthz").is_none_or(|b| !b.starts_with("ok")) {
+                if Instant::now() > end {
+                    bail!("observer did not come up");
+                }
+                sleep(Duration::from_millis(50));
+            }
+            Some(k)
+        }
+        _ => None,
+    };
+    let monitor = if arm == Arm::Monitor {
+        let c = Command::new("redis-cli")
+            .args(["-p", &s.port.to_string(), "MONITOR"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("MONITOR client")?;
+        sleep(Duration::from_millis(300));
+        Some(Kill(c))
+    } else {
+        None
+    };
+    let pid = observer.as_ref().map(|k| k.0.id());
+    let m0 = http_get(&maddr, "/metrics").unwrap_or_default();
+    let cpu0 = pid.map(proc_cpu_s).unwrap_or(0.0);
+    let (bns0, bcnt0) = bpf_stats();
+    let calls0 = total_calls(&admin(&s.sock, &["INFO", "commandstats"])?);
+    let rps = benchmark(s.port, pipeline, n, &["-t", TESTS])?;
+    let calls1 = total_calls(&admin(&s.sock, &["INFO", "commandstats"])?);
+    sleep(Duration::from_millis(500));
+    let (bns1, bcnt1) = bpf_stats();
+    let mut sample = Sample {
+        rps,
+        commands: calls1 - calls0,
+        ..Sample::default()
+    };
+    if let Some(pid) = pid {
+        let m1 = http_get(&maddr, "/metrics").unwrap_or_default();
+        let executed = |l: &str| {
+            ["status=\"ok\"", "status=\"error\"", "status=\"no_reply\""]
+                .iter()
+                .any(|s| l.contains(s))
+        };
+        sample.counted = metric_sum(&m1, "redis_commands_total", executed)
+            - metric_sum(&m0, "redis_commands_total", executed);
+        sample.cpu_s = proc_cpu_s(pid) - cpu0;
+        sample.bpf_ns = bns1 - bns0;
+        sample.bpf_runs = bcnt1 - bcnt0;
+        sample.rss_kb = vm_hwm_kb(pid);
+        let d = |name: &str, f: &dyn Fn(&str) -> bool| {
+            metric_sum(&m1, name, f) - metric_sum(&m0, name, f)
+        };
+        sample.lost_events = d("redis_observer_events_lost_total", &|_| true);
+        sample.missed_gap = d("redis_observer_bytes_missed_total", &|l| {
+            l.contains("reason=\"gap\"")
+        });
+        sample.desyncs = d("redis_observer_desyncs_total", &|_| true);
+    }
+    drop(monitor);
+    drop(observer);
+    Ok(sample)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+/// Average cost per packet of the kernel program, for small commands and for 1 MiB values.
+fn per_packet_cost(s: &Setup) -> anyhow::Result<(f64, f64)> {
+    let mport = free_port()?;
+    let maddr = format!("127.0.0.1:{mport}");
+    let child = Command::new(&s.bin)
+        .args([
+            "run",
+            "-i",
+            "lo",
+            "-p",
+            &s.port.to_string(),
+            "--metrics-addr",
+            &maddr,
+            "--log",
+            "/dev/null",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let _k = Kill(child);
+    let end = Instant::now() + Duration::from_secs(20);
+    while http_get(&maddr, "/healthz").is_none_or(|b| !b.starts_with("ok")) {
+        if Instant::now() > end {
+            bail!("observer did not come up");
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let (a0, c0) = bpf_stats();
+    benchmark(s.port, 1, 20_000, &["-t", "set,get", "-d", "16"])?;
+    let (a1, c1) = bpf_stats();
+    benchmark(
+        s.port,
+        1,
+        200,
+        &["-t", "set,get", "-d", "1048576", "-c", "4"],
+    )?;
+    let (a2, c2) = bpf_stats();
+    Ok((
+        (a1 - a0) / (c1 - c0).max(1.0),
+        (a2 - a1) / (c2 - c1).max(1.0),
+    ))
+}
+
+fn criterion_results() -> String {
+    let mut out = String::new();
+    let base = root().join("target/criterion");
+    let mut rows = Vec::new();
+    let walk = walkdir(&base);
+    for bench_json in walk.iter().filter(|p| p.ends_with("new/benchmark.json")) {
+        let dir = bench_json.parent().unwrap_or(Path::new("."));
+        let (Ok(b), Ok(e)) = (
+            std::fs::read_to_string(bench_json),
+            std::fs::read_to_string(dir.join("estimates.json")),
+        ) else {
+            continue;
+        };
+        let b: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
+        let e: serde_json::Value = serde_json::from_str(&e).unwrap_or_default();
+        let ns = e["median"]["point_estimate"].as_f64().unwrap_or(0.0);
+        if ns <= 0.0 {
+            continue;
+        }
+        let id = b["full_id"].as_str().unwrap_or("?").to_owned();
+        let thr = if let Some(bytes) = b["throughput"]["Bytes"].as_f64() {
+            format!("{:.2} GB/s", bytes / ns)
+        } else if let Some(el) = b["throughput"]["Elements"].as_f64() {
+            format!("{:.2} M elements/s", el / ns * 1e3)
+        } else {
+            format!("{ns:.0} ns")
+        };
+        rows.push((id, thr));
+    }
+    rows.sort();
+    for (id, thr) in rows {
+        let _ = writeln!(out, "| `{id}` | {thr} |");
+    }
+    out
+}
+
+fn walkdir(p: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                v.push(path);
+            }
+        }
+    }
+    v
+}
+
+pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
+    // Criterion benches of the protocol core first (they need the machine to themselves).
+    if !quick {
+        run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(root())
+                .args([
+                    "bench",
+                    "-p",
+                    "redis-observer",
+                    "--bench",
+                    "decode",
+                    "--bench",
+                    "pipeline",
+                    "--",
+                    "--noplot",
+                ]),
+        )?;
+    }
+    run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]))?;
+    let dir = std::env::temp_dir().join(format!("redis-observer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let sock = dir.join("redis.sock");
+    let _redis = Kill(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("redis-server")?,
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        if Instant::now() > end {
+            bail!("redis-server did not start");
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let s = Setup {
+        bin: bin.to_owned(),
+        port,
+        sock,
+        dir,
+    };
+    let arms = [
+        Arm::None,
+        Arm::Tc,
+        Arm::Socket,
+        Arm::TcFullLog,
+        Arm::Monitor,
+    ];
+    let mut results: BTreeMap<(u32, Arm), Vec<Sample>> = BTreeMap::new();
+    for &p in &[1u32, 16] {
+        let n = if quick {
+            20_000
+        } else if p == 1 {
+            100_000
+        } else {
+            400_000
+        };
+        for round in 0..rounds {
+            // Alternate the order round by round so drift does not favour one arm.
+            let order: Vec<Arm> = if round % 2 == 0 {
+                arms.to_vec()
+            } else {
+                arms.iter().rev().copied().collect()
+            };
+            for arm in order {
+                let sample = one_run(&s, arm, p, n)?;
+                eprintln!(
+                    "bench: -P {p} round {round} {:<42} {:>10.0} req/s",
+                    arm.label(),
+                    sample.rps
+                );
+                results.entry((p, arm)).or_default().push(sample);
+            }
+        }
+    }
+    let (small_ns, big_ns) = per_packet_cost(&s)?;
+    run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Produced by `cargo xtask bench` (as root) on {}; {} rounds per arm, arms alternated run by run.",
+        machine(),
+        rounds
+    );
+    let _ = writeln!(
+        md,
+        "redis-server 7.0 (Debian) on loopback; `redis-benchmark -c 50 -t {TESTS}` (-n 100000 at -P 1, 400000 at -P 16).\n"
+    );
+    let _ = writeln!(md, "## Overhead and completeness, end to end\n");
+    let _ = writeln!(
+        md,
+        "| arm | -P | throughput (req/s, median) | ratio to no observer | observer CPU s per 1M commands (daemon + kernel program) | peak RSS | completeness (counted / commandstats) | events lost | gap bytes | desyncs |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for &p in &[1u32, 16] {
+        let base = median(
+            results
+                .get(&(p, Arm::None))
+                .map(|v| v.iter().map(|s| s.rps).collect())
+                .unwrap_or_default(),
+        );
+        for arm in arms {
+            let Some(v) = results.get(&(p, arm)) else {
+                continue;
+            };
+            let rps = median(v.iter().map(|s| s.rps).collect());
+            let observed = matches!(arm, Arm::Tc | Arm::Socket | Arm::TcFullLog);
+            let sum = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).sum::<f64>();
+            let commands = sum(&|s| s.commands);
+            let (cpu, completeness, rss, lost, gap, desync) = if observed {
+                let cpu_s = sum(&|s| s.cpu_s + s.bpf_ns / 1e9);
+                (
+                    format!("{:.3}", cpu_s / commands * 1e6),
+                    format!(
+                        "{:.4}% ({:.0} / {:.0})",
+                        100.0 * sum(&|s| s.counted) / commands,
+                        sum(&|s| s.counted),
+                        commands
+                    ),
+                    format!(
+                        "{} MB",
+                        v.iter().map(|s| s.rss_kb).max().unwrap_or(0) / 1024
+                    ),
+                    format!("{:.0}", sum(&|s| s.lost_events)),
+                    format!("{:.0}", sum(&|s| s.missed_gap)),
+                    format!("{:.0}", sum(&|s| s.desyncs)),
+                )
+            } else {
+                (
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                )
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {p} | {rps:.0} | {:.3} | {cpu} | {rss} | {completeness} | {lost} | {gap} | {desync} |",
+                arm.label(),
+                rps / base
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nWherever commands are lost, `commands counted + commands lost` is shown by the loss columns: events lost (ring buffer full), gap bytes (lost stream bytes), desyncs.\n"
+    );
+    let _ = writeln!(md, "## Kernel program cost per packet\n");
+    let _ = writeln!(
+        md,
+        "From `kernel.bpf_stats_enabled=1`, run_time_ns / run_cnt of the TC program:\n"
+    );
+    let _ = writeln!(
+        md,
+        "| traffic | ns per packet |\n|---|---|\n| small commands (SET/GET, 16-byte values) | {small_ns:.0} |\n| 1 MiB values (SET/GET) | {big_ns:.0} |\n"
+    );
+    if !quick {
+        let _ = writeln!(md, "## Protocol core (criterion, one core)\n");
+        let _ = writeln!(
+            md,
+            "`cargo bench -p redis-observer --bench decode --bench pipeline`; the redis-protocol crate decodes the same bytes in the same run.\n"
+        );
+        let _ = writeln!(md, "| benchmark | median throughput |\n|---|---|");
+        md.push_str(&criterion_results());
+    }
+    std::fs::write(root().join("BENCHMARKS.md"), &md)?;
+    println!("{md}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    format!("{cores} cores ({cpu}), kernel {}", kernel.trim())
+}
