@@ -32,7 +32,7 @@ done
 record() { # NAME COMMAND...
     local name=$1
     shift
-    tcpdump -i lo -s 0 -U --immediate-mode -w "$work/$name.pcap" "tcp port $port" >"$work/$name.tcpdump.log" 2>&1 &
+    tcpdump -i lo -s 0 -B 65536 -U --immediate-mode -w "$work/$name.pcap" "tcp port $port" >"$work/$name.tcpdump.log" 2>&1 &
     dump_pid=$!
     sleep 1 # tcpdump attaches
     "$@" || echo "warning: $name exited with $?" >&2

@@ -22,6 +22,7 @@ struct Seg {
     src: SocketAddr,
     dst: SocketAddr,
     seq: u32,
+    ack: u32,
     flags: u8,
     data: Vec<u8>,
 }
@@ -122,20 +123,26 @@ fn capture(total_commands: usize) -> (Vec<Seg>, usize) {
         ts += 10_000;
         for (from, to, bytes, which) in [(client, server, req, 0), (server, client, rep, 1)] {
             for chunk in bytes.chunks(65_483) {
-                let seq = if which == 0 {
-                    &mut seqs[c].0
+                let (mine, theirs) = if which == 0 {
+                    (seqs[c].0, seqs[c].1)
                 } else {
-                    &mut seqs[c].1
+                    (seqs[c].1, seqs[c].0)
                 };
                 let s = Seg {
                     ts,
                     src: from,
                     dst: to,
-                    seq: *seq,
+                    seq: mine,
+                    ack: theirs,
                     flags: TCP_ACK | TCP_PSH,
                     data: chunk.to_vec(),
                 };
-                *seq = seq.wrapping_add(chunk.len() as u32);
+                let next = mine.wrapping_add(chunk.len() as u32);
+                if which == 0 {
+                    seqs[c].0 = next;
+                } else {
+                    seqs[c].1 = next;
+                }
                 if rng.next() % 8 == 0 {
                     segs.push(s.clone());
                 }
@@ -169,6 +176,7 @@ fn bench(c: &mut Criterion) {
                     dst: s.dst,
                     seq: s.seq,
                     flags: s.flags,
+                    ack: s.ack,
                     data: &s.data,
                     missing: 0,
                 };

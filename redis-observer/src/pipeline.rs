@@ -82,6 +82,33 @@ impl Conn {
         }
     }
 
+    /// A segment's ACK tells what the peer received of the opposite direction: holes before it
+    /// will never be filled (see `Stream::acked`).
+    fn acked(&mut self, key: FlowKey, dir: Dir, seg: &Segment<'_>, sink: &mut impl Sink) {
+        if seg.flags & TCP_ACK == 0 {
+            return;
+        }
+        let Conn {
+            session,
+            req,
+            rep,
+            dump,
+            ..
+        } = self;
+        let (other, odir) = match dir {
+            Dir::Request => (rep, Dir::Reply),
+            Dir::Reply => (req, Dir::Request),
+        };
+        let before = *other.stats();
+        let ignored = session.ignored();
+        other.acked(seg.ack, seg.ts_ns, &mut |ev| {
+            if !ignored {
+                deliver(session, dump, odir, ev, sink);
+            }
+        });
+        report_missing(key, &before, other.stats(), sink);
+    }
+
     /// Hands a segment's bytes to its direction's stream and the stream's output to the pairing;
     /// reports bytes the stream found missing.
     fn push(&mut self, key: FlowKey, dir: Dir, seg: &Segment<'_>, sink: &mut impl Sink) {
@@ -299,8 +326,17 @@ impl Pipeline {
                 flow.push(key, dir, &shifted, sink);
             }
         } else {
+            flow.acked(key, dir, seg, sink);
             if !seg.data.is_empty() || seg.missing > 0 {
                 flow.push(key, dir, seg, sink);
+            }
+            if seg.flags & TCP_FIN != 0 {
+                let len = u32::try_from(seg.data.len()).unwrap_or(u32::MAX);
+                let fin = seg.seq.wrapping_add(len).wrapping_add(seg.missing);
+                match dir {
+                    Dir::Request => flow.req.set_fin(fin),
+                    Dir::Reply => flow.rep.set_fin(fin),
+                }
             }
             if let Transition::Closed(_) = flow.life.observe(dir, seg.flags, seg.seq) {
                 closed = true;

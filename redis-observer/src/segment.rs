@@ -16,6 +16,9 @@ pub struct Segment<'a> {
     pub seq: u32,
     /// TCP flags (`redis_ebpf_common::TCP_*`).
     pub flags: u8,
+    /// Acknowledgement number (meaningful with the ACK flag): the peer has received every byte
+    /// of the opposite direction before it.
+    pub ack: u32,
     /// Captured payload bytes.
     pub data: &'a [u8],
     /// Payload bytes that follow `data` in this segment but were not captured (capture limit,

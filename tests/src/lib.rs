@@ -747,11 +747,16 @@ impl Tcpdump {
         }
     }
 
-    /// Stops it and waits until the file is complete.
-    pub fn stop(&mut self) {
+    /// Stops it and waits until the file is complete; returns the packets it dropped.
+    pub fn stop(&mut self) -> u64 {
         sleep(Duration::from_millis(200));
         self.proc.signal(libc::SIGINT);
         let _ = self.proc.stop();
+        let err = std::fs::read_to_string(self.path.with_extension("stderr")).unwrap_or_default();
+        err.lines()
+            .find(|l| l.contains("dropped by kernel"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 }
 

@@ -12,12 +12,16 @@ use tests::*;
 const EXECUTED: &[&str] = &["ok", "error", "no_reply"];
 
 struct Outcome {
+    /// INFO commandstats delta, less the admin client's own commands (INFO, and its AUTH on a
+    /// server with a password): they go over the unix socket the observer does not watch.
     delta: BTreeMap<String, u64>,
     live: Metrics,
     live_metrics_text: String,
     live_log: Vec<Value>,
     live_log_text: String,
     replay: Replay,
+    /// Packets tcpdump itself dropped (the replay can then only be checked for honesty).
+    tcpdump_dropped: u64,
     observer_stderr: String,
     dir: PathBuf,
 }
@@ -45,16 +49,24 @@ fn observe(name: &str, redis_args: &[&str], traffic: impl FnOnce(&Redis)) -> Out
     let after = redis.commandstats();
     let live_metrics_text = http_get(&obs.metrics_addr, "/metrics").expect("metrics");
     obs.stop();
-    dump.stop();
+    let tcpdump_dropped = dump.stop();
     let live_log_text = std::fs::read_to_string(&log).expect("live log");
     let replay = replay(&dump.path, redis.port);
+    let mut delta = before.delta(&after);
+    delta.remove("INFO");
+    if redis.password.is_some() {
+        if let Some(n) = delta.get_mut("AUTH") {
+            *n -= 1;
+        }
+    }
     Outcome {
-        delta: before.delta(&after),
+        delta,
         live: Metrics::parse(&live_metrics_text),
         live_metrics_text,
         live_log: parse_log(&live_log_text),
         live_log_text,
         replay,
+        tcpdump_dropped,
         observer_stderr: obs.stderr(),
         dir,
     }
@@ -81,34 +93,56 @@ fn assert_matches_redis(o: &Outcome) {
     let live = o.live.commands_by_name(EXECUTED);
     let replayed = o.replay.metrics.commands_by_name(EXECUTED);
     let mut want = o.delta.clone();
-    // Unknown commands have no commandstats entry; the observer files them under UNKNOWN.
-    let strip = |mut m: BTreeMap<String, u64>| {
-        m.remove("UNKNOWN");
+    // Unknown commands have no commandstats entry; the observer files them under UNKNOWN in the
+    // metrics and logs the name as sent.
+    want.remove("UNKNOWN");
+    let known = |mut m: BTreeMap<String, u64>| {
+        m.retain(|k, _| k != "UNKNOWN" && (want.contains_key(k) || live.contains_key(k)));
         m
     };
-    want.remove("UNKNOWN");
     assert_eq!(
-        strip(live.clone()),
+        known(live.clone()),
         want,
         "live metrics vs INFO commandstats ({})",
         o.dir.display()
     );
     assert_eq!(
-        strip(replayed),
-        want,
-        "replay metrics vs INFO commandstats ({})",
-        o.dir.display()
-    );
-    assert_eq!(
-        strip(log_counts(&o.live_log, EXECUTED)),
+        known(log_counts(&o.live_log, EXECUTED)),
         want,
         "live log vs INFO commandstats"
     );
-    assert_eq!(
-        strip(log_counts(&o.replay.log, EXECUTED)),
-        want,
-        "replay log vs INFO commandstats"
-    );
+    if o.tcpdump_dropped == 0 {
+        assert_eq!(
+            known(replayed),
+            want,
+            "replay metrics vs INFO commandstats ({})",
+            o.dir.display()
+        );
+        assert_eq!(
+            known(log_counts(&o.replay.log, EXECUTED)),
+            want,
+            "replay log vs INFO commandstats"
+        );
+    } else {
+        // tcpdump lost packets: the replay never counts more than Redis ran, and counts its losses.
+        eprintln!(
+            "tcpdump dropped {} packets; replay checked for honesty only",
+            o.tcpdump_dropped
+        );
+        for (cmd, n) in known(replayed) {
+            assert!(
+                n <= want.get(&cmd).copied().unwrap_or(0),
+                "replay counted {n} {cmd}, Redis ran {:?}",
+                want.get(&cmd)
+            );
+        }
+        assert!(
+            o.replay
+                .metrics
+                .sum("redis_observer_bytes_missed_total", &[("reason", "gap")])
+                > 0.0
+        );
+    }
     // Every command with a reply has one latency observation.
     for (cmd, n) in o.live.commands_by_name(&["ok", "error"]) {
         let h = o
@@ -175,10 +209,13 @@ fn pubsub_with_two_subscribers() {
 fn multi_exec_runtime_error_execabort_watch_discard() {
     let o = observe("multi", &[], python("multi"));
     assert_matches_redis(&o);
-    let incr: Vec<_> = lines(&o.live_log, "INCR");
+    // redis-py sends INCR as INCRBY; the one on a string fails at run time, inside EXEC's array.
+    let incr: Vec<_> = lines(&o.live_log, "INCRBY");
     assert!(
-        incr.iter().any(|v| v["status"] == "error"),
-        "the runtime error inside EXEC is an error"
+        incr.iter()
+            .any(|v| v["status"] == "error" && v["in_transaction"] == true),
+        "the runtime error inside EXEC is an error: {}",
+        o.live_log_text
     );
     let aborted = o
         .live_log
@@ -265,7 +302,10 @@ fn one_and_five_mib_values() {
 
 #[test]
 fn connection_killed_mid_pipeline() {
-    let o = observe("killed", &[], python("killed"));
+    let mut o = observe("killed", &[], python("killed"));
+    // Redis counts the BLPOP it was blocked in when the client was killed; the observer saw no
+    // reply and logs it unanswered, like the INCRs behind it that never ran.
+    assert_eq!(o.delta.remove("BLPOP"), Some(1));
     assert_matches_redis(&o);
     let unanswered = o
         .live_log
@@ -320,13 +360,31 @@ fn replay_of_truncated_and_lossy_captures() {
         "-t",
         "set,get,lpush,lrange_100",
     ]));
+    // The full capture only feeds the lossy case: packets tcpdump dropped are more losses.
     full.stop();
-    small.stop();
+    assert_eq!(
+        small.stop(),
+        0,
+        "tcpdump dropped packets of the snaplen capture"
+    );
     let mut want = before.delta(&redis.commandstats());
     want.remove("INFO");
 
+    // Every command whose reply's framing fits the snap length is recovered exactly; replies
+    // whose framing was cut (100-element arrays) lose their command, and that loss is counted.
     let r = replay(&small.path, redis.port);
-    assert_eq!(r.metrics.commands_by_name(EXECUTED), want, "snaplen 200");
+    let mut got = r.metrics.commands_by_name(EXECUTED);
+    got.remove("UNKNOWN");
+    let lost = r.metrics.sum("redis_observer_commands_lost_total", &[]) as u64;
+    let lrange = got.get("LRANGE").copied().unwrap_or(0);
+    assert_eq!(
+        lrange + lost,
+        want["LRANGE"],
+        "LRANGE counted {lrange} + lost {lost}"
+    );
+    got.remove("LRANGE");
+    want.remove("LRANGE");
+    assert_eq!(got, want, "snaplen 200");
     assert!(
         r.metrics.sum(
             "redis_observer_bytes_missed_total",
@@ -339,6 +397,7 @@ fn replay_of_truncated_and_lossy_captures() {
     assert!(dropped > 10, "dropped {dropped}");
     let r = replay(&lossy, redis.port);
     let got = r.metrics.commands_by_name(EXECUTED);
+    want.insert("LRANGE".into(), 500);
     let total: u64 = got.values().sum();
     let want_total: u64 = want.values().sum();
     for (cmd, n) in &got {

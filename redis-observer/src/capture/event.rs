@@ -3,7 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use redis_ebpf_common::{EVENT_HEADER_LEN, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT};
+use redis_ebpf_common::{
+    EVENT_HEADER_LEN, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT, TCP_FIN, TCP_RST, TCP_SYN,
+};
 
 use crate::segment::Segment;
 
@@ -81,18 +83,46 @@ fn addr(family: u8, raw: &[u8; 16], port: u16) -> Result<SocketAddr, EventError>
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The flags and sequence number of one chunk of a segment.
+///
+/// The kernel cuts a segment's payload into chunks (at most `MAX_CHUNK` bytes, one event each)
+/// and copies the segment's TCP flags into every chunk. Flags that mark a position in the stream
+/// belong to one chunk only: FIN and RST to the last (found by `offset + data_len + missing ==
+/// payload_len`), SYN to the first. Without this, a FIN on a segment of more than 8 KiB (a
+/// large write followed by close or shutdown, coalesced by TCP) closed the flow at its first
+/// chunk: the rest of the payload was lost to the connection (a complete reply counted
+/// `unanswered`) and the following chunks opened a phantom mid-stream flow that never closed
+/// (`redis_connections_active` stuck above the real count until the idle timeout). A later chunk
+/// of a SYN segment (TCP Fast Open) loses the SYN, and its bytes, which follow the SYN's own
+/// sequence number, move up by one.
+fn chunk_flags(hdr: &EventHeader) -> (u8, u32) {
+    let mut flags = hdr.tcp_flags;
+    let mut seq = hdr.seq;
+    let end = u64::from(hdr.offset) + u64::from(hdr.data_len) + u64::from(hdr.missing);
+    if end < u64::from(hdr.payload_len) {
+        flags &= !(TCP_FIN | TCP_RST);
+    }
+    if hdr.offset > 0 && flags & TCP_SYN != 0 {
+        flags &= !TCP_SYN;
+        seq = seq.wrapping_add(1);
+    }
+    (flags, seq)
+}
+
 /// The segment an event describes.
 pub fn to_segment<'a>(
     hdr: &EventHeader,
     data: &'a [u8],
     clock: Clock,
 ) -> Result<Segment<'a>, EventError> {
+    let (flags, seq) = chunk_flags(hdr);
     Ok(Segment {
         ts_ns: clock.to_epoch_ns(hdr.ts_ns),
         src: addr(hdr.family, &hdr.saddr, hdr.sport)?,
         dst: addr(hdr.family, &hdr.daddr, hdr.dport)?,
-        seq: hdr.seq,
-        flags: hdr.tcp_flags,
+        seq,
+        flags,
+        ack: hdr.ack,
         data,
         missing: hdr.missing,
     })
@@ -133,6 +163,55 @@ mod tests {
         assert_eq!(seg.dst.to_string(), "127.0.0.2:6379");
         assert_eq!(seg.seq, 7);
         assert_eq!(seg.ts_ns, 5);
+    }
+
+    /// A 20,000-byte segment with FIN cut into chunks of 8192, 8192 and 3616 bytes (the last
+    /// 1000 not captured): only the last chunk carries the FIN.
+    #[test]
+    fn fin_and_rst_only_on_the_last_chunk() {
+        let chunk = |offset: u32, data_len: u32, missing: u32, flags: u8| EventHeader {
+            kind: KIND_SEGMENT,
+            family: FAMILY_V4,
+            seq: 100 + offset,
+            payload_len: 20_000,
+            offset,
+            data_len,
+            missing,
+            tcp_flags: flags,
+            ..Default::default()
+        };
+        let fin = TCP_FIN | 0x10;
+        assert_eq!(chunk_flags(&chunk(0, 8192, 0, fin)), (0x10, 100));
+        assert_eq!(chunk_flags(&chunk(8192, 8192, 0, fin)), (0x10, 8292));
+        assert_eq!(chunk_flags(&chunk(16384, 2616, 1000, fin)), (fin, 16484));
+        assert_eq!(
+            chunk_flags(&chunk(0, 8192, 0, TCP_RST)),
+            (0, 100),
+            "RST on a later chunk"
+        );
+        // A segment in one chunk, and an empty one, keep their flags.
+        let mut one = chunk(0, 20_000, 0, fin);
+        one.data_len = 20_000;
+        assert_eq!(chunk_flags(&one), (fin, 100));
+        let empty = EventHeader {
+            tcp_flags: fin,
+            seq: 5,
+            ..Default::default()
+        };
+        assert_eq!(chunk_flags(&empty), (fin, 5));
+        // SYN with data: the SYN stays on the first chunk; later chunks move up one byte.
+        assert_eq!(chunk_flags(&chunk(0, 8192, 0, TCP_SYN)), (TCP_SYN, 100));
+        let mut syn_last = chunk(8192, 11_808, 0, TCP_SYN);
+        syn_last.payload_len = 20_000;
+        assert_eq!(chunk_flags(&syn_last), (0, 8293));
+        let syn_first = EventHeader {
+            tcp_flags: TCP_SYN,
+            seq: 7,
+            payload_len: 100,
+            data_len: 100,
+            ..Default::default()
+        };
+        assert_eq!(chunk_flags(&syn_first), (TCP_SYN, 7));
     }
 
     #[test]

@@ -142,10 +142,15 @@ impl Capture {
             .map(|name| Iface::lookup(name))
             .collect::<anyhow::Result<_>>()?;
         raise_memlock();
+        // The kernel wakes the reader once this much is unread. It must stay well below the
+        // ring's size: with the default 2 MiB and `--ring-bytes` of 2 MiB or less, the ring was
+        // full before the threshold was ever crossed, so the kernel never woke the reader, which
+        // then drained only on its 2 ms timer (a 64 KiB ring under load lost ~97% of its events).
+        let wakeup_bytes = config.wakeup_bytes.min(u64::from(config.ring_bytes) / 4);
 
         let mut ebpf = EbpfLoader::new()
             .override_global("CAPTURE_BYTES", &config.capture_bytes, true)
-            .override_global("WAKEUP_BYTES", &config.wakeup_bytes, true)
+            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .map_max_entries("EVENTS", config.ring_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF program (are you root, or have CAP_BPF+CAP_NET_ADMIN?)")?;

@@ -98,6 +98,9 @@ pub struct Stream {
     /// Storage of held captured bytes, in arrival order; compacted when mostly garbage.
     buf: Vec<u8>,
     stats: StreamStats,
+    /// Sequence number of this direction's FIN, once seen: the peer's ACK of the FIN is one
+    /// past the data and must not read as a lost byte.
+    fin: Option<u32>,
 }
 
 impl Stream {
@@ -110,7 +113,13 @@ impl Stream {
             held_bytes: 0,
             buf: Vec::new(),
             stats: StreamStats::default(),
+            fin: None,
         }
+    }
+
+    /// This direction sent its FIN at `seq` (the sequence number after the FIN segment's data).
+    pub fn set_fin(&mut self, seq: u32) {
+        self.fin = Some(seq);
     }
 
     /// Sets where the stream starts (`next_seq` = the SYN's sequence number + 1), if no byte has
@@ -158,6 +167,35 @@ impl Stream {
         }
     }
 
+    /// The peer acknowledged every byte before `ack` (it carried the ACK flag): bytes before it
+    /// that were never seen will not come (the capture lost them, and acknowledged bytes are not
+    /// retransmitted). Declares them missing and delivers what was held behind them, so a
+    /// decoder can skip inside a bulk string or resynchronise without waiting for the hold
+    /// limits. Apply it before the acknowledging segment's own data: the peer answered after
+    /// receiving these bytes.
+    pub fn acked(&mut self, ack: u32, ts: u64, out: &mut impl FnMut(StreamEvent<'_>)) {
+        // Nothing past the FIN is data.
+        let ack = match self.fin {
+            Some(f) if (ack.wrapping_sub(f) as i32) > 0 => f,
+            _ => ack,
+        };
+        let ahead = ack.wrapping_sub(self.next);
+        if !self.started || ahead == 0 || ahead > MAX_RANGE {
+            return;
+        }
+        while let Some(&front) = self.held.front() {
+            if (front.seq.wrapping_sub(ack) as i32) >= 0 {
+                break;
+            }
+            self.skip_to(front.seq, front.ts, out);
+            self.drain(out);
+        }
+        if (ack.wrapping_sub(self.next) as i32) > 0 {
+            self.skip_to(ack, ts, out);
+            self.drain(out);
+        }
+    }
+
     /// Gives up on holes whose next piece has waited `max_hold_ns` by `now_ns`. For streams
     /// that stopped receiving (the pipeline's periodic tick); `push` checks on its own.
     pub fn expire_held(&mut self, now_ns: u64, out: &mut impl FnMut(StreamEvent<'_>)) {
@@ -171,6 +209,7 @@ impl Stream {
     pub fn reset(&mut self) {
         self.started = false;
         self.next = 0;
+        self.fin = None;
         self.held.clear();
         self.held_bytes = 0;
         self.release_buffers();

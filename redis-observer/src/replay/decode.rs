@@ -50,6 +50,7 @@ pub(crate) struct Tcp {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub seq: u32,
+    pub ack: u32,
     pub flags: u8,
     /// Captured payload, as a range of the packet bytes.
     pub payload: Range<usize>,
@@ -228,6 +229,7 @@ fn tcp(p: &[u8], off: usize, l4_len: Option<usize>, src: IpAddr, dst: IpAddr) ->
     let sport = be16(hdr, 0)?;
     let dport = be16(hdr, 2)?;
     let seq = be32(hdr, 4)?;
+    let ack = be32(hdr, 8)?;
     let doff = usize::from(*hdr.get(12)? >> 4) * 4;
     let flags = *hdr.get(13)?;
     let captured = p.len().saturating_sub(off);
@@ -242,6 +244,7 @@ fn tcp(p: &[u8], off: usize, l4_len: Option<usize>, src: IpAddr, dst: IpAddr) ->
         src: SocketAddr::new(src, sport),
         dst: SocketAddr::new(dst, dport),
         seq,
+        ack,
         flags,
         payload: start..start + have,
         // At most 65535 (IP lengths are 16-bit).

@@ -195,6 +195,7 @@ impl<R: Read> PacketReader<R> {
             src: tcp.src,
             dst: tcp.dst,
             seq: tcp.seq,
+            ack: tcp.ack,
             flags: tcp.flags,
             data,
             missing: tcp.missing,

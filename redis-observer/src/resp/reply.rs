@@ -1156,6 +1156,28 @@ mod tests {
     }
 
     #[test]
+    fn tiny_max_line_header_independent_of_cuts() {
+        // Found by the resp_reply fuzz target: with a max_line shorter than the header, the fast
+        // path took `*77095` in one feed while the slow path (byte by byte) rejected it as too
+        // long. max_line is now at least 32, so both read it.
+        let lim = Limits {
+            max_line: 4,
+            max_request_args: 2,
+            max_bulk: 4,
+            max_depth: 1,
+            keep_args: 0,
+            keep_arg_bytes: 0,
+            keep_reply_bytes: 0,
+            keep_children: 0,
+        };
+        let input = b"*77095\r\n";
+        let whole = feed_all(&mut ReplyDecoder::new(lim.clone()), &[input]);
+        let parts: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(feed_all(&mut ReplyDecoder::new(lim), &parts), whole);
+        assert_eq!(whole, vec![]);
+    }
+
+    #[test]
     fn missing_inside_huge_bulk() {
         let n = 5 * 1024 * 1024;
         let mut d = ReplyDecoder::new(Limits::default());

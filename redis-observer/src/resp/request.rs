@@ -40,6 +40,9 @@ enum Hdr {
     TooLong,
 }
 
+/// Largest multibulk count taken as a plausible command start when resynchronising.
+const RESYNC_MAX_ARGS: u64 = 1024 * 1024;
+
 /// An inline line buffer that grew past this is shrunk back after use (it can reach
 /// `max_line`, 64 KiB, per connection otherwise).
 const LINE_SHRINK: usize = 16 * 1024;
@@ -595,7 +598,11 @@ impl RequestDecoder {
         pos: usize,
         on: &mut impl FnMut(RequestEvent<'_>),
     ) -> usize {
-        let (max_args, max_bulk) = (self.lim.max_request_args, self.lim.max_bulk);
+        // A heuristic bound for where a command plausibly starts, tighter than what Redis
+        // accepts (`max_request_args`, INT_MAX): a huge count right after a gap is far more
+        // likely payload than a real command.
+        let max_args = self.lim.max_request_args.min(RESYNC_MAX_ARGS);
+        let max_bulk = self.lim.max_bulk;
         match self.resync.scan(
             ts,
             data,
@@ -728,8 +735,10 @@ mod tests {
     #[case::count_space(b"*1 \r\n", vec![Ev::Proto(BadMultibulkLength)])]
     #[case::count_empty(b"*\r\n", vec![Ev::Proto(BadMultibulkLength)])]
     #[case::count_lf_only(b"*1\n$4\r\nPING\r\n", vec![Ev::Proto(BadMultibulkLength)])]
-    #[case::count_over(b"*1048577\r\n", vec![Ev::Proto(BadMultibulkLength)])]
-    #[case::count_max(b"*1048576\r\n$1\r\n", vec![])]
+    // Redis 7.0 accepts counts up to INT_MAX.
+    #[case::count_over(b"*2147483648\r\n", vec![Ev::Proto(BadMultibulkLength)])]
+    #[case::count_max(b"*2147483647\r\n$1\r\n", vec![])]
+    #[case::count_over_old_limit(b"*1048577\r\n$1\r\n", vec![])]
     #[case::count_overflow(b"*99999999999999999999\r\n", vec![Ev::Proto(BadMultibulkLength)])]
     #[case::expected_dollar(b"*1\r\n:4\r\nPING\r\n", vec![Ev::Proto(ExpectedDollar)])]
     #[case::expected_dollar_empty(b"*1\r\n\r\n", vec![Ev::Proto(ExpectedDollar)])]
@@ -780,6 +789,21 @@ mod tests {
         let (a, b) = long.split_at(1000);
         assert_eq!(feed_all(&mut d, &[a, b]), vec![Ev::Proto(InlineTooLong)]);
         assert!(d.mem() < 20 * 1024 + 64 * 1024 + 4096);
+    }
+
+    #[test]
+    fn tiny_max_line_header_independent_of_cuts() {
+        // The reply decoder's fuzz finding, on this side: a header longer than a tiny max_line
+        // must not be taken whole and rejected when cut (max_line is now at least 32).
+        let lim = Limits {
+            max_line: 4,
+            ..Limits::default()
+        };
+        let input = b"*12345\r\n$3\r\nGET\r\n";
+        let whole = feed_all(&mut RequestDecoder::new(lim.clone()), &[input]);
+        let parts: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(feed_all(&mut RequestDecoder::new(lim), &parts), whole);
+        assert_eq!(whole, vec![]);
     }
 
     #[test]

@@ -7,6 +7,12 @@ use super::types::Limits;
 /// `ArgSpan`/`Child` (65,535 × 65,535 < 2^32).
 pub(super) fn sane(mut l: Limits) -> Limits {
     const CAP: usize = u16::MAX as usize;
+    // The header fast paths (`fast_num`: a type byte, a `-` and up to 18 digits, so at most 20
+    // bytes before the `\r`) do not look at `max_line`; below this the slow path would reject a
+    // header the fast path accepts, and the outcome would depend on how the stream was cut
+    // (found by the `resp_reply` fuzz target).
+    const MIN_LINE: usize = 32;
+    l.max_line = l.max_line.max(MIN_LINE);
     l.keep_args = l.keep_args.min(CAP);
     l.keep_arg_bytes = l.keep_arg_bytes.min(CAP);
     l.keep_children = l.keep_children.min(CAP);

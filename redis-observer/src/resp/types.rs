@@ -61,9 +61,9 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Longest header or simple line (`+`, `-`, `:`, `$N`, ...) and longest inline command line.
-    /// Redis closes a connection whose inline line exceeds 64 KiB.
+    /// Redis closes a connection whose inline line exceeds 64 KiB. Values under 32 count as 32.
     pub max_line: usize,
-    /// Largest multibulk count accepted in a request (Redis: 1,048,576).
+    /// Largest multibulk count accepted in a request (Redis 7.0: `INT_MAX`; see `Default`).
     pub max_request_args: u64,
     /// Largest bulk length accepted (Redis' default proto-max-bulk-len: 512 MB).
     pub max_bulk: u64,
@@ -83,7 +83,13 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_line: 64 * 1024,
-            max_request_args: 1024 * 1024,
+            // Redis 7.0's processMultibulkBuffer rejects only counts above INT_MAX (the
+            // 1024 * 1024 limit is from older versions). Checked against 7.0.15: `*1048577` gets
+            // no error, an MSET of 1,048,578 arguments runs, `*3000000000` is a protocol error.
+            // With the old bound the decoder declared such a command a protocol error, stopped
+            // counting the connection, and lost commands Redis ran. The decoder keeps only the
+            // first `keep_args` arguments, so a large count costs no memory.
+            max_request_args: i32::MAX as u64,
             max_bulk: 512 * 1024 * 1024,
             max_depth: 128,
             keep_args: 32,
