@@ -10,7 +10,9 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{__sk_buff, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_PIPE},
+    bindings::{
+        __sk_buff, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC,
+    },
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map, socket_filter},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -73,8 +75,11 @@ pub fn redis_tc(ctx: TcContext) -> i32 {
     if let Err(Skip::Unparsed) = unsafe { capture(ctx.skb.skb) } {
         unparsed(&ctx, ctx.skb.skb);
     }
-    // Fail open: continue with the next program / the normal path, whatever happened here.
-    TC_ACT_PIPE as i32
+    // Fail open: TC_ACT_UNSPEC is TCX_NEXT, "run the next program, then the normal path".
+    // Anything else ends a TCX chain: TC_ACT_PIPE (3) would silently skip every program attached
+    // after us (another observer, a CNI's policy program). With classic cls_bpf direct-action it
+    // likewise means "continue with the next filter".
+    TC_ACT_UNSPEC
 }
 
 #[socket_filter]

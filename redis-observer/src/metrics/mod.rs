@@ -337,7 +337,14 @@ fn bad_metric(name: &str, e: &prometheus::Error) -> ! {
 
 impl Metrics {
     pub fn new() -> Self {
-        Self::with_max_servers(MAX_SERVERS)
+        let mut m = Self::with_max_servers(MAX_SERVERS);
+        // Series with a fixed set of reasons exist from the start, at zero, so dashboards and
+        // alerts have data before the first eviction.
+        for reason in ["idle", "limit"] {
+            m.flows_evicted_cache
+                .push((reason, m.flows_evicted.with_label_values(&[reason])));
+        }
+        m
     }
 
     /// As [`Metrics::new`] with a different cap on distinct `server` values.
