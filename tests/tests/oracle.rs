@@ -418,3 +418,91 @@ fn replay_of_truncated_and_lossy_captures() {
         .sum("redis_observer_bytes_missed_total", &[("reason", "gap")]);
     assert!(lost > 0.0, "gaps counted");
 }
+
+/// The same oracle across a veth pair: redis-server in one namespace, the observer on the
+/// server's veth, clients (redis-benchmark at -P 1 and -P 16, redis-py scenarios) in the other.
+#[test]
+fn veth_mixed_workload_matches_commandstats() {
+    let _g = e2e_lock();
+    require_root();
+    let net = VethPair::new();
+    let redis = Redis::start_in(&net.server, SERVER_V4, &[]);
+    let port = redis.port.to_string();
+    let before = redis.commandstats();
+    let mut obs = Observer::start(
+        Some(&net.server),
+        &["-i", &net.server_if, "-p", &port, "--log", "/dev/null"],
+    );
+    for p in ["1", "16"] {
+        sh(net
+            .client
+            .cmd("redis-benchmark")
+            .args([
+                "-h", SERVER_V4, "-p", &port, "-n", "2000", "-c", "20", "-P", p, "-q",
+            ])
+            .args(["-t", "set,get,incr,lpush,hset,lrange_100"]));
+    }
+    for s in ["errors", "multi", "pubsub"] {
+        sh(net
+            .client
+            .cmd("python3")
+            .arg(scripts().join("scenarios.py"))
+            .args([s, SERVER_V4, &port]));
+    }
+    sleep(Duration::from_millis(500));
+    let m = obs.metrics_in(Some(&net.server));
+    obs.stop();
+    let mut want = before.delta(&redis.commandstats());
+    want.remove("INFO");
+    let mut got = m.commands_by_name(EXECUTED);
+    got.remove("UNKNOWN");
+    assert_eq!(got, want, "veth: metrics vs INFO commandstats");
+    assert_eq!(m.sum("redis_observer_events_lost_total", &[]), 0.0);
+    assert_eq!(m.sum("redis_observer_bytes_missed_total", &[]), 0.0);
+}
+
+/// With one client and no pipelining, the observer's median latency is positive and no larger
+/// than what redis-benchmark measures end to end (the observer's clock starts when the command
+/// reaches the server's side of the wire and stops when the reply leaves it).
+#[test]
+fn latency_is_plausible_against_the_client() {
+    let _g = e2e_lock();
+    require_root();
+    let redis = Redis::start(&[]);
+    let port = redis.port.to_string();
+    let dir = temp_dir("latency");
+    let log = dir.join("log.jsonl");
+    let mut obs = Observer::start(
+        None,
+        &["-i", "lo", "-p", &port, "--log", log.to_str().unwrap()],
+    );
+    let out = sh(Command::new("redis-benchmark").args([
+        "-p", &port, "-c", "1", "-P", "1", "-n", "5000", "-t", "get", "--csv",
+    ]));
+    sleep(Duration::from_millis(300));
+    obs.stop();
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<String> = csv
+        .lines()
+        .nth(1)
+        .expect("csv row")
+        .split(',')
+        .map(|c| c.trim_matches('"').to_owned())
+        .collect();
+    let client_p50_us: f64 = row[4].parse::<f64>().expect("p50") * 1000.0;
+    let mut ours: Vec<f64> = parse_log(&std::fs::read_to_string(&log).expect("log"))
+        .iter()
+        .filter(|v| v["command"] == "GET")
+        .filter_map(|v| v["latency_us"].as_f64())
+        .collect();
+    assert_eq!(ours.len(), 5000);
+    ours.sort_by(f64::total_cmp);
+    let median = ours[ours.len() / 2];
+    eprintln!("observer median {median:.1} µs, redis-benchmark p50 {client_p50_us:.1} µs");
+    assert!(median > 0.0, "median {median}");
+    assert!(
+        median <= client_p50_us,
+        "observer median {median} µs > client p50 {client_p50_us} µs"
+    );
+}
