@@ -414,8 +414,11 @@ impl Capture {
                         first_err.get_or_insert(anyhow!("detaching from {iface}: {e}"));
                     }
                 }
-                Attachment::Socket { iface: _, fd } => {
-                    let _ = SocketFilter::detach(fd.as_fd());
+                Attachment::Socket { iface, fd } => {
+                    // Closing the socket is what detaches; an explicit detach first is a courtesy.
+                    if let Err(e) = SocketFilter::detach(fd.as_fd()) {
+                        tracing::debug!(%iface, error = %e, "socket filter detach");
+                    }
                     drop(fd);
                 }
             }
