@@ -108,10 +108,11 @@ fn admin(sock: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Sum of calls + rejected_calls over every command.
+/// Sum of calls + rejected_calls over every command but INFO (the harness's own queries, over
+/// the unix socket the observer does not watch).
 fn total_calls(info: &str) -> f64 {
     info.lines()
-        .filter(|l| l.starts_with("cmdstat_"))
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
         .map(|l| {
             let get = |k: &str| -> f64 {
                 l.split([':', ','])
