@@ -70,6 +70,7 @@ fn capture(total_commands: usize) -> (Vec<Seg>, usize) {
             src: client,
             dst: server,
             seq: cs,
+            ack: 0,
             flags: TCP_SYN,
             data: vec![],
         });
@@ -78,6 +79,7 @@ fn capture(total_commands: usize) -> (Vec<Seg>, usize) {
             src: server,
             dst: client,
             seq: ss,
+            ack: cs.wrapping_add(1),
             flags: TCP_SYN | TCP_ACK,
             data: vec![],
         });

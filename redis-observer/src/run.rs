@@ -43,9 +43,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         debug: args.debug,
         ..CaptureConfig::default()
     };
+    // One thread runs the capture loop, its timer and the ring's readiness, and the (rarely
+    // used) HTTP endpoint: no cross-thread wakeup per drain tick. The log writer has its own
+    // thread.
     let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")
@@ -177,8 +179,8 @@ async fn run_async(
         args.dump_streams.clone(),
     ));
     let clock = cap.clock();
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_stop_on_signals(stop.clone())?;
     let mut bad_records = 0u64;
     let mut last_housekeeping = Instant::now();
     let mut last_counters = Instant::now();
@@ -197,14 +199,14 @@ async fn run_async(
             }
         };
     let result: anyhow::Result<()> = loop {
-        tokio::select! {
-            _ = sigint.recv() => break Ok(()),
-            _ = sigterm.recv() => break Ok(()),
-            r = cap.drain(DRAIN_TICK, |rec| handle(rec, &mut pipeline, &mut outputs)) => {
-                if let Err(e) = r {
-                    break Err(e);
-                }
-            }
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        if let Err(e) = cap
+            .drain(DRAIN_TICK, |rec| handle(rec, &mut pipeline, &mut outputs))
+            .await
+        {
+            break Err(e);
         }
         outputs.flush();
         if last_counters.elapsed() >= KERNEL_COUNTERS {
@@ -235,6 +237,20 @@ async fn run_async(
     log_result.context("flushing the command log")?;
     tracing::info!(connections = pipeline.flows(), "detached and flushed");
     result
+}
+
+/// Sets `stop` on SIGINT or SIGTERM (checked by the capture loop at least every drain tick).
+fn spawn_stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    Ok(())
 }
 
 /// `--dump-events`: one line per kernel event, no decoding (debugging the capture).
