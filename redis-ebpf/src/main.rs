@@ -38,8 +38,11 @@ static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
 #[map]
 static IFACES: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
 
+/// One entry per CPU: every counter of `redis_ebpf_common::counter`, looked up once per packet.
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+type Counters = [u64; counter::COUNT as usize];
 
 /// Settings userspace may change while attached (`redis_ebpf_common::setting`).
 #[map]
@@ -96,7 +99,7 @@ pub fn redis_sock(ctx: SkBuffContext) -> i64 {
 /// described in the daemon's log when its `--debug` switch is on (never per packet otherwise).
 #[inline(never)]
 fn unparsed<C: aya_ebpf::EbpfContext>(ctx: &C, skb: *mut __sk_buff) {
-    count(counter::UNPARSED, 1);
+    count(counters(), counter::UNPARSED, 1);
     if SETTINGS.get(setting::DEBUG).copied().unwrap_or(0) != 0 {
         // SAFETY: reading fields of the program's own context.
         let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
@@ -109,11 +112,20 @@ fn unparsed<C: aya_ebpf::EbpfContext>(ctx: &C, skb: *mut __sk_buff) {
     }
 }
 
+/// This CPU's counters.
 #[inline(always)]
-fn count(index: u32, n: u64) {
-    if let Some(p) = COUNTERS.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot of this CPU; the program is not re-entered on one CPU meanwhile.
-        unsafe { *p += n };
+fn counters() -> *mut Counters {
+    COUNTERS.get_ptr_mut(0).unwrap_or(core::ptr::null_mut())
+}
+
+#[inline(always)]
+fn count(c: *mut Counters, index: u32, n: u64) {
+    if c.is_null() {
+        return;
+    }
+    // SAFETY: this CPU's per-CPU entry; the program is not re-entered on one CPU meanwhile.
+    if let Some(slot) = unsafe { (*c).get_mut(index as usize) } {
+        *slot += n;
     }
 }
 
@@ -144,7 +156,8 @@ fn be32(b: &[u8], i: usize) -> u32 {
 
 #[inline(always)]
 unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
-    count(counter::PACKETS, 1);
+    let cnt = counters();
+    count(cnt, counter::PACKETS, 1);
     // SAFETY: skb is the program's context.
     let (ifindex, pkt_type, skb_len) = unsafe { ((*skb).ifindex, (*skb).pkt_type, (*skb).len) };
     // SAFETY: map lookup by value.
@@ -249,7 +262,7 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
     if !ours {
         return Err(Skip::NotOurs);
     }
-    count(counter::SEGMENTS, 1);
+    count(cnt, counter::SEGMENTS, 1);
     hdr.seq = be32(&tcp, 4);
     hdr.ack = be32(&tcp, 8);
     hdr.tcp_flags = tcp[13];
@@ -264,7 +277,7 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
 
     if payload_len == 0 {
         if hdr.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-            emit_empty(&hdr);
+            emit_empty(cnt, &hdr);
         }
         return Ok(());
     }
@@ -277,7 +290,7 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
     };
     let not_captured = payload_len - cap;
     if not_captured > 0 {
-        count(counter::BYTES_NOT_CAPTURED, u64::from(not_captured));
+        count(cnt, counter::BYTES_NOT_CAPTURED, u64::from(not_captured));
     }
     let seq0 = hdr.seq;
     let mut i = 0u32;
@@ -294,13 +307,13 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
         hdr.missing = if last { not_captured } else { 0 };
         let at = payload + off;
         if n <= CLASS_SIZES[0] as u32 {
-            emit::<{ CLASS_SIZES[0] }>(skb, &hdr, 0, at, n);
+            emit::<{ CLASS_SIZES[0] }>(cnt, skb, &hdr, 0, at, n);
         } else if n <= CLASS_SIZES[1] as u32 {
-            emit::<{ CLASS_SIZES[1] }>(skb, &hdr, 1, at, n);
+            emit::<{ CLASS_SIZES[1] }>(cnt, skb, &hdr, 1, at, n);
         } else if n <= CLASS_SIZES[2] as u32 {
-            emit::<{ CLASS_SIZES[2] }>(skb, &hdr, 2, at, n);
+            emit::<{ CLASS_SIZES[2] }>(cnt, skb, &hdr, 2, at, n);
         } else {
-            emit::<{ CLASS_SIZES[3] }>(skb, &hdr, 3, at, n);
+            emit::<{ CLASS_SIZES[3] }>(cnt, skb, &hdr, 3, at, n);
         }
         i += 1;
     }
@@ -309,9 +322,9 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
 
 /// Submit flags: no wakeup unless the ring is filling up.
 #[inline(always)]
-fn submit_flags() -> u64 {
+fn submit_flags(cnt: *mut Counters) -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > read_global(&WAKEUP_BYTES) {
-        count(counter::WAKEUPS, 1);
+        count(cnt, counter::WAKEUPS, 1);
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -319,13 +332,13 @@ fn submit_flags() -> u64 {
 }
 
 #[inline(always)]
-fn emit_empty(hdr: &EventHeader) {
+fn emit_empty(cnt: *mut Counters, hdr: &EventHeader) {
     match EVENTS.reserve::<EventHeader>(0) {
         Some(mut e) => {
             e.write(*hdr);
-            e.submit(submit_flags());
+            e.submit(submit_flags(cnt));
         }
-        None => count(counter::EVENTS_LOST, 1),
+        None => count(cnt, counter::EVENTS_LOST, 1),
     }
 }
 
@@ -337,10 +350,17 @@ struct Event<const N: usize> {
 
 /// One chunk of `n` (1..=N) payload bytes at packet offset `at`.
 #[inline(always)]
-fn emit<const N: usize>(skb: *mut __sk_buff, hdr: &EventHeader, class: u8, at: u32, n: u32) {
+fn emit<const N: usize>(
+    cnt: *mut Counters,
+    skb: *mut __sk_buff,
+    hdr: &EventHeader,
+    class: u8,
+    at: u32,
+    n: u32,
+) {
     let Some(mut e) = EVENTS.reserve::<Event<N>>(0) else {
-        count(counter::EVENTS_LOST, 1);
-        count(counter::BYTES_LOST, u64::from(n));
+        count(cnt, counter::EVENTS_LOST, 1);
+        count(cnt, counter::BYTES_LOST, u64::from(n));
         return;
     };
     let ev = e.as_mut_ptr();
@@ -357,13 +377,13 @@ fn emit<const N: usize>(skb: *mut __sk_buff, hdr: &EventHeader, class: u8, at: u
         bpf_skb_load_bytes(skb.cast(), at, (*ev).data.as_mut_ptr().cast(), len)
     };
     if ret != 0 {
-        count(counter::LOAD_FAILED, 1);
-        count(counter::BYTES_LOST, u64::from(n));
+        count(cnt, counter::LOAD_FAILED, 1);
+        count(cnt, counter::BYTES_LOST, u64::from(n));
         e.discard(0);
         return;
     }
-    count(counter::BYTES_CAPTURED, u64::from(len));
-    e.submit(submit_flags());
+    count(cnt, counter::BYTES_CAPTURED, u64::from(len));
+    e.submit(submit_flags(cnt));
 }
 
 #[cfg(not(test))]

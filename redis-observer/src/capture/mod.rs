@@ -95,7 +95,7 @@ pub struct Capture {
     /// that privileges can be dropped while the process has a single thread).
     ring: Option<RingBuf<MapData>>,
     async_ring: Option<AsyncFd<RingBuf<MapData>>>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuArray<MapData, [u64; counter::COUNT as usize]>,
     attachments: Vec<Attachment>,
     /// Interfaces on which we added the clsact qdisc (pre-TCX kernels only).
     created_clsact: Vec<String>,
@@ -380,11 +380,14 @@ impl Capture {
 
     /// The kernel's counters, summed over CPUs.
     pub fn counters(&self) -> KernelCounters {
+        // One entry per CPU holding every counter.
+        let per_cpu = self.counters.get(&0, 0).ok();
         let get = |i: u32| -> u64 {
-            self.counters
-                .get(&i, 0)
-                .map(|v| v.iter().copied().sum::<u64>())
-                .unwrap_or(0)
+            per_cpu.as_ref().map_or(0, |v| {
+                v.iter()
+                    .map(|c| c.get(i as usize).copied().unwrap_or(0))
+                    .sum()
+            })
         };
         KernelCounters {
             packets: get(counter::PACKETS),
