@@ -22,7 +22,7 @@ TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 def packets(path):
-    """(ts_ns, src, dst, seq, flags, payload) for every TCP packet of a pcap (Ethernet, raw IP,
+    """(ts_ns, src, dst, seq, flags, payload, ack) for every TCP packet of a pcap (Ethernet, raw IP,
     Linux cooked or BSD loopback)."""
     with open(path, "rb") as f:
         data = f.read()
@@ -83,15 +83,15 @@ def packets(path):
             continue
         if len(tcp) < 20:
             continue
-        sport, dport, seq = struct.unpack(">HHI", tcp[:8])
+        sport, dport, seq, ack = struct.unpack(">HHII", tcp[:12])
         doff = (tcp[12] >> 4) * 4
         flags = tcp[13]
-        yield ts, (src_ip, sport), (dst_ip, dport), seq, flags, bytes(tcp[doff:])
+        yield ts, (src_ip, sport), (dst_ip, dport), seq, flags, bytes(tcp[doff:]), ack
 
 
 class Conn:
     def __init__(self):
-        self.segs = []  # (ts, dir, seq, flags, payload); dir 0 = client -> server
+        self.segs = []  # (ts, dir, seq, flags, payload, ack); dir 0 = client -> server
         self.isn = [None, None]
 
     def stream(self, d):
@@ -103,7 +103,7 @@ class Conn:
                 return b""
             base = firsts[0]
         buf = bytearray()
-        for _ts, sd, seq, _fl, pay in self.segs:
+        for _ts, sd, seq, _fl, pay, _ack in self.segs:
             if sd != d or not pay:
                 continue
             at = (seq - base) & 0xFFFFFFFF
@@ -117,7 +117,7 @@ class Conn:
 
 def connections(path, port):
     conns = OrderedDict()
-    for ts, src, dst, seq, flags, pay in packets(path):
+    for ts, src, dst, seq, flags, pay, ack in packets(path):
         if dst[1] == port:
             key, d = (src, dst), 0
         elif src[1] == port:
@@ -127,7 +127,7 @@ def connections(path, port):
         c = conns.setdefault(key, Conn())
         if flags & TCP_SYN:
             c.isn[d] = (seq + 1) & 0xFFFFFFFF
-        c.segs.append((ts, d, seq, flags, pay))
+        c.segs.append((ts, d, seq, flags, pay, ack))
     return conns
 
 
@@ -207,7 +207,7 @@ def reassembly_seed(conn, d):
         base = segs[0][2]
     data = stream[:CAP - 256 * 7 - 16]
     ops = []
-    for _ts, _d, seq, _fl, pay in segs:
+    for _ts, _d, seq, _fl, pay, _ack in segs:
         at = (seq - base) & 0xFFFFFFFF
         if at >= len(data) or len(ops) == 255:
             break
@@ -222,7 +222,7 @@ def session_seed(conn):
     """The connection's payloads, interleaved as captured: tag (dir | ts step << 3), len u16."""
     out = bytearray([0])
     last = None
-    for ts, d, _seq, _fl, pay in conn.segs:
+    for ts, d, _seq, _fl, pay, _ack in conn.segs:
         if not pay:
             continue
         step = 0 if last is None else min(31, max(0, (ts - last) // 1000))
@@ -237,19 +237,21 @@ def session_seed(conn):
 
 
 def pipeline_seed(conns):
-    """All segments of the capture: ctl (flow | dir << 2), flags, seq, len, missing, ts step."""
+    """All segments of the capture: ctl (flow | dir << 2), flags, seq, ack, len, missing, ts
+    step."""
     index = {k: i % 4 for i, k in enumerate(conns)}
     segs = sorted(
-        ((ts, index[k], d, seq, fl, pay) for k, c in conns.items() for ts, d, seq, fl, pay in c.segs),
+        ((ts, index[k], d, seq, fl, pay, ack)
+         for k, c in conns.items() for ts, d, seq, fl, pay, ack in c.segs),
         key=lambda s: s[0],
     )
     out = bytearray([0])
     last = None
-    for ts, flow, d, seq, fl, pay in segs:
+    for ts, flow, d, seq, fl, pay, ack in segs:
         step = 0 if last is None else min(255, max(0, (ts - last) // 10_000_000))
         last = ts
         pay = pay[:0xFFFF]
-        rec = bytes([flow | (d << 2), fl]) + struct.pack("<IHHB", seq, len(pay), 0, step) + pay
+        rec = bytes([flow | (d << 2), fl]) + struct.pack("<IIHHB", seq, ack, len(pay), 0, step) + pay
         if len(out) + len(rec) > CAP:
             break
         out += rec

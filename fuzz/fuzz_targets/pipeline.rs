@@ -1,5 +1,5 @@
-//! Pipeline: arbitrary segments (four 4-tuples, either direction, any flags, sequence numbers,
-//! payloads, uncaptured tails, timestamps) and periodic ticks, into the flow table, reassembly and
+//! Pipeline: arbitrary segments (four 4-tuples, either direction, any flags, sequence and
+//! acknowledgement numbers, payloads, uncaptured tails, timestamps) and periodic ticks, into the flow table, reassembly and
 //! pairing, with the real metrics sink behind a checking one. Never panics; every record is
 //! well-formed; flows open before they close and all are closed at the end; the pipeline's memory
 //! stays under a bound derived from its limits, and drops back once every flow is gone.
@@ -29,6 +29,7 @@ struct Seg {
     ctl: u8,
     flags: u8,
     seq: u32,
+    ack: u32,
     data: Vec<u8>,
     missing: u16,
     /// ts advance, × 10 ms.
@@ -36,7 +37,7 @@ struct Seg {
 }
 
 /// Layout: flags (bit 0: default limits, no memory bound), then segments: ctl, TCP flags, seq
-/// u32, len u16, missing u16, ts step u8, `len` bytes.
+/// u32, ack u32, len u16, missing u16, ts step u8, `len` bytes.
 #[derive(Debug)]
 struct Input {
     default_limits: bool,
@@ -52,6 +53,7 @@ impl Input {
             let ctl = r.u8();
             let flags = r.u8();
             let seq = r.u32();
+            let ack = r.u32();
             let len = r.u16();
             let missing = r.u16();
             let tsd = r.u8();
@@ -60,6 +62,7 @@ impl Input {
                 ctl,
                 flags,
                 seq,
+                ack,
                 data,
                 missing,
                 tsd,
@@ -150,7 +153,7 @@ fuzz_target!(|input: Input| {
         size_of::<Session>()
             + request_mem_bound(sl_resp)
             + reply_mem_bound(sl_resp)
-            + 2 * live.max(8) * ENTRY
+            + 4 * live.max(8) * ENTRY
             + 2 * (2 * live * per_entry + 4096)
             + 2 * (2 * live * sl.keep_args * ARG + 4096 * ARG)
     };
@@ -196,6 +199,7 @@ fuzz_target!(|input: Input| {
                     dst,
                     seq: s.seq,
                     flags: s.flags,
+                    ack: s.ack,
                     data: &s.data,
                     missing: u32::from(s.missing),
                 },

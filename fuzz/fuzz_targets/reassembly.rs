@@ -1,7 +1,7 @@
 //! Stream (one direction's TCP reassembly): a byte stream delivered as fuzzer-chosen segments —
 //! any order, duplicates, overlaps, uncaptured tails, holes — under fuzzer-chosen limits. The
-//! output must cover the positions from the stream's start to the furthest byte any segment
-//! reached, exactly once and in order; delivered bytes must be the original ones and captured by
+//! output must cover the positions from the stream's start to the furthest byte any segment (or
+//! acknowledgement, bounded by the FIN) reached, exactly once and in order; delivered bytes must be the original ones and captured by
 //! some segment; bytes reported missing must be uncaptured in some segment unless a hole was
 //! given up on; counters must add up; the limits and memory bounds must hold after every push.
 #![no_main]
@@ -10,18 +10,21 @@ use libfuzzer_sys::fuzz_target;
 use redis_observer::reassembly::{Stream, StreamEvent, StreamLimits};
 use redis_observer_fuzz::{Rd, parsed_input};
 
+/// Segment `[start, start + cap)` of the stream's bytes (clipped to them), then `miss`
+/// uncaptured bytes; offsets are reduced to at most 4 KiB past the data.
 #[derive(Debug)]
 struct Op {
     start: u16,
     cap: u16,
     miss: u16,
-    /// ts advance; 255: call `expire_held` (at the current ts) instead of pushing.
+    /// ts advance; 255: call `expire_held` (at the current ts), 254: `acked` up to `start`, 253:
+    /// `set_fin` at `start`, instead of pushing.
     tsd: u8,
 }
 
 /// Layout: flags (bit 0: `set_isn`, bit 1: flush once half-way), isn u32, max bytes (× 64; 255 =
 /// 1 MiB), max pieces, max hold (0 = none), op count, ops (start u16, captured u16, missing u16,
-/// ts step u8), then the stream's bytes.
+/// ts step u8, whose values 253-255 make other calls), then the stream's bytes.
 #[derive(Debug)]
 struct Input {
     set_isn: bool,
@@ -83,15 +86,9 @@ fuzz_target!(|input: Input| {
     if input.set_isn {
         s.set_isn(input.isn);
     }
-    // What the segments carried, by stream offset.
-    let mut captured = vec![false; 0];
-    let mut uncaptured = vec![false; 0];
-    let mark = |v: &mut Vec<bool>, a: usize, b: usize| {
-        if v.len() < b {
-            v.resize(b, false);
-        }
-        v[a..b].iter_mut().for_each(|x| *x = true);
-    };
+    // What the segments carried, by stream offset: ranges, summed into counts at the end.
+    let mut captured: Vec<(usize, usize)> = Vec::new();
+    let mut uncaptured: Vec<(usize, usize)> = Vec::new();
     // Output, by stream offset from `base`: Some(byte) or None (missing).
     let mut out: Vec<Option<u8>> = Vec::new();
     let mut sink = |e: StreamEvent<'_>| match e {
@@ -109,33 +106,52 @@ fuzz_target!(|input: Input| {
     let mut end = 0usize;
     let mut ts = 0u64;
     let mut max_seg = 0usize;
+    let mut fin: Option<usize> = None;
     let half = input.ops.len() / 2;
     for (i, op) in input.ops.iter().enumerate() {
         if input.mid_flush && i == half {
             s.flush(&mut sink);
             assert_eq!(s.held_segments(), 0);
         }
-        if op.tsd == 255 {
-            s.expire_held(ts, &mut sink);
-            continue;
+        // Positions stay within a few KiB past the data, so every run stays cheap.
+        let start = usize::from(op.start) % (n + 4097);
+        let seq = input.isn.wrapping_add(start as u32);
+        match op.tsd {
+            255 => {
+                s.expire_held(ts, &mut sink);
+                continue;
+            }
+            254 => {
+                // The peer has every byte before `start` (never past the FIN): what was not seen
+                // is lost, the stream moves on to there.
+                let ack = fin.map_or(start, |f: usize| start.min(f));
+                if base.is_some() {
+                    end = end.max(ack);
+                }
+                s.acked(seq, ts, &mut sink);
+                continue;
+            }
+            253 => {
+                fin = Some(start);
+                s.set_fin(seq);
+                continue;
+            }
+            _ => ts += u64::from(op.tsd),
         }
-        ts += u64::from(op.tsd);
-        let start = usize::from(op.start);
-        let cap = usize::from(op.cap);
-        let c = cap.min(n.saturating_sub(start));
-        let miss = usize::from(op.miss) + (cap - c);
+        let c = usize::from(op.cap).min(n.saturating_sub(start));
+        let miss = usize::from(op.miss) % 4096;
         let bytes = &data[start.min(n)..start.min(n) + c];
         let len = c + miss;
         max_seg = max_seg.max(len);
         if len > 0 {
             base.get_or_insert(start);
             end = end.max(start + len);
-            mark(&mut captured, start, start + c);
-            mark(&mut uncaptured, start + c, start + len);
+            captured.push((start, start + c));
+            uncaptured.push((start + c, start + len));
         }
         s.push(
             ts,
-            input.isn.wrapping_add(start as u32),
+            seq,
             bytes,
             miss as u32,
             &mut sink,
@@ -174,15 +190,32 @@ fuzz_target!(|input: Input| {
         Some(input.isn.wrapping_add(end as u32)),
         "next_seq after flush"
     );
+    let covered = |ranges: &[(usize, usize)]| {
+        let mut d = vec![0i32; end + 1];
+        for &(a, b) in ranges {
+            if a < b {
+                d[a] += 1;
+                d[b] -= 1;
+            }
+        }
+        let mut n = 0;
+        d.iter()
+            .map(|x| {
+                n += x;
+                n > 0
+            })
+            .collect::<Vec<bool>>()
+    };
+    let (captured, uncaptured) = (covered(&captured), covered(&uncaptured));
     for (i, x) in out.iter().enumerate() {
         let p = base + i;
         match x {
             Some(b) => {
-                assert!(captured.get(p) == Some(&true), "byte {p} delivered but never captured");
+                assert!(captured[p], "byte {p} delivered but never captured");
                 assert_eq!(*b, data[p], "byte {p} spliced");
             }
             None => assert!(
-                st.gaps > 0 || uncaptured.get(p) == Some(&true),
+                st.gaps > 0 || uncaptured[p],
                 "byte {p} missing without a gap or an uncaptured copy"
             ),
         }

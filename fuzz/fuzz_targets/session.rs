@@ -76,7 +76,8 @@ impl Input {
 
 parsed_input!(Input);
 
-/// Size of a pending entry (session::pending::Entry, 112 bytes today) with room to spare.
+/// Size of a pending entry (session::pending::Entry, 112 bytes today) with room to spare; the
+/// pending and transaction queues each reach twice `max_pending` entries of capacity.
 const ENTRY: usize = 160;
 /// Size of a RecordArg.
 const ARG: usize = 24;
@@ -123,7 +124,7 @@ fuzz_target!(|input: Input| {
     let bound = size_of::<Session>()
         + request_mem_bound(&resp)
         + reply_mem_bound(&resp)
-        + 2 * live.max(8) * ENTRY
+        + 4 * live.max(8) * ENTRY
         // Fifo arenas: live data, as much dead space again plus 4096 before compaction, doubled.
         + 2 * (2 * live * per_entry + 4096)
         + 2 * (2 * live * lim.keep_args * ARG + 4096 * ARG);

@@ -187,7 +187,10 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
         "\n== Redis's own INFO commandstats (calls since start) next to the observer's count:"
     );
     // (The demo's own INFO queries are left out: one of them ran before the counts it compares.)
-    for l in after.lines().filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:")) {
+    for l in after
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+    {
         let name = l
             .trim_start_matches("cmdstat_")
             .split(':')

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod gen_commands;
 mod setup;
 
@@ -40,6 +41,12 @@ enum Task {
     },
     /// Regenerate redis-observer/data and the command table from a real redis-server.
     GenCommands,
+    /// Run every cargo-fuzz target for a fixed time (installs cargo-fuzz if missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// End-to-end overhead/completeness arms and the criterion benches; writes BENCHMARKS.md
     /// (root; needs the machine to itself).
     Bench {
@@ -107,6 +114,10 @@ fn main() -> anyhow::Result<()> {
             let bin = build_release()?;
             bench::bench(&bin, rounds, quick)
         }
+        Task::Fuzz { seconds } => {
+            setup::setup()?;
+            fuzz::run(seconds)
+        }
         Task::GenCommands => {
             setup::setup()?;
             gen_commands::run(0, &root().join("redis-observer"))
@@ -115,8 +126,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn test(quick: bool) -> anyhow::Result<()> {
-    // Unit, property and end-to-end tests (the latter need root, redis-server, and build the
-    // release binary themselves through the tests crate's helpers).
+    // Unit, property and end-to-end tests (the latter need root, redis-server, and the release
+    // binary built here).
     run(cargo().args(["build", "--release", "-p", "redis-observer"]))?;
     let mut c = cargo();
     c.args([
@@ -129,6 +140,52 @@ fn test(quick: bool) -> anyhow::Result<()> {
     if quick {
         c.env("REDIS_OBSERVER_QUICK", "1");
     }
-    run(&mut c)?;
+    let (passed, failed) = run_counting(&mut c)?;
+    if !quick {
+        // Every fuzz target for a fixed short time; a finding fails the run.
+        fuzz::run(15)?;
+    }
+    // One closing line for whoever reads the end of the output.
+    println!("{passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and totals its `test result:` lines.
+fn run_counting(cmd: &mut Command) -> anyhow::Result<(u64, u64)> {
+    use std::io::{BufRead as _, Write as _};
+    eprintln!("xtask: {cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        let mut stdout = std::io::stdout().lock();
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            writeln!(stdout, "{line}")?;
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let num = |word: &str| -> u64 {
+                    rest.split(';')
+                        .find_map(|p| {
+                            p.trim()
+                                .trim_start_matches("ok.")
+                                .trim_start_matches("FAILED.")
+                                .trim()
+                                .strip_suffix(word)
+                        })
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0)
+                };
+                passed += num("passed");
+                failed += num("failed");
+            }
+        }
+    }
+    let st = child.wait()?;
+    if !st.success() {
+        println!("{passed} passed, {failed} failed");
+        bail!("cargo test failed ({st})");
+    }
+    Ok((passed, failed))
 }

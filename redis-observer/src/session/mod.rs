@@ -36,8 +36,9 @@
 //! keeps pairing the commands sent before it, then treats replies that started before the next
 //! known command was fully sent as orphans (causality; exact for request/response clients,
 //! best effort for pipelines). A session started mid-stream drops server bytes until the first
-//! command and applies the same causality rule to its first pairing. Over `max_pending`, the
-//! oldest command is dropped ([`Notice::PendingOverflow`]) and its reply skipped.
+//! command and applies the same causality rule to its first pairing. Over `max_pending` (commands
+//! awaiting a reply plus commands queued in MULTI), the oldest command is dropped
+//! ([`Notice::PendingOverflow`]) and its reply skipped (a queued one: absent from EXEC's outcome).
 
 mod pending;
 mod pubsub;
@@ -60,7 +61,8 @@ use pubsub::{Confirmation, PubSub};
 /// Per-connection bounds.
 #[derive(Clone, Debug)]
 pub struct SessionLimits {
-    /// Commands awaiting a reply; beyond it the oldest is dropped and its reply skipped.
+    /// Commands awaiting a reply, queued MULTI commands included; beyond it the oldest is dropped
+    /// and its reply skipped.
     pub max_pending: usize,
     /// Decoder limits (what the decoders keep bounds what records can show).
     pub resp: Limits,
@@ -387,7 +389,7 @@ impl Core {
             _ => {}
         }
         if answered {
-            if self.pending.len() >= self.max_pending {
+            if self.full() {
                 self.drop_oldest(sink);
             }
             let e = self.build(req, id, name_args, role);
@@ -505,7 +507,7 @@ impl Core {
         let silenced = self.reply_off || std::mem::take(&mut self.skip_next);
         if !silenced {
             // Consume the `-ERR Protocol error` Redis sends before closing.
-            if self.pending.len() >= self.max_pending {
+            if self.full() {
                 self.drop_oldest(sink);
             }
             let mut m = self.blank_entry(UNKNOWN, Role::ProtocolError);
@@ -515,7 +517,22 @@ impl Core {
         }
     }
 
+    /// `max_pending` bounds the commands held: those awaiting a reply and those queued in a
+    /// transaction. (Queued ones used to be unbounded: MULTI followed by a long stream of
+    /// commands answered `+QUEUED` grew `tx` and the arenas without limit; found while writing
+    /// the `session` fuzz target, whose memory bound catches it.)
+    fn full(&self) -> bool {
+        self.pending.len() + self.tx.len() >= self.max_pending
+    }
+
     fn drop_oldest(&mut self, sink: &mut impl Sink) {
+        // Queued transaction commands are the oldest. Their `+QUEUED` came already, and EXEC's
+        // array is matched from its end, so a dropped one is simply absent from the outcome.
+        if self.tx.pop_front().is_some() {
+            self.release();
+            self.notice(sink, Notice::PendingOverflow);
+            return;
+        }
         if let Some(e) = self.pop_pending() {
             // Its reply (or its first confirmation) will still come: skip it, keep the FIFO true.
             if !e.got {

@@ -1099,6 +1099,49 @@ fn pending_overflow_drops_oldest_and_skips_its_reply() {
     );
 }
 
+#[test]
+fn queued_transaction_commands_count_against_max_pending() {
+    // MULTI then commands each answered +QUEUED used to pile up in the transaction queue without
+    // bound (found with the `session` fuzz target's memory bound). Now the oldest queued ones are
+    // dropped, and EXEC's array, matched from its end, goes to the ones kept.
+    let limits = SessionLimits {
+        max_pending: 3,
+        ..SessionLimits::default()
+    };
+    let mut steps = vec![c("MULTI"), s("+OK\r\n")];
+    for i in 1..=5 {
+        steps.push(c(&format!("INCR k{i}")));
+        steps.push(s("+QUEUED\r\n"));
+    }
+    steps.push(c("EXEC"));
+    steps.push(s("*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n"));
+    let r = run_with(&limits, false, &steps);
+    assert_eq!(
+        r.sink.events,
+        [
+            "MULTI [] ok simple:OK",
+            "notice PendingOverflow",
+            "notice PendingOverflow",
+            "notice PendingOverflow",
+            "INCR [k4] ok integer:4 tx",
+            "INCR [k5] ok integer:5 tx",
+            "EXEC [] ok array(5)",
+        ]
+    );
+    // A long transaction holds no more than max_pending commands: memory stops growing (the
+    // arenas' compaction slack aside, a fixed amount).
+    let mem = |n: usize| {
+        let mut steps = vec![c("MULTI"), s("+OK\r\n")];
+        for _ in 0..n {
+            steps.push(c("SET k v"));
+            steps.push(s("+QUEUED\r\n"));
+        }
+        run_with(&limits, false, &steps).session.mem()
+    };
+    let (a, b) = (mem(10_000), mem(40_000));
+    assert!(b <= a && a < 256 * 1024, "{a} {b}");
+}
+
 // ------------------------------------------------------------------------------------------------
 // Pipelines and segmentation
 
