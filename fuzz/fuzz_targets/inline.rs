@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use redis_observer::resp::{Limits, RequestDecoder, split_inline};
-use redis_observer_fuzz::{ReqEv, Rd, own_request, parsed_input};
+use redis_observer_fuzz::{Rd, ReqEv, own_request, parsed_input};
 
 #[derive(Debug)]
 enum Input {
@@ -54,7 +54,11 @@ fn double_quoted(a: &[u8], hex_all: bool, upper: bool) -> Vec<u8> {
     let mut v = vec![b'"'];
     for &b in a {
         let hex = |v: &mut Vec<u8>| {
-            let s = if upper { format!("\\x{b:02X}") } else { format!("\\x{b:02x}") };
+            let s = if upper {
+                format!("\\x{b:02X}")
+            } else {
+                format!("\\x{b:02x}")
+            };
             v.extend_from_slice(s.as_bytes());
         };
         if hex_all {
@@ -97,20 +101,22 @@ fn single_quoted(a: &[u8]) -> Option<Vec<u8>> {
 
 /// Bare: non-empty, no whitespace, quotes or NUL.
 fn bare(a: &[u8]) -> Option<Vec<u8>> {
-    let ok = !a.is_empty() && a.iter().all(|&b| !is_space(b) && !matches!(b, b'"' | b'\'' | 0));
+    let ok = !a.is_empty()
+        && a.iter()
+            .all(|&b| !is_space(b) && !matches!(b, b'"' | b'\'' | 0));
     ok.then(|| a.to_vec())
 }
 
 /// Separators: after a bare token the first byte must end it (space, tab, CR, LF); after that
 /// any C whitespace.
-const SEPS: [&[u8]; 8] = [b" ", b"\t", b"\r", b"\n", b" \x0b", b"\t\x0c ", b"   ", b"\r\n"];
+const SEPS: [&[u8]; 8] = [
+    b" ", b"\t", b"\r", b"\n", b" \x0b", b"\t\x0c ", b"   ", b"\r\n",
+];
 
 fn roundtrip(args: &[(u8, Vec<u8>)]) {
     let mut line = Vec::new();
-    if let Some((s, _)) = args.first() {
-        if s & 0x80 != 0 {
-            line.extend_from_slice(b" \x0b\x0c\t"); // leading whitespace is skipped
-        }
+    if args.first().is_some_and(|(s, _)| s & 0x80 != 0) {
+        line.extend_from_slice(b" \x0b\x0c\t"); // leading whitespace is skipped
     }
     for (i, (style, a)) in args.iter().enumerate() {
         if i > 0 {
@@ -128,7 +134,12 @@ fn roundtrip(args: &[(u8, Vec<u8>)]) {
         line.extend_from_slice(b" \t\r"); // trailing whitespace too
     }
     let want: Vec<Vec<u8>> = args.iter().map(|(_, a)| a.clone()).collect();
-    assert_eq!(split(&line), Some(want), "line {:?}", String::from_utf8_lossy(&line));
+    assert_eq!(
+        split(&line),
+        Some(want),
+        "line {:?}",
+        String::from_utf8_lossy(&line)
+    );
 }
 
 fn line(line: &[u8]) {
@@ -161,7 +172,13 @@ fn line(line: &[u8]) {
         Some(a) if a.is_empty() => ReqEv::Empty,
         Some(a) => ReqEv::Cmd {
             argc: a.len() as u64,
-            args: a.into_iter().map(|x| { let n = x.len() as u64; (x, n) }).collect(),
+            args: a
+                .into_iter()
+                .map(|x| {
+                    let n = x.len() as u64;
+                    (x, n)
+                })
+                .collect(),
             inline: true,
             wire: line.len() as u64 + 1,
             truncated: false,

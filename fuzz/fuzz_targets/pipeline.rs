@@ -213,7 +213,14 @@ fuzz_target!(|input: Input| {
     }
     p.finish(&mut sink);
     assert_eq!(p.flows(), 0);
-    assert_eq!(sink.check.opened, sink.check.closed, "flows opened vs closed");
-    assert!(p.mem() <= 64 * 1024, "pipeline mem {} with no flows", p.mem());
+    assert_eq!(
+        sink.check.opened, sink.check.closed,
+        "flows opened vs closed"
+    );
+    assert!(
+        p.mem() <= 64 * 1024,
+        "pipeline mem {} with no flows",
+        p.mem()
+    );
     sink.out.flush();
 });

@@ -149,15 +149,15 @@ fuzz_target!(|input: Input| {
             captured.push((start, start + c));
             uncaptured.push((start + c, start + len));
         }
-        s.push(
-            ts,
-            seq,
-            bytes,
-            miss as u32,
-            &mut sink,
+        s.push(ts, seq, bytes, miss as u32, &mut sink);
+        assert!(
+            s.held_bytes() <= lim.max_out_of_order_bytes,
+            "held bytes over the limit"
         );
-        assert!(s.held_bytes() <= lim.max_out_of_order_bytes, "held bytes over the limit");
-        assert!(s.held_segments() <= lim.max_out_of_order_segments, "held pieces over the limit");
+        assert!(
+            s.held_segments() <= lim.max_out_of_order_segments,
+            "held pieces over the limit"
+        );
         // Held bytes (≤ limit + one segment before the limit is enforced) plus as much garbage
         // again plus the compaction slack, doubled by Vec growth; pieces likewise.
         let bound = size_of::<Stream>()
@@ -180,7 +180,11 @@ fuzz_target!(|input: Input| {
         return;
     };
     // When the start is taken from the first segment, segments before it are old duplicates.
-    assert_eq!(out.len(), end - base, "output does not cover [{base}, {end})");
+    assert_eq!(
+        out.len(),
+        end - base,
+        "output does not cover [{base}, {end})"
+    );
     let st = *s.stats();
     let delivered = out.iter().filter(|x| x.is_some()).count() as u64;
     assert_eq!(st.bytes_delivered, delivered);

@@ -47,7 +47,10 @@ fuzz_target!(|input: DecoderInput| {
             _ => 0,
         })
         .sum();
-    assert!(wire <= stream_bytes, "replies span {wire} bytes of {stream_bytes}");
+    assert!(
+        wire <= stream_bytes,
+        "replies span {wire} bytes of {stream_bytes}"
+    );
     if input.missing_mode && plan.iter().any(|s| s.is_err()) {
         return;
     }

@@ -47,7 +47,10 @@ fuzz_target!(|input: DecoderInput| {
             _ => 0,
         })
         .sum();
-    assert!(wire <= stream_bytes, "commands span {wire} bytes of {stream_bytes}");
+    assert!(
+        wire <= stream_bytes,
+        "commands span {wire} bytes of {stream_bytes}"
+    );
     // After a protocol error nothing more is a command.
     if let Some(i) = got.iter().position(|e| matches!(e, ReqEv::Proto(_))) {
         assert_eq!(i, got.len() - 1, "events after a protocol error");

@@ -230,7 +230,10 @@ pub fn check_request(r: &Request, l: &Limits, max_ts: u64) -> ReqEv {
     let mut args = Vec::new();
     for (i, a) in r.args.iter().enumerate() {
         assert_eq!(a.start, at, "kept prefixes not contiguous");
-        assert!(a.kept as usize <= l.keep_arg_bytes, "arg prefix over keep_arg_bytes");
+        assert!(
+            a.kept as usize <= l.keep_arg_bytes,
+            "arg prefix over keep_arg_bytes"
+        );
         assert!(u64::from(a.kept) <= a.len, "arg prefix longer than the arg");
         if !r.truncated && !r.inline {
             assert!(a.len <= l.max_bulk, "bulk over max_bulk");
@@ -276,12 +279,21 @@ pub enum RepEv {
 pub fn check_reply(r: &Reply, l: &Limits, max_ts: u64) -> RepEv {
     assert!(r.first_ts <= r.last_ts && r.last_ts <= max_ts, "timestamps");
     assert!(r.wire_len >= 1, "a reply of no bytes");
-    assert!(r.text.len() <= l.keep_reply_bytes, "text over keep_reply_bytes");
-    assert!(r.children.len() <= l.keep_children, "children over keep_children");
+    assert!(
+        r.text.len() <= l.keep_reply_bytes,
+        "text over keep_reply_bytes"
+    );
+    assert!(
+        r.children.len() <= l.keep_children,
+        "children over keep_children"
+    );
     check_value(r.kind, r.len, r.text.len(), r.children.len(), "reply");
     let mut children = Vec::new();
     for (i, c) in r.children.iter().enumerate() {
-        assert!(c.kept as usize <= l.keep_reply_bytes, "child text over keep_reply_bytes");
+        assert!(
+            c.kept as usize <= l.keep_reply_bytes,
+            "child text over keep_reply_bytes"
+        );
         assert!(
             c.start as usize + c.kept as usize <= r.child_text.len(),
             "child text out of range"
@@ -310,11 +322,17 @@ fn check_value(kind: Kind, len: i64, text: usize, children: usize, what: &str) {
             assert!(len >= 0, "{what}: aggregate of negative length");
             assert_eq!(text, 0, "{what}: aggregate with text");
             let elems = if k == Kind::Map { 2 * len } else { len };
-            assert!(children as i64 <= elems, "{what}: more children than elements");
+            assert!(
+                children as i64 <= elems,
+                "{what}: more children than elements"
+            );
         }
         _ => {
             assert!(len >= 0, "{what}: scalar of negative length");
-            assert!(text as i64 <= len, "{what}: kept text longer than the value");
+            assert!(
+                text as i64 <= len,
+                "{what}: kept text longer than the value"
+            );
             assert_eq!(children, 0, "{what}: scalar with children");
         }
     }
@@ -391,7 +409,10 @@ impl Checker {
         for a in r.args {
             let end = a.start as usize + a.kept as usize;
             assert!(end <= r.arg_buf.len(), "arg out of arg_buf");
-            assert!(a.kept as usize <= b.keep_arg_bytes, "arg over keep_arg_bytes");
+            assert!(
+                a.kept as usize <= b.keep_arg_bytes,
+                "arg over keep_arg_bytes"
+            );
             assert!(u64::from(a.kept) <= a.len, "arg prefix longer than the arg");
             if a.redacted {
                 assert_eq!(a.kept, 0, "redacted arg with bytes");
@@ -427,7 +448,10 @@ impl Checker {
                     r.status
                 );
             }
-            assert!(s.text.len() <= b.keep_reply_bytes, "reply text over keep_reply_bytes");
+            assert!(
+                s.text.len() <= b.keep_reply_bytes,
+                "reply text over keep_reply_bytes"
+            );
             if s.redacted {
                 assert!(s.text.is_empty(), "redacted reply with text");
             }
@@ -435,7 +459,10 @@ impl Checker {
         }
         if let Some(l) = r.latency_ns {
             assert!(l <= self.now, "latency longer than the capture");
-            assert!(r.reply.is_some() || r.in_transaction, "latency without a reply");
+            assert!(
+                r.reply.is_some() || r.in_transaction,
+                "latency without a reply"
+            );
         }
         assert!(!redis_observer::session::executed(r) || r.status != Status::Aborted);
     }

@@ -15,7 +15,7 @@ use aya_ebpf::{
     },
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map, socket_filter},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::{SkBuffContext, TcContext},
 };
 use aya_log_ebpf::warn;
@@ -29,14 +29,19 @@ use redis_ebpf_common::{
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
-/// Watched ports (host byte order) → 1.
+/// Indexed by port (host byte order): non-zero when watched. An array, not a hash: the verifier
+/// inlines array lookups into a bounds check and a load, and this runs for every packet.
 #[map]
-static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
 
-/// Per interface (ifindex): bits 0..8 = link-layer header length, bit 8 = skip packets the host
-/// sends (socket mode on loopback, where each packet is seen twice). Absent: Ethernet.
+/// Indexed by ifindex: bit 9 = configured, bits 0..8 = link-layer header length, bit 8 = skip
+/// packets the host sends (socket mode on loopback, where each packet is seen twice).
+/// Unconfigured or beyond the array: Ethernet.
 #[map]
-static IFACES: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+static IFACES: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+
+const MAX_IFINDEX: u32 = 4096;
+const IFACE_CONFIGURED: u32 = 1 << 9;
 
 /// One entry per CPU: every counter of `redis_ebpf_common::counter`, looked up once per packet.
 #[map]
@@ -160,10 +165,10 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
     count(cnt, counter::PACKETS, 1);
     // SAFETY: skb is the program's context.
     let (ifindex, pkt_type, skb_len) = unsafe { ((*skb).ifindex, (*skb).pkt_type, (*skb).len) };
-    // SAFETY: map lookup by value.
-    let iface = unsafe { IFACES.get(&ifindex) }
-        .copied()
-        .unwrap_or(EthHdr::LEN as u32);
+    let iface = match IFACES.get(ifindex).copied() {
+        Some(v) if v & IFACE_CONFIGURED != 0 => v,
+        _ => EthHdr::LEN as u32,
+    };
     if iface & IFACE_SKIP_OUTGOING != 0 && pkt_type == PACKET_OUTGOING {
         return Err(Skip::NotOurs);
     }
@@ -257,8 +262,8 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
     let tcp = unsafe { load::<20>(skb, l4) }.ok_or(Skip::NotOurs)?;
     hdr.sport = be16(&tcp, 0);
     hdr.dport = be16(&tcp, 2);
-    // SAFETY: map lookups by value.
-    let ours = unsafe { PORTS.get(&hdr.sport).is_some() || PORTS.get(&hdr.dport).is_some() };
+    let watched = |port: u16| PORTS.get(u32::from(port)).is_some_and(|&v| v != 0);
+    let ours = watched(hdr.sport) || watched(hdr.dport);
     if !ours {
         return Err(Skip::NotOurs);
     }

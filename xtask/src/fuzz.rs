@@ -3,7 +3,7 @@
 //! Installs cargo-fuzz if it is missing (idempotent), builds all targets once, then runs them one
 //! after the other (they share the machine). Each run reads the checked-in seeds in
 //! `fuzz/corpus/<target>` and writes what it discovers to a scratch corpus under
-//! `fuzz/target/ci-corpus/<target>` (kept between runs, never committed), so the seed
+//! `fuzz/target/ci-corpus/<target>` (kept between runs up to a size, never committed), so the seed
 //! directories stay exactly what `fuzz/make_seeds.sh` wrote. A crash, a failed invariant, an
 //! input slower than the timeout or over the memory limit fails the target; the input libFuzzer
 //! saved under `fuzz/artifacts/<target>/` is printed. Reproduce with
@@ -33,6 +33,20 @@ pub const TARGETS: [&str; 6] = [
 /// Shared flags of `cargo fuzz build` and `run`: debug assertions on (integer overflow is a
 /// finding), no sanitizer (the fuzzed code is safe Rust; ASan would halve the executions).
 const FUZZ_FLAGS: [&str; 4] = ["--sanitizer", "none", "--debug-assertions", "--release"];
+
+/// A scratch corpus grows with every run; past this size it starts afresh (the seeds remain), so
+/// loading it does not eat a short run's time or the disk.
+const SCRATCH_MAX_BYTES: u64 = 64 << 20;
+
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,6 +114,10 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         let seeds = dir.join("corpus").join(t);
         let scratch = dir.join("target").join("ci-corpus").join(t);
         fs::create_dir_all(&seeds).with_context(|| format!("creating {}", seeds.display()))?;
+        if dir_bytes(&scratch) > SCRATCH_MAX_BYTES {
+            fs::remove_dir_all(&scratch)
+                .with_context(|| format!("clearing {}", scratch.display()))?;
+        }
         fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
         let art_dir = dir.join("artifacts").join(t);
         let before = artifacts(&art_dir);

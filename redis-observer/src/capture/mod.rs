@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{
         SchedClassifier, SocketFilter, TcAttachType,
         tc::{self, SchedClassifierLinkId},
@@ -156,16 +156,19 @@ impl Capture {
             .context("loading the eBPF program (are you root, or have CAP_BPF+CAP_NET_ADMIN?)")?;
 
         {
-            let mut ports: HashMap<_, u16, u8> = HashMap::try_from(
+            let mut ports: Array<_, u8> = Array::try_from(
                 ebpf.map_mut("PORTS")
                     .ok_or_else(|| anyhow!("no PORTS map"))?,
             )?;
             for &p in &config.ports {
-                ports.insert(p, 1, 0)?;
+                ports.set(u32::from(p), 1, 0)?;
             }
         }
         {
-            let mut map: HashMap<_, u32, u32> = HashMap::try_from(
+            // Indexed by ifindex (see the kernel program): bit 9 = configured, bit 8 = skip
+            // packets the host sends, bits 0..8 = link-layer header length.
+            const MAX_IFINDEX: u32 = 4096;
+            let mut map: Array<_, u32> = Array::try_from(
                 ebpf.map_mut("IFACES")
                     .ok_or_else(|| anyhow!("no IFACES map"))?,
             )?;
@@ -173,8 +176,16 @@ impl Capture {
                 // Socket mode on loopback: each packet reaches a packet socket twice (sent and
                 // received); keep the received copy only.
                 let skip_out = config.mode == AttachMode::Socket && i.loopback;
-                let v = u32::from(i.l2_len) | if skip_out { 1 << 8 } else { 0 };
-                map.insert(i.index, v, 0)?;
+                let v = u32::from(i.l2_len) | if skip_out { 1 << 8 } else { 0 } | 1 << 9;
+                if i.index < MAX_IFINDEX {
+                    map.set(i.index, v, 0)?;
+                } else if v != (14 | 1 << 9) {
+                    bail!(
+                        "interface {} has ifindex {} (at most {MAX_IFINDEX} supported for non-Ethernet or loopback socket capture)",
+                        i.name,
+                        i.index
+                    );
+                }
             }
         }
         let logger = if config.debug {
