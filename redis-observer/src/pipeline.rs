@@ -6,7 +6,9 @@ use std::{fs::File, io::Write as _, net::SocketAddr, path::PathBuf};
 use redis_ebpf_common::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 use crate::{
-    flows::{FlowKey, FlowLimits, FlowState, FlowTable, Lifecycle, PortSet, Transition},
+    flows::{
+        CloseReason, FlowKey, FlowLimits, FlowState, FlowTable, Lifecycle, PortSet, Transition,
+    },
     reassembly::{Stream, StreamEvent, StreamLimits},
     record::{Dir, FlowEvent, MissReason, Sink},
     segment::Segment,
@@ -47,7 +49,14 @@ pub struct Conn {
     rep: Stream,
     life: Lifecycle,
     dump: Option<Box<[File; 2]>>,
+    /// Both FINs seen (ns) but data before them still missing: segments of one connection can
+    /// reach the ring out of order (different CPUs). Closed once the streams catch up, or by
+    /// the periodic tick after `CLOSE_WAIT_NS`.
+    closing_since: Option<u64>,
 }
+
+/// How long a connection that sent both FINs waits for data still in flight before its FINs.
+const CLOSE_WAIT_NS: u64 = 1_000_000_000;
 
 impl FlowState for Conn {
     fn mem(&self) -> usize {
@@ -79,6 +88,7 @@ impl Conn {
             rep: Stream::new(cfg.stream),
             life: Lifecycle::new(),
             dump,
+            closing_since: None,
         }
     }
 
@@ -338,7 +348,13 @@ impl Pipeline {
                     Dir::Reply => flow.rep.set_fin(fin),
                 }
             }
-            if let Transition::Closed(_) = flow.life.observe(dir, seg.flags, seg.seq) {
+            match flow.life.observe(dir, seg.flags, seg.seq) {
+                Transition::Closed(CloseReason::Rst) => closed = true,
+                Transition::Closed(CloseReason::Fin) => flow.closing_since = Some(seg.ts_ns),
+                _ => {}
+            }
+            // After both FINs: close once everything before them has arrived.
+            if flow.closing_since.is_some() && flow.req.reached_fin() && flow.rep.reached_fin() {
                 closed = true;
             }
         }
@@ -356,7 +372,14 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64, sink: &mut impl Sink) {
         // Holes the capture will never fill (a lost event is not retransmitted) must not stall a
         // connection that went quiet.
+        let mut stale_closing = Vec::new();
         self.table.for_each_mut(|key, conn| {
+            if conn
+                .closing_since
+                .is_some_and(|t| now_ns.saturating_sub(t) >= CLOSE_WAIT_NS)
+            {
+                stale_closing.push(*key);
+            }
             let Conn {
                 session,
                 req,
@@ -372,6 +395,12 @@ impl Pipeline {
                 }
             }
         });
+        // Both FINs seen long ago and data before them never came: close with what there is.
+        for key in stale_closing {
+            if let Some(conn) = self.table.remove(&key) {
+                conn.close(key, now_ns, sink);
+            }
+        }
         let mut expired = Vec::new();
         self.table.expire(now_ns, self.cfg.idle_timeout_ns, |k, c| {
             expired.push((k, c))

@@ -122,6 +122,15 @@ impl Stream {
         self.fin = Some(seq);
     }
 
+    /// Every byte before this direction's FIN has been delivered (or reported missing). True
+    /// when no FIN position is known or the stream never started.
+    pub fn reached_fin(&self) -> bool {
+        match self.fin {
+            Some(f) if self.started => (self.next.wrapping_sub(f) as i32) >= 0,
+            _ => true,
+        }
+    }
+
     /// Sets where the stream starts (`next_seq` = the SYN's sequence number + 1), if no byte has
     /// been seen yet. Without it the first segment carrying bytes sets the start (mid-stream
     /// pickup). Later calls (a retransmitted SYN) change nothing.
