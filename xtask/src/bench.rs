@@ -564,6 +564,10 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         md,
+        "\n`kernel.bpf_stats_enabled=1` is on during every arm (it measures the program's run time for the CPU column), which adds its own accounting to each program run: the observer arms pay slightly more than in production."
+    );
+    let _ = writeln!(
+        md,
         "\nWherever commands are lost, `commands counted + commands lost` is shown by the loss columns: events lost (ring buffer full), gap bytes (lost stream bytes), desyncs.\n"
     );
     let _ = writeln!(md, "## Kernel program cost per packet\n");
