@@ -12,17 +12,18 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    io::Read as _,
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 
-use crate::{root, run};
+use crate::{
+    proc_util::{Kill, free_port, http_get},
+    root, run,
+};
 
 const TESTS: &str = "set,get,incr,lpush,hset";
 
@@ -59,36 +60,6 @@ struct Sample {
     lost_events: f64,
     missed_gap: f64,
     desyncs: f64,
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::Write as _;
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-    let mut b = String::new();
-    s.read_to_string(&mut b).ok()?;
-    b.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
 }
 
 fn metric_sum(text: &str, name: &str, filter: impl Fn(&str) -> bool) -> f64 {

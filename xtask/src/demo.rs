@@ -4,42 +4,15 @@
 //! beside the observer's counts.
 
 use std::{
-    io::Read as _,
-    net::TcpListener,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        // SIGTERM first so the observer detaches and flushes; then reap.
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc_kill(self.0.id() as i32, 15) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use crate::proc_util::{Kill, free_port, http_get};
 
 fn wait_port(port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -58,18 +31,6 @@ fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
         .args(args)
         .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::Write as _;
-    let mut s = std::net::TcpStream::connect(addr)?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or(body))
 }
 
 pub fn demo(bin: &Path) -> anyhow::Result<()> {
@@ -117,10 +78,7 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
     );
     // Ready when /healthz answers.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(&maddr, "/healthz")
-        .map(|b| !b.starts_with("ok"))
-        .unwrap_or(true)
-    {
+    while http_get(&maddr, "/healthz").is_none_or(|b| !b.starts_with("ok")) {
         if Instant::now() > deadline {
             bail!("the observer did not come up (is this root?)");
         }
@@ -162,7 +120,7 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
         .status()?;
     let after = cli(port, &["INFO", "commandstats"])?;
     sleep(Duration::from_millis(300));
-    let metrics = http_get(&maddr, "/metrics")?;
+    let metrics = http_get(&maddr, "/metrics").context("GET /metrics")?;
     drop(observer);
 
     println!("\n== the command log (first 12 lines, through `redis-observer tail`):");

@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod gen_commands;
+mod proc_util;
 mod setup;
 
 use std::{
