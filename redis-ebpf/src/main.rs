@@ -80,7 +80,14 @@ enum Skip {
 #[classifier]
 pub fn redis_tc(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is the program's own __sk_buff, valid for the whole run.
-    if let Err(Skip::Unparsed) = unsafe { capture(ctx.skb.skb) } {
+    // Headers are read straight from the packet when they are in its linear part (they nearly
+    // always are): no helper call per header.
+    let rd = Direct {
+        skb: ctx.skb.skb,
+        data: ctx.data(),
+        end: ctx.data_end(),
+    };
+    if let Err(Skip::Unparsed) = unsafe { capture(ctx.skb.skb, &rd) } {
         unparsed(&ctx, ctx.skb.skb);
     }
     // Fail open: TC_ACT_UNSPEC is TCX_NEXT, "run the next program, then the normal path".
@@ -92,8 +99,9 @@ pub fn redis_tc(ctx: TcContext) -> i32 {
 
 #[socket_filter]
 pub fn redis_sock(ctx: SkBuffContext) -> i64 {
-    // SAFETY: as above.
-    if let Err(Skip::Unparsed) = unsafe { capture(ctx.skb.skb) } {
+    // SAFETY: as above. Socket filters may not read packet memory directly.
+    let rd = Helper(ctx.skb.skb);
+    if let Err(Skip::Unparsed) = unsafe { capture(ctx.skb.skb, &rd) } {
         unparsed(&ctx, ctx.skb.skb);
     }
     // The tap socket receives nothing: everything it needs went through the ring buffer.
@@ -149,6 +157,46 @@ unsafe fn load<const N: usize>(skb: *mut __sk_buff, off: u32) -> Option<[u8; N]>
     (ret == 0).then_some(buf)
 }
 
+/// Reads header bytes of the packet.
+trait Headers {
+    /// `N` bytes at packet offset `off`, or `None` past the packet's end.
+    fn get<const N: usize>(&self, off: u32) -> Option<[u8; N]>;
+}
+
+/// Through `bpf_skb_load_bytes` (socket filters).
+struct Helper(*mut __sk_buff);
+
+impl Headers for Helper {
+    #[inline(always)]
+    fn get<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        // SAFETY: the skb is the program's context.
+        unsafe { load::<N>(self.0, off) }
+    }
+}
+
+/// Direct packet access (TC), falling back to the helper for bytes beyond the linear part.
+struct Direct {
+    skb: *mut __sk_buff,
+    data: usize,
+    end: usize,
+}
+
+impl Headers for Direct {
+    #[inline(always)]
+    fn get<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        // Header offsets are small; the mask lets the verifier bound the pointer arithmetic.
+        let p = self.data + (off & 0x3ff) as usize;
+        // (One byte is read through the helper: LLVM turns `p + 1 > end` into `p >= end`, which
+        // the verifier does not take as a bounds check. Only IP-only links read one byte.)
+        if N < 2 || off > 0x3ff || p + N > self.end {
+            // SAFETY: as for `Helper`.
+            return unsafe { load::<N>(self.skb, off) };
+        }
+        // SAFETY: [p, p + N) lies within the packet's linear data, checked just above.
+        Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+}
+
 #[inline(always)]
 fn be16(b: &[u8], i: usize) -> u16 {
     u16::from_be_bytes([b[i], b[i + 1]])
@@ -160,7 +208,7 @@ fn be32(b: &[u8], i: usize) -> u32 {
 }
 
 #[inline(always)]
-unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
+unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
     let cnt = counters();
     count(cnt, counter::PACKETS, 1);
     // SAFETY: skb is the program's context.
@@ -175,23 +223,22 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
     let mut l3 = iface & 0xff;
     let mut proto;
     if l3 >= EthHdr::LEN as u32 {
-        // SAFETY: loads into stack arrays.
-        let eth = unsafe { load::<2>(skb, l3 - 2) }.ok_or(Skip::NotOurs)?;
+        let eth = rd.get::<2>(l3 - 2).ok_or(Skip::NotOurs)?;
         proto = be16(&eth, 0);
         // Up to two in-band VLAN tags (accelerated tags are not in the packet data).
         if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-            let t = unsafe { load::<2>(skb, l3 + 2) }.ok_or(Skip::NotOurs)?;
+            let t = rd.get::<2>(l3 + 2).ok_or(Skip::NotOurs)?;
             proto = be16(&t, 0);
             l3 += 4;
             if proto == ETH_P_8021Q {
-                let t = unsafe { load::<2>(skb, l3 + 2) }.ok_or(Skip::NotOurs)?;
+                let t = rd.get::<2>(l3 + 2).ok_or(Skip::NotOurs)?;
                 proto = be16(&t, 0);
                 l3 += 4;
             }
         }
     } else {
         // No link-layer header: the IP version nibble tells.
-        let v = unsafe { load::<1>(skb, l3) }.ok_or(Skip::NotOurs)?;
+        let v = rd.get::<1>(l3).ok_or(Skip::NotOurs)?;
         proto = if v[0] >> 4 == 6 { ETH_P_IPV6 } else { ETH_P_IP };
     }
 
@@ -203,7 +250,7 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
     let l4: u32;
     let l4_end: u32; // end of the IP payload
     if proto == ETH_P_IP {
-        let ip = unsafe { load::<20>(skb, l3) }.ok_or(Skip::NotOurs)?;
+        let ip = rd.get::<20>(l3).ok_or(Skip::NotOurs)?;
         if ip[9] != IPPROTO_TCP || ip[0] >> 4 != 4 {
             return Err(Skip::NotOurs);
         }
@@ -223,7 +270,7 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
         // tot_len is 0 on BIG TCP super-packets: then the skb's end is the IP payload's end.
         l4_end = if tot == 0 { skb_len } else { l3 + tot };
     } else if proto == ETH_P_IPV6 {
-        let ip = unsafe { load::<40>(skb, l3) }.ok_or(Skip::NotOurs)?;
+        let ip = rd.get::<40>(l3).ok_or(Skip::NotOurs)?;
         hdr.family = FAMILY_V6;
         hdr.saddr.copy_from_slice(&ip[8..24]);
         hdr.daddr.copy_from_slice(&ip[24..40]);
@@ -235,12 +282,12 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
         while i < 4 && next != IPPROTO_TCP {
             match next {
                 0 | 43 | 60 => {
-                    let e = unsafe { load::<2>(skb, off) }.ok_or(Skip::Unparsed)?;
+                    let e = rd.get::<2>(off).ok_or(Skip::Unparsed)?;
                     next = e[0];
                     off += (u32::from(e[1]) + 1) * 8;
                 }
                 51 => {
-                    let e = unsafe { load::<2>(skb, off) }.ok_or(Skip::Unparsed)?;
+                    let e = rd.get::<2>(off).ok_or(Skip::Unparsed)?;
                     next = e[0];
                     off += (u32::from(e[1]) + 2) * 4;
                 }
@@ -259,7 +306,7 @@ unsafe fn capture(skb: *mut __sk_buff) -> Result<(), Skip> {
         return Err(Skip::NotOurs);
     }
 
-    let tcp = unsafe { load::<20>(skb, l4) }.ok_or(Skip::NotOurs)?;
+    let tcp = rd.get::<20>(l4).ok_or(Skip::NotOurs)?;
     hdr.sport = be16(&tcp, 0);
     hdr.dport = be16(&tcp, 2);
     let watched = |port: u16| PORTS.get(u32::from(port)).is_some_and(|&v| v != 0);

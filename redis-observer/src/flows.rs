@@ -77,10 +77,27 @@ impl std::fmt::Debug for PortSet {
 }
 
 /// A connection, client side first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub client: SocketAddr,
     pub server: SocketAddr,
+}
+
+/// Hashed as three words (both addresses, both ports) instead of field by field: the key is
+/// hashed for every segment, and the derived impl fed the hasher a dozen small pieces. Equal keys
+/// still hash equally (IPv6 flow info and scope are left out of the hash, not of `Eq`).
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        fn ip(a: &SocketAddr) -> u128 {
+            match a {
+                SocketAddr::V4(v) => u128::from(u32::from(*v.ip())),
+                SocketAddr::V6(v) => u128::from(*v.ip()),
+            }
+        }
+        h.write_u128(ip(&self.client));
+        h.write_u128(ip(&self.server));
+        h.write_u32(u32::from(self.client.port()) << 16 | u32::from(self.server.port()));
+    }
 }
 
 /// The connection a segment `src` → `dst` belongs to, and its direction.

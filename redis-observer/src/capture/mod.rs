@@ -3,6 +3,7 @@
 
 pub mod event;
 mod iface;
+mod ring;
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
@@ -12,7 +13,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, Map, MapData, PerCpuArray},
     programs::{
         SchedClassifier, SocketFilter, TcAttachType,
         tc::{self, SchedClassifierLinkId},
@@ -23,6 +24,7 @@ use tokio::io::unix::AsyncFd;
 
 pub use event::{Clock, EventError, parse_record, to_segment};
 pub use iface::Iface;
+use ring::Ring;
 
 /// The kernel object, built by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/redis-ebpf"));
@@ -93,8 +95,8 @@ pub struct Capture {
     ebpf: Ebpf,
     /// Registered with tokio on the first `drain` (the capture is started before the runtime, so
     /// that privileges can be dropped while the process has a single thread).
-    ring: Option<RingBuf<MapData>>,
-    async_ring: Option<AsyncFd<RingBuf<MapData>>>,
+    ring: Option<Ring>,
+    async_ring: Option<AsyncFd<Ring>>,
     counters: PerCpuArray<MapData, [u64; counter::COUNT as usize]>,
     attachments: Vec<Attachment>,
     /// Interfaces on which we added the clsact qdisc (pre-TCX kernels only).
@@ -204,10 +206,10 @@ impl Capture {
             settings.set(setting::DEBUG, 1, 0)?;
         }
 
-        let ring = RingBuf::try_from(
-            ebpf.take_map("EVENTS")
-                .ok_or_else(|| anyhow!("no EVENTS map"))?,
-        )?;
+        let ring = match ebpf.take_map("EVENTS") {
+            Some(Map::RingBuf(data)) => Ring::new(data, config.ring_bytes as usize)?,
+            _ => bail!("no EVENTS ring buffer map"),
+        };
         let counters = PerCpuArray::try_from(
             ebpf.take_map("COUNTERS")
                 .ok_or_else(|| anyhow!("no COUNTERS map"))?,
@@ -333,8 +335,8 @@ impl Capture {
             l.flush();
         }
         if let Some(ring) = self.ring.take() {
-            // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, which deregisters
-            // it before dropping it.
+            // SAFETY: the ring owns its map fd and lives inside the AsyncFd, which deregisters
+            // the fd before dropping it.
             let afd = unsafe { AsyncFd::register(ring) }
                 .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
             self.async_ring = Some(afd);
@@ -342,26 +344,16 @@ impl Capture {
         let Some(afd) = self.async_ring.as_mut() else {
             return Ok(0);
         };
-        let mut n = 0;
-        match tokio::time::timeout(tick, afd.readable_mut()).await {
+        let n = match tokio::time::timeout(tick, afd.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard.context("polling the ring buffer")?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    f(&item);
-                    n += 1;
-                }
+                let n = guard.get_inner_mut().drain(&mut f).records;
                 guard.clear_ready();
+                n
             }
-            Err(_) => {
-                // Timer: wakeups are batched in the kernel, so drain on our own schedule.
-                let ring = afd.get_mut();
-                while let Some(item) = ring.next() {
-                    f(&item);
-                    n += 1;
-                }
-            }
-        }
+            // Timer: wakeups are batched in the kernel, so drain on our own schedule.
+            Err(_) => afd.get_mut().drain(&mut f).records,
+        };
         Ok(n)
     }
 
@@ -372,12 +364,7 @@ impl Capture {
             (None, Some(a)) => a.get_mut(),
             (None, None) => return 0,
         };
-        let mut n = 0;
-        while let Some(item) = ring.next() {
-            f(&item);
-            n += 1;
-        }
-        n
+        ring.drain(&mut f).records
     }
 
     /// CAP_NET_ADMIN is still needed at exit to remove a clsact qdisc this capture added.
