@@ -15,7 +15,7 @@ use crate::resp::Request;
 
 /// Index into the command table. Ids are `0..count()`, stable within one build only (they follow
 /// the generated table's order); use [`name`] for anything that leaves the process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommandId(pub u16);
 
 /// Any command the table does not know (including unknown subcommands of known containers).
@@ -500,6 +500,41 @@ impl<'a> Args<'a> {
 /// A name cut short in capture is `UNKNOWN`.
 pub fn resolve(req: &Request) -> (CommandId, usize) {
     resolve_in(Args::new(req))
+}
+
+/// [`resolve`] with a one-entry memory: a connection mostly repeats a few commands, so the
+/// name is first compared byte for byte with the last one that resolved to a plain command.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resolver {
+    word: [u8; 16],
+    len: u8,
+    id: CommandId,
+}
+
+impl Resolver {
+    pub fn resolve(&mut self, req: &Request) -> (CommandId, usize) {
+        let a = Args::new(req);
+        if let Some((word, full)) = a.get(0)
+            && self.len > 0
+            && full == u64::from(self.len)
+            && self.word.get(..usize::from(self.len)) == Some(word)
+        {
+            return (self.id, 1);
+        }
+        let r = resolve_in(a);
+        // Only names that resolve on their own (not containers, whose subcommand decides).
+        if let (id, 1) = r
+            && id != UNKNOWN
+            && !info(id).is_container()
+            && let Some((word, _)) = a.get(0)
+            && let Some(dst) = self.word.get_mut(..word.len())
+        {
+            dst.copy_from_slice(word);
+            self.len = u8::try_from(word.len()).unwrap_or(0);
+            self.id = id;
+        }
+        r
+    }
 }
 
 fn resolve_in(a: Args) -> (CommandId, usize) {

@@ -768,3 +768,36 @@ fn lookup_speed() {
     let per = t.elapsed().as_nanos() as f64 / (rounds * reqs.len()) as f64;
     println!("resolve + first_key: {per:.1} ns per request (checksum {sum})");
 }
+
+#[test]
+fn resolver_memory_never_changes_the_answer() {
+    // Sequences that would trip a careless cache: case changes, containers after plain commands,
+    // a cut name with the remembered length, prefixes and extensions of the remembered name.
+    let cases: &[&[&str]] = &[
+        &["set", "k", "v"],
+        &["set", "k", "v"],
+        &["SET", "k", "v"],
+        &["setex", "k", "1", "v"],
+        &["se"],
+        &["config", "get", "x"],
+        &["get", "k"],
+        &["config", "set", "x", "y"],
+        &["CONFIG"],
+        &["client", "reply", "off"],
+        &["get", "k"],
+        &["nosuchcmd"],
+        &["get"],
+        &["averyveryverylongcommandname"],
+        &["get", "k"],
+    ];
+    let mut r = Resolver::default();
+    for args in cases {
+        let q = req(args);
+        assert_eq!(r.resolve(&q), resolve(&q), "{args:?}");
+    }
+    // A name cut in capture with the remembered length is still UNKNOWN.
+    let mut r = Resolver::default();
+    let _ = r.resolve(&req(&["get", "k"]));
+    let cut = req_cut(&[b"get", b"k"], 2, 2);
+    assert_eq!(r.resolve(&cut), resolve(&cut));
+}

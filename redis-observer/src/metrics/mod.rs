@@ -27,7 +27,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    local::LocalHistogram,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
 
@@ -151,7 +152,11 @@ struct Families {
 
 /// Handles of one (server, command) pair, resolved on first use.
 struct CmdHandles {
-    duration: Histogram,
+    /// Observations gather here without atomics and reach the registry's histogram on
+    /// [`Metrics::flush_local`] (after every drain) or when the metrics are encoded.
+    duration: LocalHistogram,
+    /// `duration` holds observations and this pair is in `Metrics::dirty`.
+    dirty: bool,
     /// Indexed by `Status as usize`; created when first needed so absent statuses add no series.
     /// Room for statuses added later (a status past the end is not counted, never a panic).
     status: [Option<IntCounter>; STATUS_SLOTS],
@@ -196,7 +201,11 @@ impl ServerSlot {
         };
         let h = slot.get_or_insert_with(|| {
             Box::new(CmdHandles {
-                duration: fam.duration.with_label_values(&[label, commands::name(id)]),
+                duration: fam
+                    .duration
+                    .with_label_values(&[label, commands::name(id)])
+                    .local(),
+                dirty: false,
                 status: Default::default(),
                 errors: Default::default(),
             })
@@ -281,6 +290,8 @@ pub struct Metrics {
     registry: Registry,
     fam: Families,
     servers: Servers,
+    /// (server slot, command id) pairs whose local histogram holds observations.
+    dirty: Vec<(usize, CommandId)>,
     servers_overflow: IntCounter,
     events_lost: [IntCounter; LostReason::ALL.len()],
     bytes_missed: [IntCounter; MISS_REASONS.len()],
@@ -497,6 +508,7 @@ impl Metrics {
                 "redis_observer_ring_bytes_lost_total",
                 "Payload bytes in events lost to a full ring buffer (they reach the streams as gaps).",
             ),
+            dirty: Vec::new(),
             servers: Servers {
                 slots: Vec::new(),
                 addrs: Vec::new(),
@@ -523,9 +535,12 @@ impl Metrics {
     /// Counts one command: `redis_commands_total`, its latency when known, its error class,
     /// and its bytes.
     pub fn record_command(&mut self, rec: &CommandRecord<'_>) {
-        let slot = self
+        let si = self
             .servers
-            .slot(&self.fam, &self.servers_overflow, rec.server);
+            .find(&self.fam, &self.servers_overflow, rec.server);
+        let Some(slot) = self.servers.slots.get_mut(si) else {
+            unreachable_slot()
+        };
         slot.req_bytes.inc_by(rec.req_bytes);
         slot.resp_bytes.inc_by(rec.resp_bytes);
         let fam = &self.fam;
@@ -541,6 +556,10 @@ impl Metrics {
         if let Some(ns) = rec.latency_ns {
             // Precision loss past 2^53 ns (104 days) is irrelevant here.
             h.duration.observe(ns as f64 * 1e-9);
+            if !h.dirty {
+                h.dirty = true;
+                self.dirty.push((si, table_id(rec.command)));
+            }
         }
         if rec.status == Status::Error {
             let text = match rec.reply {
@@ -663,8 +682,37 @@ impl Metrics {
         self.packets.set(total);
     }
 
-    /// Everything, in the Prometheus text format.
+    /// Moves the latency observations gathered since the last call into the registry. The
+    /// daemon calls it after every drain; the HTTP endpoint shares the registry, not `Metrics`.
+    pub fn flush_local(&mut self) {
+        for (si, id) in self.dirty.drain(..) {
+            let h = self
+                .servers
+                .slots
+                .get_mut(si)
+                .and_then(|s| s.cmds.get_mut(usize::from(id.0)))
+                .and_then(|c| c.as_mut());
+            if let Some(h) = h {
+                h.duration.flush();
+                h.dirty = false;
+            }
+        }
+    }
+
+    /// Everything, in the Prometheus text format (latency observations included).
     pub fn encode_text(&self) -> String {
+        // `dirty` flags and list stay as they are: a later flush finds nothing left, which is fine.
+        for (si, id) in &self.dirty {
+            let h = self
+                .servers
+                .slots
+                .get(*si)
+                .and_then(|s| s.cmds.get(usize::from(id.0)))
+                .and_then(|c| c.as_ref());
+            if let Some(h) = h {
+                h.duration.flush();
+            }
+        }
         encode_registry(&self.registry)
     }
 }

@@ -239,6 +239,7 @@ struct Core {
     keep_args: usize,
     keep_arg_bytes: usize,
     keep_name_bytes: usize,
+    resolver: commands::Resolver,
 
     /// Commands awaiting a reply, oldest first.
     pending: VecDeque<Entry>,
@@ -286,6 +287,7 @@ impl Core {
             keep_args: l.keep_args.min(1024),
             keep_arg_bytes: l.keep_arg_bytes.min(1 << 16),
             keep_name_bytes: l.keep_name_bytes.min(1 << 10),
+            resolver: commands::Resolver::default(),
             pending: VecDeque::new(),
             tx: VecDeque::new(),
             bytes: Fifo::new(),
@@ -356,7 +358,7 @@ impl Core {
 
     fn on_command(&mut self, req: &Request, sink: &mut impl Sink) {
         self.await_command = false;
-        let (id, name_args) = commands::resolve(req);
+        let (id, name_args) = self.resolver.resolve(req);
         if id == UNKNOWN && is_http_guard(req) {
             // Redis's securityWarningCommand: closes without a reply, counts nothing.
             self.req_closed = true;
