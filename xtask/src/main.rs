@@ -52,7 +52,7 @@ enum Task {
     /// (root; needs the machine to itself).
     Bench {
         /// Rounds per arm (alternated).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// Small runs, no criterion benches (a smoke test of the harness).
         #[arg(long)]
