@@ -730,6 +730,9 @@ impl Tcpdump {
             "-U",
             "-s",
             &snaplen.to_string(),
+            // 128 MiB of kernel buffer (the 2 MiB default drops packets at benchmark rates).
+            "-B",
+            "131072",
             "--immediate-mode",
             "-w",
         ])

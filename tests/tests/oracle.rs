@@ -346,9 +346,12 @@ fn replay_of_truncated_and_lossy_captures() {
     let redis = Redis::start(&[]);
     let dir = temp_dir("snaplen");
     let before = redis.commandstats();
-    let mut full = Tcpdump::start(None, "lo", redis.port, &dir.join("full.pcap"));
     let mut small = Tcpdump::start_snap(None, "lo", redis.port, &dir.join("small.pcap"), 200);
     python("bigvalues")(&redis);
+    // The lossy case starts from a complete capture of the benchmark alone (tcpdump drops
+    // packets of the big values at full size), so every loss in it is one we made.
+    let mid = redis.commandstats();
+    let mut full = Tcpdump::start(None, "lo", redis.port, &dir.join("full.pcap"));
     sh(Command::new("redis-benchmark").args([
         "-p",
         &redis.port.to_string(),
@@ -360,15 +363,21 @@ fn replay_of_truncated_and_lossy_captures() {
         "-t",
         "set,get,lpush,lrange_100",
     ]));
-    // The full capture only feeds the lossy case: packets tcpdump dropped are more losses.
-    full.stop();
+    assert_eq!(
+        full.stop(),
+        0,
+        "tcpdump dropped packets of the full capture"
+    );
     assert_eq!(
         small.stop(),
         0,
         "tcpdump dropped packets of the snaplen capture"
     );
-    let mut want = before.delta(&redis.commandstats());
+    let after = redis.commandstats();
+    let mut want = before.delta(&after);
     want.remove("INFO");
+    let mut want_lossy = mid.delta(&after);
+    want_lossy.remove("INFO");
 
     // Every command whose reply's framing fits the snap length is recovered exactly; replies
     // whose framing was cut (100-element arrays) lose their command, and that loss is counted.
@@ -392,35 +401,92 @@ fn replay_of_truncated_and_lossy_captures() {
         ) > 5.0 * 1024.0 * 1024.0
     );
 
+    // One data packet in 25 removed. At -P 1 every data packet carries one command or one
+    // reply, so each removal costs at most one command: the rest are recovered, and each lost
+    // one is accounted for, as an orphan reply (its request was lost) or a command lost to a
+    // reply gap.
     let lossy = dir.join("lossy.pcap");
-    let dropped = drop_packets(&full.path, &lossy, 25, 100);
-    assert!(dropped > 10, "dropped {dropped}");
+    let removed = drop_packets(&full.path, &lossy, 25, 100);
+    assert!(removed > 10, "removed {removed}");
     let r = replay(&lossy, redis.port);
     let got = r.metrics.commands_by_name(EXECUTED);
-    want.insert("LRANGE".into(), 500);
+    for (cmd, n) in &got {
+        assert!(
+            *n <= want_lossy.get(cmd).copied().unwrap_or(0),
+            "{cmd}: {n} counted, Redis ran {:?}",
+            want_lossy.get(cmd)
+        );
+    }
+    let total: u64 = got.values().sum();
+    let want_total: u64 = want_lossy.values().sum();
+    let lost = r.metrics.sum("redis_observer_commands_lost_total", &[]) as u64;
+    let orphans = r.metrics.sum("redis_observer_orphan_replies_total", &[]) as u64;
+    eprintln!(
+        "lossy capture: {total} of {want_total} commands recovered, {lost} lost to reply gaps, \
+         {orphans} orphan replies ({removed} packets removed)"
+    );
+    assert!(
+        total + removed as u64 >= want_total,
+        "{total} of {want_total} recovered with {removed} packets removed"
+    );
+    assert_eq!(
+        total + lost + orphans,
+        want_total,
+        "every command accounted for"
+    );
+    assert!(
+        r.metrics
+            .sum("redis_observer_bytes_missed_total", &[("reason", "gap")])
+            > 0.0,
+        "gaps counted"
+    );
+
+    // Pipelined (-P 16): a removed packet costs the commands it carried, or a reply gap the
+    // batch still waiting; the accounting stays exact.
+    let before = redis.commandstats();
+    let mut full = Tcpdump::start(None, "lo", redis.port, &dir.join("p16.pcap"));
+    sh(Command::new("redis-benchmark").args([
+        "-p",
+        &redis.port.to_string(),
+        "-n",
+        "2000",
+        "-c",
+        "5",
+        "-P",
+        "16",
+        "-q",
+        "-t",
+        "set,get,lpush,lrange_100",
+    ]));
+    assert_eq!(
+        full.stop(),
+        0,
+        "tcpdump dropped packets of the -P 16 capture"
+    );
+    let mut want = before.delta(&redis.commandstats());
+    want.remove("INFO");
+    let lossy = dir.join("p16-lossy.pcap");
+    let removed = drop_packets(&full.path, &lossy, 25, 100);
+    let r = replay(&lossy, redis.port);
+    let got = r.metrics.commands_by_name(EXECUTED);
     let total: u64 = got.values().sum();
     let want_total: u64 = want.values().sum();
-    for (cmd, n) in &got {
-        if cmd != "UNKNOWN" {
-            assert!(
-                *n <= want.get(cmd).copied().unwrap_or(0),
-                "{cmd}: {n} counted, Redis ran {:?}",
-                want.get(cmd)
-            );
-        }
-    }
-    // Recovery after arbitrary packet loss is best effort (about half the commands at one data
-    // packet in 25 lost, here); the hard guarantees are above: never more than Redis ran, and
-    // every loss counted.
-    eprintln!("lossy capture: {total} of {want_total} commands recovered");
-    assert!(
-        total * 4 > want_total,
-        "only {total} of {want_total} commands recovered"
+    let lost = r.metrics.sum("redis_observer_commands_lost_total", &[]) as u64;
+    let orphans = r.metrics.sum("redis_observer_orphan_replies_total", &[]) as u64;
+    eprintln!(
+        "lossy -P 16 capture: {total} of {want_total} commands recovered, {lost} lost to reply \
+         gaps, {orphans} orphan replies ({removed} packets removed)"
     );
-    let lost = r
-        .metrics
-        .sum("redis_observer_bytes_missed_total", &[("reason", "gap")]);
-    assert!(lost > 0.0, "gaps counted");
+    assert!(removed > 10, "removed {removed}");
+    assert!(
+        total + 16 * removed as u64 >= want_total,
+        "{total} of {want_total} recovered with {removed} packets removed"
+    );
+    assert_eq!(
+        total + lost + orphans,
+        want_total,
+        "every command accounted for"
+    );
 }
 
 /// The same oracle across a veth pair: redis-server in one namespace, the observer on the

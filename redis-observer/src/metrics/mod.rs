@@ -27,9 +27,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     local::LocalHistogram,
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
 };
 
 use crate::commands::{self, CommandId};
