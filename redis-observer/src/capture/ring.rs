@@ -88,7 +88,7 @@ impl Ring {
     pub fn new(map: MapData, size: usize) -> anyhow::Result<Self> {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })?;
-        if !size.is_power_of_two() || size % page != 0 {
+        if !size.is_power_of_two() || !size.is_multiple_of(page) {
             bail!("ring buffer size {size} is not a power-of-two multiple of the page size");
         }
         let fd = map.fd().as_fd().as_raw_fd();
