@@ -94,7 +94,7 @@ fn capture(total_commands: usize) -> (Vec<Seg>, usize) {
         let key = format!("key:{}", rng.next() % 10_000);
         let (req, rep, k) = if kind < 60 {
             // One small command at a time.
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 (cmd(&[b"GET", key.as_bytes()]), bulk(&small), 1)
             } else {
                 (
@@ -145,7 +145,7 @@ fn capture(total_commands: usize) -> (Vec<Seg>, usize) {
                 } else {
                     seqs[c].1 = next;
                 }
-                if rng.next() % 8 == 0 {
+                if rng.next().is_multiple_of(8) {
                     segs.push(s.clone());
                 }
                 segs.push(s);

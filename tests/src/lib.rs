@@ -157,6 +157,8 @@ pub struct NetNs {
 }
 
 impl NetNs {
+    // Not `Default`: creating one changes the system (namespaces, links).
+    #[allow(clippy::new_without_default)]
     pub fn new() -> NetNs {
         let name = unique("rons");
         sh(Command::new("ip").args(["netns", "add", &name]));
@@ -211,6 +213,8 @@ pub const SERVER_V6: &str = "2001:db8::1";
 pub const CLIENT_V6: &str = "2001:db8::2";
 
 impl VethPair {
+    // Not `Default`: creating one changes the system (namespaces, links).
+    #[allow(clippy::new_without_default)]
     pub fn new() -> VethPair {
         let server = NetNs::new();
         let client = NetNs::new();

@@ -92,7 +92,7 @@ impl Default for SessionLimits {
 /// carry `in_transaction` without a latency.
 #[must_use]
 pub fn executed(rec: &CommandRecord<'_>) -> bool {
-    !matches!(rec.status, Status::Aborted) && !(rec.in_transaction && rec.latency_ns.is_none())
+    !matches!(rec.status, Status::Aborted) && (!rec.in_transaction || rec.latency_ns.is_some())
 }
 
 /// One TCP connection: both decoders and the pairing state.
