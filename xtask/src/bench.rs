@@ -15,13 +15,13 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     thread::sleep,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 
 use crate::{
-    proc_util::{Kill, free_port, http_get},
+    proc_util::{Kill, free_port, http_get, start_redis, wait_healthy},
     root, run,
 };
 
@@ -118,6 +118,16 @@ fn vm_hwm_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Turns the kernel's per-program run-time accounting on or off.
+fn bpf_stats_enabled(on: bool) -> anyhow::Result<()> {
+    let v = if on {
+        "kernel.bpf_stats_enabled=1"
+    } else {
+        "kernel.bpf_stats_enabled=0"
+    };
+    run(Command::new("sysctl").args(["-q", v]))
+}
+
 /// (run_time_ns, run_cnt) summed over loaded programs named redis_tc / redis_sock.
 fn bpf_stats() -> (f64, f64) {
     let out = Command::new("bpftool")
@@ -205,13 +215,7 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
                 .spawn()
                 .context("observer")?;
             let k = Kill(child);
-            let end = Instant::now() + Duration::from_secs(20);
-            while http_get(&maddr, "/healthz").is_none_or(|b| !b.starts_with("ok")) {
-                if Instant::now() > end {
-                    bail!("observer did not come up");
-                }
-                sleep(Duration::from_millis(50));
-            }
+            wait_healthy(&maddr, 20)?;
             Some(k)
         }
         _ => None,
@@ -293,13 +297,7 @@ fn per_packet_cost(s: &Setup) -> anyhow::Result<(f64, f64)> {
         .stderr(Stdio::null())
         .spawn()?;
     let _k = Kill(child);
-    let end = Instant::now() + Duration::from_secs(20);
-    while http_get(&maddr, "/healthz").is_none_or(|b| !b.starts_with("ok")) {
-        if Instant::now() > end {
-            bail!("observer did not come up");
-        }
-        sleep(Duration::from_millis(50));
-    }
+    wait_healthy(&maddr, 20)?;
     let (a0, c0) = bpf_stats();
     benchmark(s.port, 1, 20_000, &["-t", "set,get", "-d", "16"])?;
     let (a1, c1) = bpf_stats();
@@ -393,36 +391,12 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     }
     // Throughput arms run with bpf stats off (their accounting adds two clock reads per program
     // run); one extra run per observer arm, stats on, measures the kernel program's time.
-    run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
+    bpf_stats_enabled(false)?;
     let dir = std::env::temp_dir().join(format!("redis-observer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let port = free_port()?;
     let sock = dir.join("redis.sock");
-    let _redis = Kill(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--unixsocket")
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("redis-server")?,
-    );
-    let end = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        if Instant::now() > end {
-            bail!("redis-server did not start");
-        }
-        sleep(Duration::from_millis(50));
-    }
+    let _redis = start_redis(port, Some(&sock))?;
     let s = Setup {
         bin: bin.to_owned(),
         port,
@@ -463,15 +437,15 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
                 results.entry((p, arm)).or_default().push(sample);
             }
         }
-        run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]))?;
+        bpf_stats_enabled(true)?;
         for arm in [Arm::Tc, Arm::Socket, Arm::TcFullLog] {
             kernel.insert((p, arm), one_run(&s, arm, p, n)?);
         }
-        run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
+        bpf_stats_enabled(false)?;
     }
-    run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]))?;
+    bpf_stats_enabled(true)?;
     let (small_ns, big_ns) = per_packet_cost(&s)?;
-    run(Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]))?;
+    bpf_stats_enabled(false)?;
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");

@@ -7,23 +7,12 @@ use std::{
     path::Path,
     process::{Command, Stdio},
     thread::sleep,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
-use crate::proc_util::{Kill, free_port, http_get};
-
-fn wait_port(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        sleep(Duration::from_millis(50));
-    }
-    bail!("nothing listens on 127.0.0.1:{port}")
-}
+use crate::proc_util::{Kill, free_port, http_get, start_redis, wait_healthy};
 
 fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("redis-cli")
@@ -41,23 +30,7 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
     let log = dir.join("commands.log");
     let _ = std::fs::remove_file(&log);
     println!("== starting redis-server on 127.0.0.1:{port}");
-    let _redis = Kill(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting redis-server (run `cargo xtask setup`)")?,
-    );
-    wait_port(port)?;
+    let _redis = start_redis(port, None)?;
     let maddr = format!("127.0.0.1:{mport}");
     println!("== attaching redis-observer to lo, port {port}; metrics on http://{maddr}/metrics");
     let observer = Kill(
@@ -76,14 +49,7 @@ pub fn demo(bin: &Path) -> anyhow::Result<()> {
             .spawn()
             .context("starting redis-observer")?,
     );
-    // Ready when /healthz answers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(&maddr, "/healthz").is_none_or(|b| !b.starts_with("ok")) {
-        if Instant::now() > deadline {
-            bail!("the observer did not come up (is this root?)");
-        }
-        sleep(Duration::from_millis(100));
-    }
+    wait_healthy(&maddr, 10)?;
     let before = cli(port, &["INFO", "commandstats"])?;
     println!(
         "== traffic: redis-cli commands, an error, a transaction, and redis-benchmark -n 2000 -P 16"
