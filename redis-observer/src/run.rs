@@ -209,7 +209,6 @@ async fn run_async(
             break Err(e);
         }
         outputs.flush();
-        outputs.metrics.flush_local();
         if last_counters.elapsed() >= KERNEL_COUNTERS {
             last_counters = Instant::now();
             outputs
@@ -223,7 +222,7 @@ async fn run_async(
     };
     // Whatever the kernel already captured is still decoded before we stop.
     cap.drain_now(|rec| handle(rec, &mut pipeline, &mut outputs));
-    outputs.metrics.flush_local();
+    outputs.flush();
     health.store(false, Ordering::Relaxed);
     outputs
         .metrics

@@ -347,12 +347,12 @@ impl Capture {
         let n = match tokio::time::timeout(tick, afd.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard.context("polling the ring buffer")?;
-                let n = guard.get_inner_mut().drain(&mut f).records;
+                let n = guard.get_inner_mut().drain(&mut f);
                 guard.clear_ready();
                 n
             }
             // Timer: wakeups are batched in the kernel, so drain on our own schedule.
-            Err(_) => afd.get_mut().drain(&mut f).records,
+            Err(_) => afd.get_mut().drain(&mut f),
         };
         Ok(n)
     }
@@ -364,7 +364,7 @@ impl Capture {
             (None, Some(a)) => a.get_mut(),
             (None, None) => return 0,
         };
-        ring.drain(&mut f).records
+        ring.drain(&mut f)
     }
 
     /// CAP_NET_ADMIN is still needed at exit to remove a clsact qdisc this capture added.

@@ -61,13 +61,6 @@ impl Drop for Mapping {
     }
 }
 
-/// What one drain did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Drained {
-    pub records: usize,
-    pub bytes: usize,
-}
-
 pub struct Ring {
     map: MapData,
     consumer: Mapping,
@@ -123,55 +116,51 @@ impl Ring {
         unsafe { self.producer.ptr.cast::<u8>().as_ptr().add(self.page) }
     }
 
-    /// Hands every committed record to `f`, in order, and frees their space. Stops at the first
-    /// record still being written (records are committed in order by position, so nothing after
-    /// it may be read yet).
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Drained {
-        let mut done = Drained::default();
+    /// Hands every committed record to `f`, in order, frees their space, and returns how many
+    /// it handed. Stops at the first record still being written (records are committed in order
+    /// by position, so nothing after it may be read yet).
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut records = 0;
         let publish_every = (self.mask + 1) / 4;
         let mut unpublished = 0usize;
+        let mut prod = self.pos;
         loop {
-            let prod = self.producer_pos().load(Ordering::Acquire);
-            if prod == self.pos {
-                break;
-            }
-            let mut progressed = false;
-            while self.pos != prod {
-                let off = self.pos & self.mask;
-                // SAFETY: `off + HDR <= size` (records are 8-byte aligned, size is a multiple of 8)
-                // and the header is 4-byte aligned; the kernel writes it with an atomic xchg.
-                let hdr = unsafe { &*self.data().add(off).cast::<AtomicU32>() };
-                let len_word = hdr.load(Ordering::Acquire);
-                if len_word & BUSY != 0 {
+            // Caught up with the last producer position read: read it again (records committed
+            // while we worked are taken in the same drain).
+            if self.pos == prod {
+                prod = self.producer_pos().load(Ordering::Acquire);
+                if self.pos == prod {
                     break;
                 }
-                let len = (len_word & !(BUSY | DISCARD)) as usize;
-                let total = (HDR + len).next_multiple_of(8);
-                if len_word & DISCARD == 0 && len <= self.mask + 1 {
-                    // SAFETY: the record lies within the double mapping (off < size, len <= size)
-                    // and the producer will not reuse it until we publish a position past it.
-                    let rec =
-                        unsafe { std::slice::from_raw_parts(self.data().add(off + HDR), len) };
-                    f(rec);
-                    done.records += 1;
-                    done.bytes += len;
-                }
-                self.pos = self.pos.wrapping_add(total);
-                unpublished += total;
-                progressed = true;
-                if unpublished >= publish_every {
-                    self.consumer_pos().store(self.pos, Ordering::Release);
-                    unpublished = 0;
-                }
             }
-            if !progressed {
+            let off = self.pos & self.mask;
+            // SAFETY: `off + HDR <= size` (records are 8-byte aligned, size is a multiple of 8)
+            // and the header is 4-byte aligned; the kernel writes it with an atomic xchg.
+            let hdr = unsafe { &*self.data().add(off).cast::<AtomicU32>() };
+            let len_word = hdr.load(Ordering::Acquire);
+            if len_word & BUSY != 0 {
                 break;
+            }
+            let len = (len_word & !(BUSY | DISCARD)) as usize;
+            if len_word & DISCARD == 0 && len <= self.mask + 1 {
+                // SAFETY: the record lies within the double mapping (off < size, len <= size)
+                // and the producer will not reuse it until we publish a position past it.
+                let rec = unsafe { std::slice::from_raw_parts(self.data().add(off + HDR), len) };
+                f(rec);
+                records += 1;
+            }
+            let total = (HDR + len).next_multiple_of(8);
+            self.pos = self.pos.wrapping_add(total);
+            unpublished += total;
+            if unpublished >= publish_every {
+                self.consumer_pos().store(self.pos, Ordering::Release);
+                unpublished = 0;
             }
         }
         if unpublished > 0 {
             self.consumer_pos().store(self.pos, Ordering::Release);
         }
-        done
+        records
     }
 }
 

@@ -67,8 +67,10 @@ impl Outputs {
         }
     }
 
-    /// Hands pending log lines to the writer; call after each batch of events.
+    /// Hands pending log lines to the writer and latency observations to the registry; call
+    /// after each batch of events.
     pub fn flush(&mut self) {
+        self.metrics.flush_local();
         if let Some(log) = self.log.as_mut() {
             log.flush();
         }

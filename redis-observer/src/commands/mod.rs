@@ -514,7 +514,8 @@ pub struct Resolver {
 impl Resolver {
     pub fn resolve(&mut self, req: &Request) -> (CommandId, usize) {
         let a = Args::new(req);
-        if let Some((word, full)) = a.get(0)
+        let name = a.get(0);
+        if let Some((word, full)) = name
             && self.len > 0
             && full == u64::from(self.len)
             && self.word.get(..usize::from(self.len)) == Some(word)
@@ -526,7 +527,7 @@ impl Resolver {
         if let (id, 1) = r
             && id != UNKNOWN
             && !info(id).is_container()
-            && let Some((word, _)) = a.get(0)
+            && let Some((word, _)) = name
             && let Some(dst) = self.word.get_mut(..word.len())
         {
             dst.copy_from_slice(word);

@@ -154,8 +154,8 @@ struct CmdHandles {
     /// Observations gather here without atomics and reach the registry's histogram on
     /// [`Metrics::flush_local`] (after every drain) or when the metrics are encoded.
     duration: LocalHistogram,
-    /// `duration` holds observations and this pair is in `Metrics::dirty`.
-    dirty: bool,
+    /// `duration` may hold observations: this pair is in `Metrics::dirty`.
+    dirty: std::cell::Cell<bool>,
     /// Indexed by `Status as usize`; created when first needed so absent statuses add no series.
     /// Room for statuses added later (a status past the end is not counted, never a panic).
     status: [Option<IntCounter>; STATUS_SLOTS],
@@ -204,7 +204,7 @@ impl ServerSlot {
                     .duration
                     .with_label_values(&[label, commands::name(id)])
                     .local(),
-                dirty: false,
+                dirty: std::cell::Cell::new(false),
                 status: Default::default(),
                 errors: Default::default(),
             })
@@ -555,8 +555,7 @@ impl Metrics {
         if let Some(ns) = rec.latency_ns {
             // Precision loss past 2^53 ns (104 days) is irrelevant here.
             h.duration.observe(ns as f64 * 1e-9);
-            if !h.dirty {
-                h.dirty = true;
+            if !h.dirty.replace(true) {
                 self.dirty.push((si, table_id(rec.command)));
             }
         }
@@ -684,33 +683,30 @@ impl Metrics {
     /// Moves the latency observations gathered since the last call into the registry. The
     /// daemon calls it after every drain; the HTTP endpoint shares the registry, not `Metrics`.
     pub fn flush_local(&mut self) {
-        for (si, id) in self.dirty.drain(..) {
-            let h = self
-                .servers
-                .slots
-                .get_mut(si)
-                .and_then(|s| s.cmds.get_mut(usize::from(id.0)))
-                .and_then(|c| c.as_mut());
-            if let Some(h) = h {
-                h.duration.flush();
-                h.dirty = false;
-            }
+        for h in self.dirty_handles() {
+            h.duration.flush();
+            h.dirty.set(false);
         }
+        self.dirty.clear();
+    }
+
+    /// The handles listed in `dirty`.
+    fn dirty_handles(&self) -> impl Iterator<Item = &CmdHandles> {
+        self.dirty.iter().filter_map(|&(si, id)| {
+            self.servers
+                .slots
+                .get(si)?
+                .cmds
+                .get(usize::from(id.0))?
+                .as_deref()
+        })
     }
 
     /// Everything, in the Prometheus text format (latency observations included).
     pub fn encode_text(&self) -> String {
-        // `dirty` flags and list stay as they are: a later flush finds nothing left, which is fine.
-        for (si, id) in &self.dirty {
-            let h = self
-                .servers
-                .slots
-                .get(*si)
-                .and_then(|s| s.cmds.get(usize::from(id.0)))
-                .and_then(|c| c.as_ref());
-            if let Some(h) = h {
-                h.duration.flush();
-            }
+        // The list stays: a later `flush_local` finds those histograms empty, which is fine.
+        for h in self.dirty_handles() {
+            h.duration.flush();
         }
         encode_registry(&self.registry)
     }
