@@ -4,7 +4,13 @@
 //! no_reply) must equal the INFO commandstats delta (calls + rejected_calls), live and in
 //! replay, and the log must hold one line per command.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command, thread::sleep, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    thread::sleep,
+    time::Duration,
+};
 
 use serde_json::Value;
 use tests::*;
@@ -402,44 +408,8 @@ fn replay_of_truncated_and_lossy_captures() {
     );
 
     // One data packet in 25 removed. At -P 1 every data packet carries one command or one
-    // reply, so each removal costs at most one command: the rest are recovered, and each lost
-    // one is accounted for, as an orphan reply (its request was lost) or a command lost to a
-    // reply gap.
-    let lossy = dir.join("lossy.pcap");
-    let removed = drop_packets(&full.path, &lossy, 25, 100);
-    assert!(removed > 10, "removed {removed}");
-    let r = replay(&lossy, redis.port);
-    let got = r.metrics.commands_by_name(EXECUTED);
-    for (cmd, n) in &got {
-        assert!(
-            *n <= want_lossy.get(cmd).copied().unwrap_or(0),
-            "{cmd}: {n} counted, Redis ran {:?}",
-            want_lossy.get(cmd)
-        );
-    }
-    let total: u64 = got.values().sum();
-    let want_total: u64 = want_lossy.values().sum();
-    let lost = r.metrics.sum("redis_observer_commands_lost_total", &[]) as u64;
-    let orphans = r.metrics.sum("redis_observer_orphan_replies_total", &[]) as u64;
-    eprintln!(
-        "lossy capture: {total} of {want_total} commands recovered, {lost} lost to reply gaps, \
-         {orphans} orphan replies ({removed} packets removed)"
-    );
-    assert!(
-        total + removed as u64 >= want_total,
-        "{total} of {want_total} recovered with {removed} packets removed"
-    );
-    assert_eq!(
-        total + lost + orphans,
-        want_total,
-        "every command accounted for"
-    );
-    assert!(
-        r.metrics
-            .sum("redis_observer_bytes_missed_total", &[("reason", "gap")])
-            > 0.0,
-        "gaps counted"
-    );
+    // reply, so each removal costs at most one command.
+    check_lossy_replay("-P 1", &full.path, &dir, redis.port, &want_lossy, 1);
 
     // Pipelined (-P 16): a removed packet costs the commands it carried, or a reply gap the
     // batch still waiting; the accounting stays exact.
@@ -465,27 +435,55 @@ fn replay_of_truncated_and_lossy_captures() {
     );
     let mut want = before.delta(&redis.commandstats());
     want.remove("INFO");
-    let lossy = dir.join("p16-lossy.pcap");
-    let removed = drop_packets(&full.path, &lossy, 25, 100);
-    let r = replay(&lossy, redis.port);
+    check_lossy_replay("-P 16", &full.path, &dir, redis.port, &want, 16);
+}
+
+/// Replays `full` with one data packet in 25 removed, against `want` (what Redis ran): nothing
+/// is counted above it, each removed packet costs at most `per_packet` commands, and every
+/// command is accounted for — counted, lost to a reply gap, or an orphan reply (its request
+/// was lost).
+fn check_lossy_replay(
+    label: &str,
+    full: &Path,
+    dir: &Path,
+    port: u16,
+    want: &BTreeMap<String, u64>,
+    per_packet: u64,
+) {
+    let lossy = dir.join("lossy.pcap");
+    let removed = drop_packets(full, &lossy, 25, 100) as u64;
+    assert!(removed > 10, "removed {removed}");
+    let r = replay(&lossy, port);
     let got = r.metrics.commands_by_name(EXECUTED);
+    for (cmd, n) in &got {
+        assert!(
+            *n <= want.get(cmd).copied().unwrap_or(0),
+            "{label}: {cmd}: {n} counted, Redis ran {:?}",
+            want.get(cmd)
+        );
+    }
     let total: u64 = got.values().sum();
     let want_total: u64 = want.values().sum();
     let lost = r.metrics.sum("redis_observer_commands_lost_total", &[]) as u64;
     let orphans = r.metrics.sum("redis_observer_orphan_replies_total", &[]) as u64;
     eprintln!(
-        "lossy -P 16 capture: {total} of {want_total} commands recovered, {lost} lost to reply \
+        "lossy {label} capture: {total} of {want_total} commands recovered, {lost} lost to reply \
          gaps, {orphans} orphan replies ({removed} packets removed)"
     );
-    assert!(removed > 10, "removed {removed}");
     assert!(
-        total + 16 * removed as u64 >= want_total,
-        "{total} of {want_total} recovered with {removed} packets removed"
+        total + per_packet * removed >= want_total,
+        "{label}: {total} of {want_total} recovered with {removed} packets removed"
     );
     assert_eq!(
         total + lost + orphans,
         want_total,
-        "every command accounted for"
+        "{label}: every command accounted for"
+    );
+    assert!(
+        r.metrics
+            .sum("redis_observer_bytes_missed_total", &[("reason", "gap")])
+            > 0.0,
+        "{label}: gaps counted"
     );
 }
 
