@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis_ebpf_common::{TCP_ACK, TCP_PSH, TCP_SYN};
 use redis_observer::{
-    command_log::Outputs,
+    command_log::{CommandLog, Format, Outputs, Renderer, Target},
     metrics::Metrics,
     pipeline::{Pipeline, PipelineConfig},
     segment::Segment,
@@ -155,6 +155,92 @@ fn capture(total_commands: usize) -> (Vec<Seg>, usize) {
     (segs, n)
 }
 
+/// What `redis-benchmark -c 50 -P 16 -t set,get,incr,lpush,hset` sends (its default 3-byte
+/// values and `__rand_int__` keys): each connection writes 16 commands of one test per packet and
+/// gets their 16 replies in one packet, the tests running one after another.
+fn redis_benchmark_p16(total_commands: usize) -> (Vec<Seg>, usize) {
+    let server: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    let conns = 50u16;
+    let tests: [(&[&[u8]], &[u8]); 5] = [
+        (&[b"SET", b"key:__rand_int__", b"xxx"], b"+OK\r\n"),
+        (&[b"GET", b"key:__rand_int__"], b"$3\r\nxxx\r\n"),
+        (&[b"INCR", b"counter:__rand_int__"], b":123456\r\n"),
+        (&[b"LPUSH", b"mylist", b"xxx"], b":654321\r\n"),
+        (
+            &[b"HSET", b"myhash", b"element:__rand_int__", b"xxx"],
+            b":0\r\n",
+        ),
+    ];
+    let mut segs = Vec::new();
+    let mut seqs = vec![(1000u32, 5000u32); conns as usize];
+    let mut ts = 1_700_000_000_000_000_000u64;
+    let per_test = total_commands / tests.len();
+    let mut n = 0;
+    for (args, reply) in tests {
+        let (q, r) = (cmd(args).repeat(16), reply.repeat(16));
+        let mut sent = 0;
+        while sent < per_test {
+            for c in 0..conns {
+                let client: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40000 + c));
+                let (cs, ss) = &mut seqs[c as usize];
+                ts += 800;
+                segs.push(Seg {
+                    ts,
+                    src: client,
+                    dst: server,
+                    seq: *cs,
+                    ack: *ss,
+                    flags: TCP_ACK | TCP_PSH,
+                    data: q.clone(),
+                });
+                *cs = cs.wrapping_add(q.len() as u32);
+                segs.push(Seg {
+                    ts: ts + 400,
+                    src: server,
+                    dst: client,
+                    seq: *ss,
+                    ack: *cs,
+                    flags: TCP_ACK | TCP_PSH,
+                    data: r.clone(),
+                });
+                *ss = ss.wrapping_add(r.len() as u32);
+                sent += 16;
+                n += 16;
+            }
+        }
+    }
+    (segs, n)
+}
+
+/// Runs the whole pipeline over `segs`, with a JSON log to /dev/null when `log` is set.
+fn replay(segs: &[Seg], log: bool) -> usize {
+    let metrics = Metrics::new();
+    let log = log.then(|| {
+        let target = Target::open("/dev/null", 0, 0).expect("/dev/null opens");
+        CommandLog::direct(target, Renderer::new(Format::Json), metrics.log_counters())
+    });
+    let mut out = Outputs::new(metrics, log, None, false);
+    let mut p = Pipeline::new(PipelineConfig::default());
+    for s in segs {
+        let seg = Segment {
+            ts_ns: s.ts,
+            src: s.src,
+            dst: s.dst,
+            seq: s.seq,
+            flags: s.flags,
+            ack: s.ack,
+            data: &s.data,
+            missing: 0,
+        };
+        p.segment(&seg, &mut out);
+    }
+    p.finish(&mut out);
+    out.flush();
+    let n = out.metrics.encode_text().len();
+    let _ = out.close();
+    n
+}
+
 fn bench(c: &mut Criterion) {
     let (segs, commands) = capture(400_000);
     let bytes: usize = segs.iter().map(|s| s.data.len()).sum();
@@ -167,27 +253,15 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(commands as u64));
     g.sample_size(10);
-    g.bench_function("replay_commands", |b| {
-        b.iter(|| {
-            let mut out = Outputs::new(Metrics::new(), None, None, false);
-            let mut p = Pipeline::new(PipelineConfig::default());
-            for s in &segs {
-                let seg = Segment {
-                    ts_ns: s.ts,
-                    src: s.src,
-                    dst: s.dst,
-                    seq: s.seq,
-                    flags: s.flags,
-                    ack: s.ack,
-                    data: &s.data,
-                    missing: 0,
-                };
-                p.segment(&seg, &mut out);
-            }
-            p.finish(&mut out);
-            out.metrics.encode_text().len()
-        })
-    });
+    g.bench_function("replay_commands", |b| b.iter(|| replay(&segs, false)));
+    g.finish();
+
+    let (segs, commands) = redis_benchmark_p16(400_000);
+    let mut g = c.benchmark_group("redis_benchmark_p16");
+    g.throughput(Throughput::Elements(commands as u64));
+    g.sample_size(10);
+    g.bench_function("metrics", |b| b.iter(|| replay(&segs, false)));
+    g.bench_function("metrics_and_json_log", |b| b.iter(|| replay(&segs, true)));
     g.finish();
 }
 

@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// Keep every capability after attaching (by default all are dropped once attached).
     #[arg(long)]
     pub keep_privileges: bool,
+    /// Benchmarking: drain the ring buffer but decode nothing (measures the capture path's own
+    /// cost; no command is counted).
+    #[arg(long, hide = true)]
+    pub capture_only: bool,
     /// Debugging and tests: write each connection's reassembled bytes into this directory.
     #[arg(long, hide = true)]
     pub dump_streams: Option<PathBuf>,

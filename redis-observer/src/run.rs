@@ -184,12 +184,14 @@ async fn run_async(
     let mut bad_records = 0u64;
     let mut last_housekeeping = Instant::now();
     let mut last_counters = Instant::now();
+    let capture_only = args.capture_only;
     let mut handle =
         |rec: &[u8], pipeline: &mut Pipeline, outputs: &mut Outputs| match capture::parse_record(
             rec,
         )
         .and_then(|(h, d)| capture::to_segment(&h, d, clock))
         {
+            Ok(_) if capture_only => {}
             Ok(seg) => pipeline.segment(&seg, outputs),
             Err(e) => {
                 bad_records += 1;

@@ -4,7 +4,8 @@
 //! A real redis-server; redis-benchmark (SET/GET/INCR/LPUSH/HSET, -c 50) at -P 1 and -P 16 in
 //! several arms, alternated run by run: no observer; the observer in TC mode and in socket mode
 //! (metrics + a slow-only log); TC mode with the full command log to a file; a
-//! `redis-cli MONITOR > /dev/null` client. Per arm: throughput as a ratio to the no-observer
+//! `redis-cli MONITOR > /dev/null` client; and, as a diagnostic, the capture path alone (TC
+//! program and ring reader, nothing decoded). Per arm: throughput as a ratio to the no-observer
 //! arm (median over rounds), the observer's CPU per million commands (daemon user+sys from
 //! /proc plus the kernel program's run time from bpf stats), peak RSS, completeness (commands
 //! counted / INFO commandstats delta) and loss counters.
@@ -33,6 +34,8 @@ enum Arm {
     Tc,
     Socket,
     TcFullLog,
+    /// Diagnostic: the kernel program and the ring reader, nothing decoded.
+    CaptureOnly,
     Monitor,
 }
 
@@ -43,6 +46,7 @@ impl Arm {
             Arm::Tc => "observer, TC (metrics + --slow 10ms)",
             Arm::Socket => "observer, socket (metrics + --slow 10ms)",
             Arm::TcFullLog => "observer, TC, full log to a file",
+            Arm::CaptureOnly => "capture path only: TC + ring drained, nothing decoded",
             Arm::Monitor => "redis-cli MONITOR > /dev/null",
         }
     }
@@ -192,7 +196,7 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
     let log = s.dir.join("commands.log");
     let _ = std::fs::remove_file(&log);
     let observer = match arm {
-        Arm::Tc | Arm::Socket | Arm::TcFullLog => {
+        Arm::Tc | Arm::Socket | Arm::TcFullLog | Arm::CaptureOnly => {
             let mut c = Command::new(&s.bin);
             c.args([
                 "run",
@@ -206,6 +210,8 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
             c.args(["--attach", if arm == Arm::Socket { "socket" } else { "tc" }]);
             if arm == Arm::TcFullLog {
                 c.arg("--log").arg(&log);
+            } else if arm == Arm::CaptureOnly {
+                c.args(["--log", "/dev/null", "--capture-only"]);
             } else {
                 c.args(["--log", "/dev/null", "--slow", "10ms"]);
             }
@@ -408,6 +414,7 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
         Arm::Tc,
         Arm::Socket,
         Arm::TcFullLog,
+        Arm::CaptureOnly,
         Arm::Monitor,
     ];
     let mut results: BTreeMap<(u32, Arm), Vec<Sample>> = BTreeMap::new();
@@ -438,7 +445,7 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
             }
         }
         bpf_stats_enabled(true)?;
-        for arm in [Arm::Tc, Arm::Socket, Arm::TcFullLog] {
+        for arm in [Arm::Tc, Arm::Socket, Arm::TcFullLog, Arm::CaptureOnly] {
             kernel.insert((p, arm), one_run(&s, arm, p, n)?);
         }
         bpf_stats_enabled(false)?;
@@ -477,7 +484,10 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
                 continue;
             };
             let rps = median(v.iter().map(|s| s.rps).collect());
-            let observed = matches!(arm, Arm::Tc | Arm::Socket | Arm::TcFullLog);
+            let observed = matches!(
+                arm,
+                Arm::Tc | Arm::Socket | Arm::TcFullLog | Arm::CaptureOnly
+            );
             let sum = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).sum::<f64>();
             let commands = sum(&|s| s.commands);
             let (cpu, completeness, rss, lost, gap, desync) = if observed {
@@ -488,12 +498,16 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
                     .map_or(0.0, |k| k.bpf_ns / 1e9 / k.commands.max(1.0) * 1e6);
                 (
                     format!("{:.3} ({daemon:.3} + {k:.3})", daemon + k),
-                    format!(
-                        "{:.4}% ({:.0} / {:.0})",
-                        100.0 * sum(&|s| s.counted) / commands,
-                        sum(&|s| s.counted),
-                        commands
-                    ),
+                    if arm == Arm::CaptureOnly {
+                        "– (nothing decoded)".into()
+                    } else {
+                        format!(
+                            "{:.4}% ({:.0} / {:.0})",
+                            100.0 * sum(&|s| s.counted) / commands,
+                            sum(&|s| s.counted),
+                            commands
+                        )
+                    },
                     format!(
                         "{} MB",
                         v.iter().map(|s| s.rss_kb).max().unwrap_or(0) / 1024
@@ -526,7 +540,7 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         md,
-        "\nWherever commands are lost, `commands counted + commands lost` is shown by the loss columns: events lost (ring buffer full), gap bytes (lost stream bytes), desyncs.\n"
+        "\nThe capture-path-only row is a diagnostic (`run --capture-only`, a hidden flag): the same TC program and ring reader, with each record's header parsed and the record then dropped. The gap between it and the TC row is what decoding, reassembly, pairing and counting cost; the gap between it and no observer is what capturing costs.\n\nWherever commands are lost, `commands counted + commands lost` is shown by the loss columns: events lost (ring buffer full), gap bytes (lost stream bytes), desyncs.\n"
     );
     let _ = writeln!(md, "## Kernel program cost per packet\n");
     let _ = writeln!(

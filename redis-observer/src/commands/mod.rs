@@ -506,6 +506,7 @@ pub fn resolve(req: &Request) -> (CommandId, usize) {
 /// name is first compared byte for byte with the last one that resolved to a plain command.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Resolver {
+    /// The remembered name, zero-padded, so a comparison is one 16-byte compare.
     word: [u8; 16],
     len: u8,
     id: CommandId,
@@ -518,7 +519,8 @@ impl Resolver {
         if let Some((word, full)) = name
             && self.len > 0
             && full == u64::from(self.len)
-            && self.word.get(..usize::from(self.len)) == Some(word)
+            && word.len() == usize::from(self.len)
+            && padded(word) == Some(self.word)
         {
             return (self.id, 1);
         }
@@ -528,14 +530,22 @@ impl Resolver {
             && id != UNKNOWN
             && !info(id).is_container()
             && let Some((word, _)) = name
-            && let Some(dst) = self.word.get_mut(..word.len())
+            && let Some(w) = padded(word)
         {
-            dst.copy_from_slice(word);
+            self.word = w;
             self.len = u8::try_from(word.len()).unwrap_or(0);
             self.id = id;
         }
         r
     }
+}
+
+/// `word` zero-padded to 16 bytes, if it fits.
+#[inline]
+fn padded(word: &[u8]) -> Option<[u8; 16]> {
+    let mut w = [0u8; 16];
+    w.get_mut(..word.len())?.copy_from_slice(word);
+    Some(w)
 }
 
 fn resolve_in(a: Args) -> (CommandId, usize) {
@@ -750,7 +760,21 @@ pub const SECRET_CONFIGS: [&str; 5] = [
 ///
 /// Where capture cut a keyword short, an argument that might be a secret is treated as one.
 pub fn is_secret_arg(id: CommandId, req: &Request, i: usize) -> bool {
-    secret_in(id, Args::new(req), i, 0)
+    may_have_secret_args(id) && secret_in(id, Args::new(req), i, 0)
+}
+
+/// Whether any argument of `id` can be secret (the commands [`secret_in`] looks into).
+#[inline]
+pub fn may_have_secret_args(id: CommandId) -> bool {
+    matches!(
+        id,
+        AUTH | HELLO
+            | MIGRATE
+            | CONFIG_SET
+            | ACL_SETUSER
+            | COMMAND_GETKEYS
+            | COMMAND_GETKEYSANDFLAGS
+    )
 }
 
 fn secret_in(id: CommandId, a: Args, i: usize, depth: u8) -> bool {

@@ -1,7 +1,9 @@
 //! Prometheus metrics (names and labels as in docs/contract.md) and the HTTP endpoint.
 //!
 //! Updated only from the pipeline thread through `&mut Metrics`; the HTTP task only gathers (the
-//! `prometheus` types are atomics, so gathering while the pipeline counts is fine).
+//! `prometheus` types are atomics, so gathering while the pipeline counts is fine). Per-command
+//! counts, bytes and latencies gather in plain cells and reach the registry together in
+//! [`Metrics::flush_local`], after every batch, so a scrape sees them at most one batch late.
 //!
 //! Hot path: [`Metrics::record_command`] does no allocation and no label hashing once warm. The
 //! label handles of each (server, command) pair are resolved the first time the pair is seen and
@@ -23,6 +25,7 @@
 mod errors;
 mod http;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -150,15 +153,21 @@ struct Families {
 }
 
 /// Handles of one (server, command) pair, resolved on first use.
+///
+/// Latencies, status counts and bytes gather here without atomics and reach the registry on
+/// [`Metrics::flush_local`] (after every drain) or when the metrics are encoded, all at once.
 struct CmdHandles {
-    /// Observations gather here without atomics and reach the registry's histogram on
-    /// [`Metrics::flush_local`] (after every drain) or when the metrics are encoded.
     duration: LocalHistogram,
-    /// `duration` may hold observations: this pair is in `Metrics::dirty`.
-    dirty: std::cell::Cell<bool>,
+    /// This pair holds unflushed counts: it is in `Metrics::dirty`.
+    dirty: Cell<bool>,
     /// Indexed by `Status as usize`; created when first needed so absent statuses add no series.
     /// Room for statuses added later (a status past the end is not counted, never a panic).
     status: [Option<IntCounter>; STATUS_SLOTS],
+    /// Counts for `status` not yet added to it.
+    status_local: [Cell<u64>; STATUS_SLOTS],
+    /// Request and reply bytes not yet added to the server's counters.
+    req_bytes_local: Cell<u64>,
+    resp_bytes_local: Cell<u64>,
     /// Indexed by the position in [`ERROR_CLASSES`], `OTHER` last.
     errors: [Option<IntCounter>; ERROR_CLASSES.len() + 1],
 }
@@ -204,8 +213,11 @@ impl ServerSlot {
                     .duration
                     .with_label_values(&[label, commands::name(id)])
                     .local(),
-                dirty: std::cell::Cell::new(false),
+                dirty: Cell::new(false),
                 status: Default::default(),
+                status_local: Default::default(),
+                req_bytes_local: Cell::new(0),
+                resp_bytes_local: Cell::new(0),
                 errors: Default::default(),
             })
         });
@@ -232,6 +244,10 @@ struct Servers {
 }
 
 impl Servers {
+    fn handles(&self, si: usize, id: CommandId) -> Option<&CmdHandles> {
+        self.slots.get(si)?.cmds.get(usize::from(id.0))?.as_deref()
+    }
+
     fn slot(&mut self, fam: &Families, overflow: &IntCounter, addr: SocketAddr) -> &mut ServerSlot {
         let i = self.find(fam, overflow, addr);
         match self.slots.get_mut(i) {
@@ -540,24 +556,25 @@ impl Metrics {
         let Some(slot) = self.servers.slots.get_mut(si) else {
             unreachable_slot()
         };
-        slot.req_bytes.inc_by(rec.req_bytes);
-        slot.resp_bytes.inc_by(rec.resp_bytes);
         let fam = &self.fam;
         let (label, h) = slot.cmd(fam, rec.command);
         let name = commands::name(table_id(rec.command));
-        if let Some(c) = h.status.get_mut(status_index(rec.status)) {
+        let st = status_index(rec.status);
+        if let (Some(c), Some(n)) = (h.status.get_mut(st), h.status_local.get(st)) {
             c.get_or_insert_with(|| {
                 fam.commands
                     .with_label_values(&[label, name, rec.status.as_str()])
-            })
-            .inc();
+            });
+            n.set(n.get() + 1);
         }
+        add(&h.req_bytes_local, rec.req_bytes);
+        add(&h.resp_bytes_local, rec.resp_bytes);
         if let Some(ns) = rec.latency_ns {
             // Precision loss past 2^53 ns (104 days) is irrelevant here.
             h.duration.observe(ns as f64 * 1e-9);
-            if !h.dirty.replace(true) {
-                self.dirty.push((si, table_id(rec.command)));
-            }
+        }
+        if !h.dirty.replace(true) {
+            self.dirty.push((si, table_id(rec.command)));
         }
         if rec.status == Status::Error {
             let text = match rec.reply {
@@ -680,34 +697,43 @@ impl Metrics {
         self.packets.set(total);
     }
 
-    /// Moves the latency observations gathered since the last call into the registry. The
-    /// daemon calls it after every drain; the HTTP endpoint shares the registry, not `Metrics`.
+    /// Moves the command counts, bytes and latencies gathered since the last call into the
+    /// registry. The daemon calls it after every drain; the HTTP endpoint shares the registry,
+    /// not `Metrics`.
     pub fn flush_local(&mut self) {
-        for h in self.dirty_handles() {
-            h.duration.flush();
-            h.dirty.set(false);
+        self.flush_dirty();
+        for &(si, id) in &self.dirty {
+            if let Some(h) = self.servers.handles(si, id) {
+                h.dirty.set(false);
+            }
         }
         self.dirty.clear();
     }
 
-    /// The handles listed in `dirty`.
-    fn dirty_handles(&self) -> impl Iterator<Item = &CmdHandles> {
-        self.dirty.iter().filter_map(|&(si, id)| {
-            self.servers
-                .slots
-                .get(si)?
-                .cmds
-                .get(usize::from(id.0))?
-                .as_deref()
-        })
+    /// Adds every dirty pair's local counts to the registry, leaving them zero.
+    fn flush_dirty(&self) {
+        for &(si, id) in &self.dirty {
+            let Some(slot) = self.servers.slots.get(si) else {
+                continue;
+            };
+            let Some(h) = self.servers.handles(si, id) else {
+                continue;
+            };
+            h.duration.flush();
+            for (c, n) in h.status.iter().zip(&h.status_local) {
+                if let Some(c) = c {
+                    c.inc_by(n.take());
+                }
+            }
+            slot.req_bytes.inc_by(h.req_bytes_local.take());
+            slot.resp_bytes.inc_by(h.resp_bytes_local.take());
+        }
     }
 
-    /// Everything, in the Prometheus text format (latency observations included).
+    /// Everything, in the Prometheus text format (local counts included).
     pub fn encode_text(&self) -> String {
-        // The list stays: a later `flush_local` finds those histograms empty, which is fine.
-        for h in self.dirty_handles() {
-            h.duration.flush();
-        }
+        // The list stays: a later `flush_local` finds those pairs empty, which is fine.
+        self.flush_dirty();
         encode_registry(&self.registry)
     }
 }
@@ -718,6 +744,10 @@ pub fn encode_registry(registry: &Registry) -> String {
     // Encoding our own well-formed families into a String cannot fail.
     let _ = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut s);
     s
+}
+
+fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
 }
 
 /// `id` if the table holds it, else `UNKNOWN`.

@@ -442,6 +442,7 @@ fn http_endpoint() {
     rt.block_on(async {
         let mut m = Metrics::new();
         m.record_command(&rec(sa("10.0.0.1:6379"), 1, Status::Ok, None, Some(1_000)));
+        m.flush_local();
         let health = Arc::new(AtomicBool::new(true));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -459,8 +460,12 @@ fn http_endpoint() {
             "{r}"
         );
         assert!(r.contains("redis_commands_total{"), "{r}");
-        // Updates after the endpoint started are visible.
+        // Updates after the endpoint started are visible once flushed (the daemon flushes
+        // after every batch), counts and latencies together.
         m.record_command(&rec(sa("10.0.0.1:6379"), 1, Status::Ok, None, Some(1_000)));
+        let r = http_get(addr, &get("/metrics")).await;
+        assert!(r.contains("status=\"ok\"} 1"), "{r}");
+        m.flush_local();
         let r = http_get(addr, &get("/metrics")).await;
         assert!(r.contains("status=\"ok\"} 2"), "{r}");
 
