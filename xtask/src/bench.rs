@@ -58,6 +58,10 @@ struct Sample {
     commands: f64,
     counted: f64,
     cpu_s: f64,
+    /// Size of the command log a full-log run wrote.
+    log_bytes: f64,
+    /// Of `cpu_s`, the log writer thread's (its `write` calls into the file).
+    writer_cpu_s: f64,
     bpf_ns: f64,
     bpf_runs: f64,
     rss_kb: u64,
@@ -101,7 +105,26 @@ fn total_calls(info: &str) -> f64 {
 }
 
 fn proc_cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_s(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time of the daemon's log writer thread (the one named `command-log`), 0 if none.
+fn writer_cpu_s(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "command-log")
+        })
+        .map(|t| stat_cpu_s(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// utime + stime, in seconds, from a `/proc/.../stat` file.
+fn stat_cpu_s(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
@@ -240,6 +263,7 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
     let pid = observer.as_ref().map(|k| k.0.id());
     let m0 = http_get(&maddr, "/metrics").unwrap_or_default();
     let cpu0 = pid.map(proc_cpu_s).unwrap_or(0.0);
+    let writer0 = pid.map(writer_cpu_s).unwrap_or(0.0);
     let (bns0, bcnt0) = bpf_stats();
     let calls0 = total_calls(&admin(&s.sock, &["INFO", "commandstats"])?);
     let rps = benchmark(s.port, pipeline, n, &["-t", TESTS])?;
@@ -261,6 +285,7 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
         sample.counted = metric_sum(&m1, "redis_commands_total", executed)
             - metric_sum(&m0, "redis_commands_total", executed);
         sample.cpu_s = proc_cpu_s(pid) - cpu0;
+        sample.writer_cpu_s = writer_cpu_s(pid) - writer0;
         sample.bpf_ns = bns1 - bns0;
         sample.bpf_runs = bcnt1 - bcnt0;
         sample.rss_kb = vm_hwm_kb(pid);
@@ -275,6 +300,9 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
     }
     drop(monitor);
     drop(observer);
+    if arm == Arm::TcFullLog {
+        sample.log_bytes = std::fs::metadata(&log).map_or(0.0, |m| m.len() as f64);
+    }
     Ok(sample)
 }
 
@@ -453,6 +481,11 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     bpf_stats_enabled(true)?;
     let (small_ns, big_ns) = per_packet_cost(&s)?;
     bpf_stats_enabled(false)?;
+    // The full log's bytes per command at -P 16.
+    let log_bytes_per_cmd = results.get(&(16, Arm::TcFullLog)).map_or(0.0, |v| {
+        let bytes: f64 = v.iter().map(|s| s.log_bytes).sum();
+        bytes / v.iter().map(|s| s.commands).sum::<f64>().max(1.0)
+    });
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -496,8 +529,14 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
                 let k = kernel
                     .get(&(p, arm))
                     .map_or(0.0, |k| k.bpf_ns / 1e9 / k.commands.max(1.0) * 1e6);
+                let writer = sum(&|s| s.writer_cpu_s) / commands * 1e6;
+                let writer = if arm == Arm::TcFullLog {
+                    format!("; log writer thread {writer:.3} of the daemon's")
+                } else {
+                    String::new()
+                };
                 (
-                    format!("{:.3} ({daemon:.3} + {k:.3})", daemon + k),
+                    format!("{:.3} ({daemon:.3} + {k:.3}){writer}", daemon + k),
                     if arm == Arm::CaptureOnly {
                         "– (nothing decoded)".into()
                     } else {
@@ -541,6 +580,15 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     let _ = writeln!(
         md,
         "\nThe capture-path-only row is a diagnostic (`run --capture-only`, a hidden flag): the same TC program and ring reader, with each record's header parsed and the record then dropped. The gap between it and the TC row is what decoding, reassembly, pairing and counting cost; the gap between it and no observer is what capturing costs.\n\nWherever commands are lost, `commands counted + commands lost` is shown by the loss columns: events lost (ring buffer full), gap bytes (lost stream bytes), desyncs.\n"
+    );
+    let _ = writeln!(
+        md,
+        "The full log is {log_bytes_per_cmd:.0} bytes per command at -P 16 (about {:.0} MB/s at that arm's rate). The log writer thread's share of the daemon's CPU is its `write` calls into the file (64 KiB each), which the file system charges as system time; the rest of the daemon's share is decoding, pairing, counting and rendering the JSON lines.\n",
+        log_bytes_per_cmd
+            * results
+                .get(&(16, Arm::TcFullLog))
+                .map_or(0.0, |v| median(v.iter().map(|s| s.rps).collect()))
+            / 1e6
     );
     let _ = writeln!(md, "## Kernel program cost per packet\n");
     let _ = writeln!(
