@@ -481,11 +481,16 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     bpf_stats_enabled(true)?;
     let (small_ns, big_ns) = per_packet_cost(&s)?;
     bpf_stats_enabled(false)?;
-    // The full log's bytes per command at -P 16.
-    let log_bytes_per_cmd = results.get(&(16, Arm::TcFullLog)).map_or(0.0, |v| {
-        let bytes: f64 = v.iter().map(|s| s.log_bytes).sum();
-        bytes / v.iter().map(|s| s.commands).sum::<f64>().max(1.0)
-    });
+    // The full log's bytes per command at -P 16, and MB/s at that arm's median rate.
+    let (log_bytes_per_cmd, log_mb_s) =
+        results.get(&(16, Arm::TcFullLog)).map_or((0.0, 0.0), |v| {
+            let bytes: f64 = v.iter().map(|s| s.log_bytes).sum();
+            let per_cmd = bytes / v.iter().map(|s| s.commands).sum::<f64>().max(1.0);
+            (
+                per_cmd,
+                per_cmd * median(v.iter().map(|s| s.rps).collect()) / 1e6,
+            )
+        });
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -529,9 +534,9 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
                 let k = kernel
                     .get(&(p, arm))
                     .map_or(0.0, |k| k.bpf_ns / 1e9 / k.commands.max(1.0) * 1e6);
-                let writer = sum(&|s| s.writer_cpu_s) / commands * 1e6;
                 let writer = if arm == Arm::TcFullLog {
-                    format!("; log writer thread {writer:.3} of the daemon's")
+                    let w = sum(&|s| s.writer_cpu_s) / commands * 1e6;
+                    format!("; log writer thread {w:.3} of the daemon's")
                 } else {
                     String::new()
                 };
@@ -583,12 +588,7 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         md,
-        "The full log is {log_bytes_per_cmd:.0} bytes per command at -P 16 (about {:.0} MB/s at that arm's rate). The log writer thread's share of the daemon's CPU is its `write` calls into the file (64 KiB each), which the file system charges as system time; the rest of the daemon's share is decoding, pairing, counting and rendering the JSON lines.\n",
-        log_bytes_per_cmd
-            * results
-                .get(&(16, Arm::TcFullLog))
-                .map_or(0.0, |v| median(v.iter().map(|s| s.rps).collect()))
-            / 1e6
+        "The full log is {log_bytes_per_cmd:.0} bytes per command at -P 16 (about {log_mb_s:.0} MB/s at that arm's rate). The log writer thread's share of the daemon's CPU is its `write` calls into the file (64 KiB each), which the file system charges as system time; the rest of the daemon's share is decoding, pairing, counting and rendering the JSON lines.\n"
     );
     if std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.contains("page_reporting")) {
         let _ = writeln!(

@@ -760,21 +760,7 @@ pub const SECRET_CONFIGS: [&str; 5] = [
 ///
 /// Where capture cut a keyword short, an argument that might be a secret is treated as one.
 pub fn is_secret_arg(id: CommandId, req: &Request, i: usize) -> bool {
-    may_have_secret_args(id) && secret_in(id, Args::new(req), i, 0)
-}
-
-/// Whether any argument of `id` can be secret (the commands [`secret_in`] looks into).
-#[inline]
-pub fn may_have_secret_args(id: CommandId) -> bool {
-    matches!(
-        id,
-        AUTH | HELLO
-            | MIGRATE
-            | CONFIG_SET
-            | ACL_SETUSER
-            | COMMAND_GETKEYS
-            | COMMAND_GETKEYSANDFLAGS
-    )
+    secret_in(id, Args::new(req), i, 0)
 }
 
 fn secret_in(id: CommandId, a: Args, i: usize, depth: u8) -> bool {

@@ -244,8 +244,10 @@ struct Servers {
 }
 
 impl Servers {
-    fn handles(&self, si: usize, id: CommandId) -> Option<&CmdHandles> {
-        self.slots.get(si)?.cmds.get(usize::from(id.0))?.as_deref()
+    /// A server slot and the handles of one of its commands.
+    fn handles(&self, si: usize, id: CommandId) -> Option<(&ServerSlot, &CmdHandles)> {
+        let slot = self.slots.get(si)?;
+        Some((slot, slot.cmds.get(usize::from(id.0))?.as_deref()?))
     }
 
     fn slot(&mut self, fam: &Families, overflow: &IntCounter, addr: SocketAddr) -> &mut ServerSlot {
@@ -565,7 +567,7 @@ impl Metrics {
                 fam.commands
                     .with_label_values(&[label, name, rec.status.as_str()])
             });
-            n.set(n.get() + 1);
+            add(n, 1);
         }
         add(&h.req_bytes_local, rec.req_bytes);
         add(&h.resp_bytes_local, rec.resp_bytes);
@@ -701,24 +703,20 @@ impl Metrics {
     /// registry. The daemon calls it after every drain; the HTTP endpoint shares the registry,
     /// not `Metrics`.
     pub fn flush_local(&mut self) {
-        self.flush_dirty();
-        for &(si, id) in &self.dirty {
-            if let Some(h) = self.servers.handles(si, id) {
-                h.dirty.set(false);
-            }
-        }
+        self.flush_dirty(true);
         self.dirty.clear();
     }
 
-    /// Adds every dirty pair's local counts to the registry, leaving them zero.
-    fn flush_dirty(&self) {
+    /// Adds every dirty pair's local counts to the registry, leaving them zero; with `done`,
+    /// also marks the pairs clean (the caller then empties the list).
+    fn flush_dirty(&self, done: bool) {
         for &(si, id) in &self.dirty {
-            let Some(slot) = self.servers.slots.get(si) else {
+            let Some((slot, h)) = self.servers.handles(si, id) else {
                 continue;
             };
-            let Some(h) = self.servers.handles(si, id) else {
-                continue;
-            };
+            if done {
+                h.dirty.set(false);
+            }
             h.duration.flush();
             for (c, n) in h.status.iter().zip(&h.status_local) {
                 if let Some(c) = c {
@@ -733,7 +731,7 @@ impl Metrics {
     /// Everything, in the Prometheus text format (local counts included).
     pub fn encode_text(&self) -> String {
         // The list stays: a later `flush_local` finds those pairs empty, which is fine.
-        self.flush_dirty();
+        self.flush_dirty(false);
         encode_registry(&self.registry)
     }
 }
