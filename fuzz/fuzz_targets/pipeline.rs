@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use redis_observer::{
-    command_log::Outputs,
+    conn::ConnMeta,
     flows::FlowLimits,
     metrics::Metrics,
+    outputs::Outputs,
     pipeline::{Pipeline, PipelineConfig},
     reassembly::StreamLimits,
     record::{CommandRecord, FlowEvent, Notice, Sink},
@@ -84,21 +85,24 @@ struct Tee {
 }
 
 impl Sink for Tee {
-    fn flow(&mut self, c: SocketAddr, s: SocketAddr, e: FlowEvent) {
-        self.check.flow(c, s, e);
-        self.out.flow(c, s, e);
+    fn flow(&mut self, c: &ConnMeta, e: FlowEvent) {
+        self.check.flow(c, e);
+        self.out.flow(c, e);
     }
     fn command(&mut self, rec: &CommandRecord<'_>) {
         self.check.command(rec);
         self.out.command(rec);
     }
-    fn push(&mut self, ts: u64, c: SocketAddr, s: SocketAddr, r: &Reply) {
-        self.check.push(ts, c, s, r);
-        self.out.push(ts, c, s, r);
+    fn push(&mut self, c: &ConnMeta, ts: u64, r: &Reply) {
+        self.check.push(c, ts, r);
+        self.out.push(c, ts, r);
     }
-    fn notice(&mut self, c: SocketAddr, s: SocketAddr, n: Notice) {
-        self.check.notice(c, s, n);
-        self.out.notice(c, s, n);
+    fn notice(&mut self, c: &ConnMeta, ts: u64, n: Notice) {
+        self.check.notice(c, ts, n);
+        self.out.notice(c, ts, n);
+    }
+    fn flush(&mut self) {
+        self.out.flush();
     }
 }
 
@@ -142,7 +146,6 @@ fuzz_target!(|input: Input| {
                 min_idle_to_evict_ns: 0,
             },
             idle_timeout_ns: 5_000_000_000,
-            dump_streams: None,
         }
     };
     let sl = &cfg.session;
@@ -177,7 +180,7 @@ fuzz_target!(|input: Input| {
             keep_name_bytes: sl.keep_name_bytes,
             keep_reply_bytes: sl_resp.keep_reply_bytes,
         }),
-        out: Outputs::new(Metrics::new(), None, None, false),
+        out: Outputs::new(Metrics::new()),
     };
     let mut ts = 1_700_000_000_000_000_000u64;
     for s in &input.segs {
@@ -202,6 +205,7 @@ fuzz_target!(|input: Input| {
                     ack: s.ack,
                     data: &s.data,
                     missing: u32::from(s.missing),
+                    iface: None,
                 },
                 &mut sink,
             );

@@ -100,7 +100,11 @@ fuzz_target!(|input: Input| {
     };
     let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let server: SocketAddr = "10.0.0.2:6379".parse().unwrap();
-    let mut s = Session::new(client, server, &lim, input.mid_stream);
+    let mut s = Session::new(
+        redis_observer::conn::ConnMeta::new(client, server),
+        &lim,
+        input.mid_stream,
+    );
     let mut twin = if input.mid_stream {
         RequestDecoder::new_mid_stream(resp.clone())
     } else {

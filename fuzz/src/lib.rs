@@ -6,9 +6,8 @@
 //! so `cargo fuzz fmt <target> <file>` prints a crashing input as a structure. Every layout
 //! accepts any byte string (short inputs read as zeros).
 
-use std::net::SocketAddr;
-
 use redis_observer::{
+    conn::ConnMeta,
     record::{CommandRecord, FlowEvent, Notice, Sink, Status},
     resp::{Child, Kind, Limits, Reply, ReplyEvent, Request, RequestEvent},
 };
@@ -501,16 +500,16 @@ impl Checker {
 }
 
 impl Sink for Checker {
-    fn flow(&mut self, _c: SocketAddr, _s: SocketAddr, e: FlowEvent) {
+    fn flow(&mut self, _c: &ConnMeta, e: FlowEvent) {
         self.check_flow(e);
     }
     fn command(&mut self, rec: &CommandRecord<'_>) {
         self.check_record(rec);
     }
-    fn push(&mut self, ts: u64, _c: SocketAddr, _s: SocketAddr, r: &Reply) {
+    fn push(&mut self, _c: &ConnMeta, ts: u64, r: &Reply) {
         self.check_push(ts, r);
     }
-    fn notice(&mut self, _c: SocketAddr, _s: SocketAddr, n: Notice) {
+    fn notice(&mut self, _c: &ConnMeta, _ts: u64, n: Notice) {
         self.check_notice(&n);
     }
 }

@@ -79,6 +79,42 @@ pub struct Event<const N: usize> {
     pub data: [u8; N],
 }
 
+/// Names of the maps, programs and load-time globals in the kernel object: the kernel program
+/// defines them under these names and userspace looks them up by them.
+pub mod names {
+    /// Ring buffer of [`Event`](super::Event)s.
+    pub const EVENTS: &str = "EVENTS";
+    /// Array indexed by port: non-zero when watched.
+    pub const PORTS: &str = "PORTS";
+    /// Array indexed by ifindex: [`iface`](super::iface) bits.
+    pub const IFACES: &str = "IFACES";
+    /// Per-CPU array with one [`Counters`](super::Counters) entry.
+    pub const COUNTERS: &str = "COUNTERS";
+    /// Array of runtime [`setting`](super::setting)s.
+    pub const SETTINGS: &str = "SETTINGS";
+    /// The TC classifier.
+    pub const PROG_TC: &str = "redis_tc";
+    /// The socket filter.
+    pub const PROG_SOCKET: &str = "redis_sock";
+    /// Global: payload bytes copied per segment at most (u32).
+    pub const CAPTURE_BYTES: &str = "CAPTURE_BYTES";
+    /// Global: unread ring bytes past which a submit wakes the reader (u64).
+    pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+}
+
+/// Entries of the `IFACES` array, indexed by ifindex. An interface that is not configured (or
+/// whose ifindex is past [`iface::MAX_IFINDEX`]) is taken as Ethernet.
+pub mod iface {
+    /// Size of the array.
+    pub const MAX_IFINDEX: u32 = 4096;
+    /// Bits 0..8: the link-layer header length.
+    pub const L2_LEN_MASK: u32 = 0xff;
+    /// Skip packets the host sends (socket mode on loopback sees each packet twice).
+    pub const SKIP_OUTGOING: u32 = 1 << 8;
+    /// The entry was set by userspace.
+    pub const CONFIGURED: u32 = 1 << 9;
+}
+
 /// Indexes of the per-CPU counters array (`COUNTERS`).
 pub mod counter {
     /// Packets the program ran on.
@@ -103,6 +139,31 @@ pub mod counter {
     pub const COUNT: u32 = 9;
 }
 
+/// The kernel's counters: one per-CPU entry of the `COUNTERS` map, indexed by [`counter`]; in
+/// userspace, the same type holds the sum over CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub [u64; counter::COUNT as usize]);
+
+impl Counters {
+    /// The counter at `index` (a [`counter`] constant); 0 for an index out of range.
+    #[inline(always)]
+    #[must_use]
+    pub fn get(&self, index: u32) -> u64 {
+        match self.0.get(index as usize) {
+            Some(v) => *v,
+            None => 0,
+        }
+    }
+
+    /// Adds another CPU's values.
+    pub fn add(&mut self, other: &Counters) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+}
+
 /// Indexes of the runtime settings array (`SETTINGS`), changed by userspace while attached.
 pub mod setting {
     /// Non-zero: emit aya-log diagnostics for rare events.
@@ -114,4 +175,6 @@ pub mod setting {
 mod user {
     // SAFETY: repr(C), Copy, integers and byte arrays only: every bit pattern is valid.
     unsafe impl aya::Pod for super::EventHeader {}
+    // SAFETY: repr(C) around an array of u64: every bit pattern is valid.
+    unsafe impl aya::Pod for super::Counters {}
 }

@@ -21,8 +21,8 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use network_types::eth::EthHdr;
 use redis_ebpf_common::{
-    CLASS_SIZES, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT, MAX_CHUNK, MAX_CHUNKS, TCP_FIN,
-    TCP_RST, TCP_SYN, counter, setting,
+    CLASS_SIZES, Counters, Event, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT, MAX_CHUNK,
+    MAX_CHUNKS, TCP_FIN, TCP_RST, TCP_SYN, counter, iface, setting,
 };
 
 /// Payload chunks and payload-less SYN/FIN/RST segments. Userspace may resize it at load time.
@@ -38,16 +38,11 @@ static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
 /// packets the host sends (socket mode on loopback, where each packet is seen twice).
 /// Unconfigured or beyond the array: Ethernet.
 #[map]
-static IFACES: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
-
-const MAX_IFINDEX: u32 = 4096;
-const IFACE_CONFIGURED: u32 = 1 << 9;
+static IFACES: Array<u32> = Array::with_max_entries(iface::MAX_IFINDEX, 0);
 
 /// One entry per CPU: every counter of `redis_ebpf_common::counter`, looked up once per packet.
 #[map]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
-
-type Counters = [u64; counter::COUNT as usize];
 
 /// Settings userspace may change while attached (`redis_ebpf_common::setting`).
 #[map]
@@ -68,7 +63,6 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_TCP: u8 = 6;
 const PACKET_OUTGOING: u32 = 4;
-const IFACE_SKIP_OUTGOING: u32 = 1 << 8;
 
 /// Why a packet was not captured; only `Unparsed` is counted (it was on a watched port, or
 /// might have been).
@@ -137,7 +131,7 @@ fn count(c: *mut Counters, index: u32, n: u64) {
         return;
     }
     // SAFETY: this CPU's per-CPU entry; the program is not re-entered on one CPU meanwhile.
-    if let Some(slot) = unsafe { (*c).get_mut(index as usize) } {
+    if let Some(slot) = unsafe { (*c).0.get_mut(index as usize) } {
         *slot += n;
     }
 }
@@ -213,14 +207,14 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
     count(cnt, counter::PACKETS, 1);
     // SAFETY: skb is the program's context.
     let (ifindex, pkt_type, skb_len) = unsafe { ((*skb).ifindex, (*skb).pkt_type, (*skb).len) };
-    let iface = match IFACES.get(ifindex).copied() {
-        Some(v) if v & IFACE_CONFIGURED != 0 => v,
+    let ifcfg = match IFACES.get(ifindex).copied() {
+        Some(v) if v & iface::CONFIGURED != 0 => v,
         _ => EthHdr::LEN as u32,
     };
-    if iface & IFACE_SKIP_OUTGOING != 0 && pkt_type == PACKET_OUTGOING {
+    if ifcfg & iface::SKIP_OUTGOING != 0 && pkt_type == PACKET_OUTGOING {
         return Err(Skip::NotOurs);
     }
-    let mut l3 = iface & 0xff;
+    let mut l3 = ifcfg & iface::L2_LEN_MASK;
     let mut proto;
     if l3 >= EthHdr::LEN as u32 {
         let eth = rd.get::<2>(l3 - 2).ok_or(Skip::NotOurs)?;
@@ -392,12 +386,6 @@ fn emit_empty(cnt: *mut Counters, hdr: &EventHeader) {
         }
         None => count(cnt, counter::EVENTS_LOST, 1),
     }
-}
-
-#[repr(C)]
-struct Event<const N: usize> {
-    header: EventHeader,
-    data: [u8; N],
 }
 
 /// One chunk of `n` (1..=N) payload bytes at packet offset `at`.

@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis_ebpf_common::{TCP_ACK, TCP_PSH, TCP_SYN};
 use redis_observer::{
-    command_log::{CommandLog, Format, Outputs, Renderer, Target},
+    command_log::{CommandLog, Format, Renderer, Target},
     metrics::Metrics,
+    outputs::{LogSink, Outputs},
     pipeline::{Pipeline, PipelineConfig},
+    record::Sink as _,
     segment::Segment,
 };
 
@@ -219,7 +221,10 @@ fn replay(segs: &[Seg], log: bool) -> usize {
         let target = Target::open("/dev/null", 0, 0).expect("/dev/null opens");
         CommandLog::direct(target, Renderer::new(Format::Json), metrics.log_counters())
     });
-    let mut out = Outputs::new(metrics, log, None, false);
+    let mut out = Outputs::new(metrics);
+    if let Some(log) = log {
+        out = out.with(Box::new(LogSink::new(log, None, false)));
+    }
     let mut p = Pipeline::new(PipelineConfig::default());
     for s in segs {
         let seg = Segment {
@@ -231,13 +236,14 @@ fn replay(segs: &[Seg], log: bool) -> usize {
             ack: s.ack,
             data: &s.data,
             missing: 0,
+            iface: None,
         };
         p.segment(&seg, &mut out);
     }
     p.finish(&mut out);
     out.flush();
     let n = out.metrics.encode_text().len();
-    let _ = out.close();
+    let _ = out.finish();
     n
 }
 

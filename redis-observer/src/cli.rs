@@ -58,6 +58,10 @@ pub struct OutputArgs {
     /// Also log pub/sub and RESP3 push deliveries (`"command": null, "status": "push"`).
     #[arg(long)]
     pub log_pushes: bool,
+    /// Connections without traffic for this long are closed out (their pending commands are
+    /// logged `unanswered`); in replay, on the capture's clock.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -80,9 +84,6 @@ pub struct RunArgs {
     /// Print one line per kernel event instead of decoding (debugging the capture).
     #[arg(long)]
     pub dump_events: bool,
-    /// Close a connection's state after this long without traffic.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
     /// Kernel-side diagnostics for rare events.
     #[arg(long)]
     pub debug: bool,

@@ -1,11 +1,12 @@
 //! Segments in, records out: the flow table, per-direction reassembly and per-connection
 //! pairing, glued together. Shared unchanged by the live daemon and `replay`.
 
-use std::{fs::File, io::Write as _, net::SocketAddr, path::PathBuf};
+use std::net::SocketAddr;
 
 use redis_ebpf_common::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 use crate::{
+    conn::ConnMeta,
     flows::{
         CloseReason, FlowKey, FlowLimits, FlowState, FlowTable, Lifecycle, PortSet, Transition,
     },
@@ -24,10 +25,11 @@ pub struct PipelineConfig {
     /// Connections without traffic for this long are closed (their pending commands become
     /// `unanswered`).
     pub idle_timeout_ns: u64,
-    /// Debugging and tests: write each connection's reassembled bytes to
-    /// `DIR/<client>-<server>.req` and `.rep`.
-    pub dump_streams: Option<PathBuf>,
 }
+
+/// Sees each connection's reassembled bytes, in stream order, before they are decoded
+/// (debugging: `run --dump-streams`).
+pub type StreamTap = Box<dyn FnMut(&ConnMeta, Dir, &[u8])>;
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -37,7 +39,6 @@ impl Default for PipelineConfig {
             stream: StreamLimits::default(),
             flows: FlowLimits::default(),
             idle_timeout_ns: 600 * 1_000_000_000,
-            dump_streams: None,
         }
     }
 }
@@ -48,7 +49,6 @@ pub struct Conn {
     req: Stream,
     rep: Stream,
     life: Lifecycle,
-    dump: Option<Box<[File; 2]>>,
     /// Both FINs seen (ns) but data before them still missing: segments of one connection can
     /// reach the ring out of order (different CPUs). Closed once the streams catch up, or by
     /// the periodic tick after `CLOSE_WAIT_NS`.
@@ -65,45 +65,35 @@ impl FlowState for Conn {
 }
 
 impl Conn {
-    fn new(cfg: &PipelineConfig, key: &FlowKey, mid_stream: bool) -> Conn {
-        let dump = cfg.dump_streams.as_ref().and_then(|dir| {
-            let name = |ext: &str| {
-                dir.join(format!(
-                    "{}_{}-{}_{}.{ext}",
-                    key.client.ip(),
-                    key.client.port(),
-                    key.server.ip(),
-                    key.server.port()
-                ))
-            };
-            let open = |ext: &str| File::options().create(true).append(true).open(name(ext));
-            match (open("req"), open("rep")) {
-                (Ok(a), Ok(b)) => Some(Box::new([a, b])),
-                _ => None,
-            }
-        });
+    fn new(cfg: &PipelineConfig, key: &FlowKey, seg: &Segment<'_>, mid_stream: bool) -> Conn {
+        let meta = ConnMeta::new(key.client, key.server).with_iface(seg.iface.cloned());
         Conn {
-            session: Session::new(key.client, key.server, &cfg.session, mid_stream),
+            session: Session::new(meta, &cfg.session, mid_stream),
             req: Stream::new(cfg.stream),
             rep: Stream::new(cfg.stream),
             life: Lifecycle::new(),
-            dump,
             closing_since: None,
         }
     }
 
+    fn meta(&self) -> &ConnMeta {
+        self.session.meta()
+    }
+
     /// A segment's ACK tells what the peer received of the opposite direction: holes before it
     /// will never be filled (see `Stream::acked`).
-    fn acked(&mut self, key: FlowKey, dir: Dir, seg: &Segment<'_>, sink: &mut impl Sink) {
+    fn acked(
+        &mut self,
+        dir: Dir,
+        seg: &Segment<'_>,
+        tap: &mut Option<StreamTap>,
+        sink: &mut impl Sink,
+    ) {
         if seg.flags & TCP_ACK == 0 {
             return;
         }
         let Conn {
-            session,
-            req,
-            rep,
-            dump,
-            ..
+            session, req, rep, ..
         } = self;
         let (other, odir) = match dir {
             Dir::Request => (rep, Dir::Reply),
@@ -113,21 +103,23 @@ impl Conn {
         let ignored = session.ignored();
         other.acked(seg.ack, seg.ts_ns, &mut |ev| {
             if !ignored {
-                deliver(session, dump, odir, ev, sink);
+                deliver(session, tap, odir, ev, sink);
             }
         });
-        report_missing(key, &before, other.stats(), sink);
+        report_missing(session.meta(), &before, other.stats(), sink);
     }
 
     /// Hands a segment's bytes to its direction's stream and the stream's output to the pairing;
     /// reports bytes the stream found missing.
-    fn push(&mut self, key: FlowKey, dir: Dir, seg: &Segment<'_>, sink: &mut impl Sink) {
+    fn push(
+        &mut self,
+        dir: Dir,
+        seg: &Segment<'_>,
+        tap: &mut Option<StreamTap>,
+        sink: &mut impl Sink,
+    ) {
         let Conn {
-            session,
-            req,
-            rep,
-            dump,
-            ..
+            session, req, rep, ..
         } = self;
         let stream = match dir {
             Dir::Request => req,
@@ -139,57 +131,46 @@ impl Conn {
             if ignored {
                 return;
             }
-            deliver(session, dump, dir, ev, sink);
+            deliver(session, tap, dir, ev, sink);
         });
-        report_missing(key, &before, stream.stats(), sink);
+        report_missing(session.meta(), &before, stream.stats(), sink);
     }
 
     /// End of the connection: everything held goes out, pending commands become unanswered.
-    fn close(mut self, key: FlowKey, ts: u64, sink: &mut impl Sink) {
+    fn close(mut self, ts: u64, tap: &mut Option<StreamTap>, sink: &mut impl Sink) {
         let Conn {
-            session,
-            req,
-            rep,
-            dump,
-            ..
+            session, req, rep, ..
         } = &mut self;
         for (dir, stream) in [(Dir::Request, req), (Dir::Reply, rep)] {
             let before = *stream.stats();
-            stream.flush(&mut |ev| deliver(session, dump, dir, ev, sink));
-            report_missing(key, &before, stream.stats(), sink);
+            stream.flush(&mut |ev| deliver(session, tap, dir, ev, sink));
+            report_missing(session.meta(), &before, stream.stats(), sink);
         }
         session.close(ts, sink);
-        sink.flow(key.client, key.server, FlowEvent::Closed);
+        sink.flow(session.meta(), FlowEvent::Closed);
     }
 }
 
 fn deliver(
     session: &mut Session,
-    dump: &mut Option<Box<[File; 2]>>,
+    tap: &mut Option<StreamTap>,
     dir: Dir,
     ev: StreamEvent<'_>,
     sink: &mut impl Sink,
 ) {
+    if let (Some(tap), StreamEvent::Data { bytes, .. }) = (tap.as_mut(), &ev) {
+        tap(session.meta(), dir, bytes);
+    }
     match (dir, ev) {
-        (Dir::Request, StreamEvent::Data { ts, bytes }) => {
-            if let Some(d) = dump {
-                let _ = d[0].write_all(bytes);
-            }
-            session.client_bytes(ts, bytes, sink);
-        }
-        (Dir::Reply, StreamEvent::Data { ts, bytes }) => {
-            if let Some(d) = dump {
-                let _ = d[1].write_all(bytes);
-            }
-            session.server_bytes(ts, bytes, sink);
-        }
+        (Dir::Request, StreamEvent::Data { ts, bytes }) => session.client_bytes(ts, bytes, sink),
+        (Dir::Reply, StreamEvent::Data { ts, bytes }) => session.server_bytes(ts, bytes, sink),
         (Dir::Request, StreamEvent::Missing { ts, len }) => session.client_missing(ts, len, sink),
         (Dir::Reply, StreamEvent::Missing { ts, len }) => session.server_missing(ts, len, sink),
     }
 }
 
 fn report_missing(
-    key: FlowKey,
+    meta: &ConnMeta,
     before: &crate::reassembly::StreamStats,
     after: &crate::reassembly::StreamStats,
     sink: &mut impl Sink,
@@ -199,8 +180,7 @@ fn report_missing(
         .saturating_sub(before.bytes_not_captured);
     if nc > 0 {
         sink.flow(
-            key.client,
-            key.server,
+            meta,
             FlowEvent::BytesMissed {
                 reason: MissReason::NotCaptured,
                 n: nc,
@@ -210,8 +190,7 @@ fn report_missing(
     let gap = after.bytes_gap.saturating_sub(before.bytes_gap);
     if gap > 0 {
         sink.flow(
-            key.client,
-            key.server,
+            meta,
             FlowEvent::BytesMissed {
                 reason: MissReason::Gap,
                 n: gap,
@@ -232,6 +211,7 @@ pub struct Pipeline {
     ports: PortSet,
     pub stats: PipelineStats,
     last_ts: u64,
+    tap: Option<StreamTap>,
 }
 
 impl Pipeline {
@@ -244,7 +224,13 @@ impl Pipeline {
             ports,
             stats: PipelineStats::default(),
             last_ts: 0,
+            tap: None,
         }
+    }
+
+    /// Shows every connection's reassembled bytes to `tap` (debugging).
+    pub fn set_tap(&mut self, tap: StreamTap) {
+        self.tap = Some(tap);
     }
 
     /// Latest segment timestamp seen (ns since the epoch).
@@ -268,10 +254,10 @@ impl Pipeline {
         let closed = self.segment_in_flow(seg, opens, &mut evicted, sink);
         if let Some(key) = closed {
             if let Some(conn) = self.table.remove(&key) {
-                conn.close(key, seg.ts_ns, sink);
+                conn.close(seg.ts_ns, &mut self.tap, sink);
             }
         }
-        Self::evict(evicted, seg.ts_ns, sink);
+        self.evict(evicted, seg.ts_ns, sink);
     }
 
     /// The part of `segment` that works inside the flow; returns the key if the connection closed.
@@ -290,7 +276,7 @@ impl Pipeline {
                 seg.src,
                 seg.dst,
                 seg.ts_ns,
-                |key, _dir| Conn::new(cfg, key, !client_syn),
+                |key, _dir| Conn::new(cfg, key, seg, !client_syn),
                 |k, c| evicted.push((k, c)),
             )
         } else if seg.flags & (TCP_FIN | TCP_RST) != 0 || seg.flags & TCP_ACK != 0 {
@@ -303,25 +289,27 @@ impl Pipeline {
             None => {
                 if opens {
                     let (key, _) = crate::flows::orient(&self.ports, seg.src, seg.dst);
-                    sink.flow(key.client, key.server, FlowEvent::Refused);
+                    let meta = ConnMeta::new(key.client, key.server).with_iface(seg.iface.cloned());
+                    sink.flow(&meta, FlowEvent::Refused);
                 }
                 return None;
             }
         };
         let key = flow.key();
         let dir = flow.dir();
+        let tap = &mut self.tap;
         if flow.is_new() {
-            sink.flow(key.client, key.server, FlowEvent::Opened);
+            sink.flow(flow.meta(), FlowEvent::Opened);
         }
         let mut closed = false;
         if syn {
             if flow.life.observe(dir, seg.flags, seg.seq) == Transition::Reopened {
                 // The 4-tuple was reused for a new connection: end the old one first.
-                let fresh = Conn::new(cfg, &key, false);
+                let fresh = Conn::new(cfg, &key, seg, false);
                 let old = std::mem::replace(&mut *flow, fresh);
                 let _ = flow.life.observe(dir, seg.flags, seg.seq);
-                old.close(key, seg.ts_ns, sink);
-                sink.flow(key.client, key.server, FlowEvent::Opened);
+                old.close(seg.ts_ns, tap, sink);
+                sink.flow(flow.meta(), FlowEvent::Opened);
             }
             match dir {
                 Dir::Request => flow.req.set_isn(seg.seq.wrapping_add(1)),
@@ -333,12 +321,12 @@ impl Pipeline {
                     seq: seg.seq.wrapping_add(1),
                     ..*seg
                 };
-                flow.push(key, dir, &shifted, sink);
+                flow.push(dir, &shifted, tap, sink);
             }
         } else {
-            flow.acked(key, dir, seg, sink);
+            flow.acked(dir, seg, tap, sink);
             if !seg.data.is_empty() || seg.missing > 0 {
-                flow.push(key, dir, seg, sink);
+                flow.push(dir, seg, tap, sink);
             }
             if seg.flags & TCP_FIN != 0 {
                 let len = u32::try_from(seg.data.len()).unwrap_or(u32::MAX);
@@ -361,10 +349,10 @@ impl Pipeline {
         closed.then_some(key)
     }
 
-    fn evict(evicted: Vec<(FlowKey, Conn)>, ts: u64, sink: &mut impl Sink) {
-        for (k, c) in evicted {
-            sink.flow(k.client, k.server, FlowEvent::Evicted { idle: false });
-            c.close(k, ts, sink);
+    fn evict(&mut self, evicted: Vec<(FlowKey, Conn)>, ts: u64, sink: &mut impl Sink) {
+        for (_, c) in evicted {
+            sink.flow(c.meta(), FlowEvent::Evicted { idle: false });
+            c.close(ts, &mut self.tap, sink);
         }
     }
 
@@ -373,6 +361,7 @@ impl Pipeline {
         // Holes the capture will never fill (a lost event is not retransmitted) must not stall a
         // connection that went quiet.
         let mut stale_closing = Vec::new();
+        let tap = &mut self.tap;
         self.table.for_each_mut(|key, conn| {
             if conn
                 .closing_since
@@ -381,33 +370,29 @@ impl Pipeline {
                 stale_closing.push(*key);
             }
             let Conn {
-                session,
-                req,
-                rep,
-                dump,
-                ..
+                session, req, rep, ..
             } = conn;
             for (dir, stream) in [(Dir::Request, req), (Dir::Reply, rep)] {
                 if stream.held_segments() > 0 {
                     let before = *stream.stats();
-                    stream.expire_held(now_ns, &mut |ev| deliver(session, dump, dir, ev, sink));
-                    report_missing(*key, &before, stream.stats(), sink);
+                    stream.expire_held(now_ns, &mut |ev| deliver(session, tap, dir, ev, sink));
+                    report_missing(session.meta(), &before, stream.stats(), sink);
                 }
             }
         });
         // Both FINs seen long ago and data before them never came: close with what there is.
         for key in stale_closing {
             if let Some(conn) = self.table.remove(&key) {
-                conn.close(key, now_ns, sink);
+                conn.close(now_ns, &mut self.tap, sink);
             }
         }
         let mut expired = Vec::new();
         self.table.expire(now_ns, self.cfg.idle_timeout_ns, |k, c| {
             expired.push((k, c))
         });
-        for (k, c) in expired {
-            sink.flow(k.client, k.server, FlowEvent::Evicted { idle: true });
-            c.close(k, now_ns, sink);
+        for (_, c) in expired {
+            sink.flow(c.meta(), FlowEvent::Evicted { idle: true });
+            c.close(now_ns, &mut self.tap, sink);
         }
     }
 
@@ -416,8 +401,8 @@ impl Pipeline {
         let ts = self.last_ts;
         let mut all = Vec::new();
         self.table.drain(|k, c| all.push((k, c)));
-        for (k, c) in all {
-            c.close(k, ts, sink);
+        for (_, c) in all {
+            c.close(ts, &mut self.tap, sink);
         }
     }
 }

@@ -1,8 +1,7 @@
 //! What the pairing produces: one record per command (the command log's fields) and notices.
 
-use std::net::SocketAddr;
-
-use crate::resp::Kind;
+use crate::conn::ConnMeta;
+use crate::resp::{Kind, Reply};
 
 /// Outcome of one command, as in the contract's `status` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,8 +76,8 @@ pub enum Dir {
 pub struct CommandRecord<'a> {
     /// When the command was seen (the packet that carried its first byte), ns since the epoch.
     pub ts_ns: u64,
-    pub client: SocketAddr,
-    pub server: SocketAddr,
+    /// The connection it ran on.
+    pub conn: &'a ConnMeta,
     /// Index into the command table (`commands::UNKNOWN` for names it does not hold).
     pub command: crate::commands::CommandId,
     /// Upper-case display name: the table's (`CONFIG GET`), or for an unknown command the name as
@@ -101,21 +100,7 @@ pub struct CommandRecord<'a> {
     pub in_transaction: bool,
 }
 
-/// Something about a connection that is not a command: counted, and logged if asked.
-#[derive(Clone, Copy, Debug)]
-pub enum Notice {
-    /// A decoder lost the frame boundary.
-    Desync {
-        dir: Dir,
-        reason: crate::resp::DesyncReason,
-    },
-    /// A reply arrived with no command waiting for it (discarded).
-    OrphanReply,
-    /// Pending commands whose replies can no longer be matched (after a gap); their count.
-    CommandsLost(u64),
-    /// A pending command beyond the per-connection cap was dropped.
-    PendingOverflow,
-}
+pub use crate::events::Notice;
 
 /// Why stream bytes were never seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -155,20 +140,26 @@ pub enum FlowEvent {
     Refused,
 }
 
-/// Where the pairing delivers what it finds.
+/// Where the pipeline delivers what it finds: an output (metrics, a log, ...) implements the
+/// methods it needs; the rest default to doing nothing.
 pub trait Sink {
-    /// Connection-level events from the pipeline (default: ignored).
-    fn flow(&mut self, _client: SocketAddr, _server: SocketAddr, _event: FlowEvent) {}
+    /// Connection-level events from the pipeline.
+    fn flow(&mut self, _conn: &ConnMeta, _event: FlowEvent) {}
     /// A command completed (or is known to get no reply).
     fn command(&mut self, rec: &CommandRecord<'_>);
-    /// A push or pub/sub message delivered to the client (not a reply to any command).
-    fn push(
-        &mut self,
-        ts_ns: u64,
-        client: SocketAddr,
-        server: SocketAddr,
-        reply: &crate::resp::Reply,
-    );
-    /// Something worth counting.
-    fn notice(&mut self, client: SocketAddr, server: SocketAddr, notice: Notice);
+    /// A push or pub/sub message delivered to the client (not a reply to any command), seen at
+    /// `ts_ns`.
+    fn push(&mut self, _conn: &ConnMeta, _ts_ns: u64, _reply: &Reply) {}
+    /// Something worth counting, seen at `ts_ns`.
+    fn notice(&mut self, _conn: &ConnMeta, _ts_ns: u64, _notice: Notice) {}
+    /// The kernel program's counters, totals since it was loaded.
+    fn kernel_counters(&mut self, _totals: &redis_ebpf_common::Counters) {}
+    /// End of a batch of events: make what was gathered visible (log lines, metrics).
+    fn flush(&mut self) {}
+    /// Periodic housekeeping, at `now_ns` (wall clock live, capture clock in replay).
+    fn tick(&mut self, _now_ns: u64) {}
+    /// End of input: write everything out; the first error is returned.
+    fn close(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

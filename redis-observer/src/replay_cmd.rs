@@ -6,11 +6,12 @@ use anyhow::Context as _;
 
 use crate::{
     cli::ReplayArgs,
-    command_log::{CommandLog, NoticeClock, Outputs, Renderer},
     metrics::Metrics,
+    outputs::{self, LogMode},
     pipeline::Pipeline,
+    record::Sink as _,
     replay::PacketReader,
-    run::{format, open_log, pipeline_config},
+    run::{open_log, pipeline_config},
 };
 
 /// Idle connections are closed on the capture's own clock, checked this often.
@@ -21,19 +22,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
     let mut reader = PacketReader::new(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let metrics = Metrics::new();
-    let log = CommandLog::direct(
-        open_log(&args.out)?,
-        Renderer::new(format(args.out.log_format)),
-        metrics.log_counters(),
-    );
-    let mut outputs = Outputs::new(metrics, Some(log), args.out.slow, args.out.log_pushes);
-    outputs.notice_clock = NoticeClock::LastRecord;
-    let mut pipeline = Pipeline::new(pipeline_config(
+    let (mut outputs, _reopener) = outputs::build(
         &args.out,
-        std::time::Duration::from_secs(600),
-        None,
-    ));
+        Metrics::new(),
+        open_log(&args.out)?,
+        LogMode::Direct,
+    )?;
+    let mut pipeline = Pipeline::new(pipeline_config(&args.out));
     let mut next_tick = 0u64;
     let result = loop {
         match reader.next_segment() {
@@ -43,6 +38,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 if ts >= next_tick {
                     if next_tick != 0 {
                         pipeline.tick(ts, &mut outputs);
+                        outputs.tick(ts);
                     }
                     next_tick = ts.saturating_add(TICK_NS);
                 }
@@ -70,7 +66,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         unparsable = stats.unparsable,
         "replay done"
     );
-    let (metrics, log_result) = outputs.close();
+    let (metrics, log_result) = outputs.finish();
     log_result.context("writing the command log")?;
     if let Some(path) = &args.metrics_out {
         std::fs::write(path, metrics.encode_text())

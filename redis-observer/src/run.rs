@@ -6,7 +6,6 @@
 //! ring buffer itself is the hand-off from the kernel; nothing here blocks on I/O.
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -18,12 +17,15 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    capture::{self, Capture, CaptureConfig, KernelCounters},
+    capture::{self, Capture, CaptureConfig},
     cli::{LogFormat, OutputArgs, RunArgs},
-    command_log::{CommandLog, Format, Outputs, Renderer, Target},
-    metrics::{KernelTotals, Metrics},
+    command_log::{Format, Target},
+    conn::IfaceNames,
+    metrics::Metrics,
+    outputs::{self, LogMode, Outputs},
     pipeline::{Pipeline, PipelineConfig},
     privilege,
+    record::Sink as _,
 };
 
 /// How often the reader drains the ring when the kernel does not wake it.
@@ -100,15 +102,11 @@ pub fn format(f: LogFormat) -> Format {
     }
 }
 
-pub fn pipeline_config(
-    out: &OutputArgs,
-    idle_timeout: Duration,
-    dump_streams: Option<PathBuf>,
-) -> PipelineConfig {
+/// The pipeline `run` and `replay` both use, from the shared arguments.
+pub fn pipeline_config(out: &OutputArgs) -> PipelineConfig {
     PipelineConfig {
         ports: out.ports.clone(),
-        idle_timeout_ns: u64::try_from(idle_timeout.as_nanos()).unwrap_or(u64::MAX),
-        dump_streams,
+        idle_timeout_ns: u64::try_from(out.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
         ..PipelineConfig::default()
     }
 }
@@ -117,20 +115,6 @@ pub fn pipeline_config(
 pub fn open_log(out: &OutputArgs) -> anyhow::Result<Target> {
     Target::open(&out.log, out.log_max_size, out.log_keep)
         .with_context(|| format!("opening the log {:?}", out.log))
-}
-
-fn kernel_totals(k: &KernelCounters) -> KernelTotals {
-    KernelTotals {
-        packets: k.packets,
-        segments: k.segments,
-        bytes_captured: k.bytes_captured,
-        bytes_not_captured: k.bytes_not_captured,
-        events_lost: k.events_lost,
-        bytes_lost: k.bytes_lost,
-        unparsed: k.unparsed,
-        load_failed: k.load_failed,
-        wakeups: k.wakeups,
-    }
 }
 
 fn now_ns() -> u64 {
@@ -148,16 +132,11 @@ async fn run_async(
     let listener = tokio::net::TcpListener::from_std(listener).context("metrics endpoint")?;
     let metrics = Metrics::new();
     let registry = metrics.registry();
-    let log = CommandLog::spawn(
-        target,
-        Renderer::new(format(args.out.log_format)),
-        metrics.log_counters(),
-    )
-    .context("starting the log writer")?;
     // SIGHUP reopens the log file (logrotate, systemd reload); with stdout it is a no-op, but it
     // must never terminate the daemon.
-    tokio::spawn(log.reopener().on_sighup().context("SIGHUP handler")?);
-    let mut outputs = Outputs::new(metrics, Some(log), args.out.slow, args.out.log_pushes);
+    let (mut outputs, reopener) = outputs::build(&args.out, metrics, target, LogMode::Queued)
+        .context("starting the log writer")?;
+    tokio::spawn(reopener.on_sighup().context("SIGHUP handler")?);
 
     let health = Arc::new(AtomicBool::new(false));
     let (stop_http, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -173,15 +152,18 @@ async fn run_async(
     tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, "attached");
     health.store(true, Ordering::Relaxed);
 
-    let mut pipeline = Pipeline::new(pipeline_config(
-        &args.out,
-        args.idle_timeout,
-        args.dump_streams.clone(),
-    ));
+    let mut pipeline = Pipeline::new(pipeline_config(&args.out));
+    let mut ifaces = IfaceNames::default();
+    for i in cap.ifaces() {
+        ifaces.set(i.index, &i.name);
+    }
+    if let Some(dir) = &args.dump_streams {
+        pipeline.set_tap(crate::debug::stream_dump(dir.clone()));
+    }
     let clock = cap.clock();
     let stop = Arc::new(AtomicBool::new(false));
     spawn_stop_on_signals(stop.clone())?;
-    let mut bad_records = 0u64;
+    let mut bad_records = crate::events::MalformedRecords::default();
     let mut last_housekeeping = Instant::now();
     let mut last_counters = Instant::now();
     let capture_only = args.capture_only;
@@ -189,16 +171,11 @@ async fn run_async(
         |rec: &[u8], pipeline: &mut Pipeline, outputs: &mut Outputs| match capture::parse_record(
             rec,
         )
-        .and_then(|(h, d)| capture::to_segment(&h, d, clock))
+        .and_then(|(h, d)| capture::to_segment(&h, d, clock, &ifaces))
         {
             Ok(_) if capture_only => {}
             Ok(seg) => pipeline.segment(&seg, outputs),
-            Err(e) => {
-                bad_records += 1;
-                if bad_records.is_power_of_two() {
-                    tracing::warn!(error = %e, count = bad_records, "bad ring-buffer record");
-                }
-            }
+            Err(e) => bad_records.emit(&e, &mut outputs.metrics),
         };
     let result: anyhow::Result<()> = loop {
         if stop.load(Ordering::Relaxed) {
@@ -213,27 +190,25 @@ async fn run_async(
         outputs.flush();
         if last_counters.elapsed() >= KERNEL_COUNTERS {
             last_counters = Instant::now();
-            outputs
-                .metrics
-                .set_kernel_counters(&kernel_totals(&cap.counters()));
+            outputs.kernel_counters(&cap.counters());
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
-            pipeline.tick(now_ns(), &mut outputs);
+            let now = now_ns();
+            pipeline.tick(now, &mut outputs);
+            outputs.tick(now);
         }
     };
     // Whatever the kernel already captured is still decoded before we stop.
     cap.drain_now(|rec| handle(rec, &mut pipeline, &mut outputs));
     outputs.flush();
     health.store(false, Ordering::Relaxed);
-    outputs
-        .metrics
-        .set_kernel_counters(&kernel_totals(&cap.counters()));
+    outputs.kernel_counters(&cap.counters());
     let detached = cap.detach();
     drop(cap);
     // Connections are still open: their pending commands are not "unanswered", so they are not
     // closed out (replay, at the end of a capture, does close them).
-    let (_metrics, log_result) = outputs.close();
+    let (_metrics, log_result) = outputs.finish();
     let _ = stop_http.send(());
     let _ = http.await;
     detached.context("detaching")?;
@@ -280,8 +255,9 @@ async fn dump_events(mut cap: Capture) -> anyhow::Result<()> {
 }
 
 fn dump_event(out: &mut impl std::io::Write, rec: &[u8], clock: capture::Clock) {
+    static NO_NAMES: IfaceNames = IfaceNames::new();
     match capture::parse_record(rec)
-        .and_then(|(h, d)| capture::to_segment(&h, d, clock).map(|s| (h, s)))
+        .and_then(|(h, d)| capture::to_segment(&h, d, clock, &NO_NAMES).map(|s| (h, s)))
     {
         Ok((h, s)) => {
             let _ = writeln!(

@@ -24,4 +24,6 @@ pub struct Segment<'a> {
     /// Payload bytes that follow `data` in this segment but were not captured (capture limit,
     /// pcap snaplen). The stream positions are known; the bytes are not.
     pub missing: u32,
+    /// Name of the interface it was captured on, if the source knows it.
+    pub iface: Option<&'a std::sync::Arc<str>>,
 }

@@ -7,6 +7,7 @@ use redis_ebpf_common::{
     EVENT_HEADER_LEN, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
+use crate::conn::IfaceNames;
 use crate::segment::Segment;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -109,11 +110,12 @@ fn chunk_flags(hdr: &EventHeader) -> (u8, u32) {
     (flags, seq)
 }
 
-/// The segment an event describes.
+/// The segment an event describes; `ifaces` names the interface the kernel reports.
 pub fn to_segment<'a>(
     hdr: &EventHeader,
     data: &'a [u8],
     clock: Clock,
+    ifaces: &'a IfaceNames,
 ) -> Result<Segment<'a>, EventError> {
     let (flags, seq) = chunk_flags(hdr);
     Ok(Segment {
@@ -125,6 +127,7 @@ pub fn to_segment<'a>(
         ack: hdr.ack,
         data,
         missing: hdr.missing,
+        iface: ifaces.get(hdr.ifindex),
     })
 }
 
@@ -158,7 +161,10 @@ mod tests {
         let rec = record(&h, b"abcXX");
         let (hdr, data) = parse_record(&rec).unwrap();
         assert_eq!(data, b"abc");
-        let seg = to_segment(&hdr, data, Clock { offset_ns: 5 }).unwrap();
+        let mut names = IfaceNames::default();
+        names.set(0, "lo");
+        let seg = to_segment(&hdr, data, Clock { offset_ns: 5 }, &names).unwrap();
+        assert_eq!(seg.iface.map(|n| &**n), Some("lo"));
         assert_eq!(seg.src.to_string(), "127.0.0.1:50000");
         assert_eq!(seg.dst.to_string(), "127.0.0.2:6379");
         assert_eq!(seg.seq, 7);
@@ -242,7 +248,7 @@ mod tests {
         let rec = record(&h, b"");
         let (hdr, data) = parse_record(&rec).unwrap();
         assert_eq!(
-            to_segment(&hdr, data, Clock::now()).unwrap_err(),
+            to_segment(&hdr, data, Clock::now(), &IfaceNames::default()).unwrap_err(),
             EventError::Family(9)
         );
     }

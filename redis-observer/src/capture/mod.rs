@@ -19,7 +19,7 @@ use aya::{
         tc::{self, SchedClassifierLinkId},
     },
 };
-use redis_ebpf_common::{MAX_CAPTURE_BYTES, counter, setting};
+use redis_ebpf_common::{Counters, MAX_CAPTURE_BYTES, iface as iface_bits, names, setting};
 use tokio::io::unix::AsyncFd;
 
 pub use event::{Clock, EventError, parse_record, to_segment};
@@ -65,20 +65,6 @@ impl Default for CaptureConfig {
     }
 }
 
-/// The kernel's counters, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelCounters {
-    pub packets: u64,
-    pub segments: u64,
-    pub bytes_captured: u64,
-    pub bytes_not_captured: u64,
-    pub events_lost: u64,
-    pub bytes_lost: u64,
-    pub unparsed: u64,
-    pub load_failed: u64,
-    pub wakeups: u64,
-}
-
 enum Attachment {
     Tc {
         iface: String,
@@ -97,13 +83,15 @@ pub struct Capture {
     /// that privileges can be dropped while the process has a single thread).
     ring: Option<Ring>,
     async_ring: Option<AsyncFd<Ring>>,
-    counters: PerCpuArray<MapData, [u64; counter::COUNT as usize]>,
+    counters: PerCpuArray<MapData, Counters>,
     attachments: Vec<Attachment>,
     /// Interfaces on which we added the clsact qdisc (pre-TCX kernels only).
     created_clsact: Vec<String>,
     clock: Clock,
     /// Kernel-side diagnostics (`--debug` only), flushed on every drain.
     logger: Option<aya_log::EbpfLogger<LogToTracing>>,
+    /// The interfaces it is attached to.
+    ifaces: Vec<Iface>,
     pub config: CaptureConfig,
 }
 
@@ -151,41 +139,46 @@ impl Capture {
         let wakeup_bytes = config.wakeup_bytes.min(u64::from(config.ring_bytes) / 4);
 
         let mut ebpf = EbpfLoader::new()
-            .override_global("CAPTURE_BYTES", &config.capture_bytes, true)
-            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
-            .map_max_entries("EVENTS", config.ring_bytes)
+            .override_global(names::CAPTURE_BYTES, &config.capture_bytes, true)
+            .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
+            .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF program (are you root, or have CAP_BPF+CAP_NET_ADMIN?)")?;
 
         {
             let mut ports: Array<_, u8> = Array::try_from(
-                ebpf.map_mut("PORTS")
-                    .ok_or_else(|| anyhow!("no PORTS map"))?,
+                ebpf.map_mut(names::PORTS)
+                    .ok_or_else(|| anyhow!("no {} map", names::PORTS))?,
             )?;
             for &p in &config.ports {
                 ports.set(u32::from(p), 1, 0)?;
             }
         }
         {
-            // Indexed by ifindex (see the kernel program): bit 9 = configured, bit 8 = skip
-            // packets the host sends, bits 0..8 = link-layer header length.
-            const MAX_IFINDEX: u32 = 4096;
+            // Indexed by ifindex: the `iface` bits of the common crate.
             let mut map: Array<_, u32> = Array::try_from(
-                ebpf.map_mut("IFACES")
-                    .ok_or_else(|| anyhow!("no IFACES map"))?,
+                ebpf.map_mut(names::IFACES)
+                    .ok_or_else(|| anyhow!("no {} map", names::IFACES))?,
             )?;
             for i in &ifaces {
                 // Socket mode on loopback: each packet reaches a packet socket twice (sent and
                 // received); keep the received copy only.
                 let skip_out = config.mode == AttachMode::Socket && i.loopback;
-                let v = u32::from(i.l2_len) | if skip_out { 1 << 8 } else { 0 } | 1 << 9;
-                if i.index < MAX_IFINDEX {
+                let v = u32::from(i.l2_len)
+                    | if skip_out {
+                        iface_bits::SKIP_OUTGOING
+                    } else {
+                        0
+                    }
+                    | iface_bits::CONFIGURED;
+                if i.index < iface_bits::MAX_IFINDEX {
                     map.set(i.index, v, 0)?;
-                } else if v != (14 | 1 << 9) {
+                } else if v != (14 | iface_bits::CONFIGURED) {
                     bail!(
-                        "interface {} has ifindex {} (at most {MAX_IFINDEX} supported for non-Ethernet or loopback socket capture)",
+                        "interface {} has ifindex {} (at most {} supported for non-Ethernet or loopback socket capture)",
                         i.name,
-                        i.index
+                        i.index,
+                        iface_bits::MAX_IFINDEX
                     );
                 }
             }
@@ -200,19 +193,19 @@ impl Capture {
         };
         if config.debug {
             let mut settings: Array<_, u32> = Array::try_from(
-                ebpf.map_mut("SETTINGS")
-                    .ok_or_else(|| anyhow!("no SETTINGS map"))?,
+                ebpf.map_mut(names::SETTINGS)
+                    .ok_or_else(|| anyhow!("no {} map", names::SETTINGS))?,
             )?;
             settings.set(setting::DEBUG, 1, 0)?;
         }
 
-        let ring = match ebpf.take_map("EVENTS") {
+        let ring = match ebpf.take_map(names::EVENTS) {
             Some(Map::RingBuf(data)) => Ring::new(data, config.ring_bytes as usize)?,
-            _ => bail!("no EVENTS ring buffer map"),
+            _ => bail!("no {} ring buffer map", names::EVENTS),
         };
         let counters = PerCpuArray::try_from(
-            ebpf.take_map("COUNTERS")
-                .ok_or_else(|| anyhow!("no COUNTERS map"))?,
+            ebpf.take_map(names::COUNTERS)
+                .ok_or_else(|| anyhow!("no {} map", names::COUNTERS))?,
         )?;
 
         let mut cap = Capture {
@@ -224,6 +217,7 @@ impl Capture {
             created_clsact: Vec::new(),
             clock: Clock::now(),
             logger,
+            ifaces: ifaces.clone(),
             config: config.clone(),
         };
         match config.mode {
@@ -238,8 +232,8 @@ impl Capture {
             .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
         let prog: &mut SchedClassifier = self
             .ebpf
-            .program_mut("redis_tc")
-            .ok_or_else(|| anyhow!("no redis_tc program"))?
+            .program_mut(names::PROG_TC)
+            .ok_or_else(|| anyhow!("no {} program", names::PROG_TC))?
             .try_into()?;
         prog.load().context("loading the TC program")?;
         for i in ifaces {
@@ -277,8 +271,8 @@ impl Capture {
     fn attach_socket(&mut self, ifaces: &[Iface]) -> anyhow::Result<()> {
         let prog: &mut SocketFilter = self
             .ebpf
-            .program_mut("redis_sock")
-            .ok_or_else(|| anyhow!("no redis_sock program"))?
+            .program_mut(names::PROG_SOCKET)
+            .ok_or_else(|| anyhow!("no {} program", names::PROG_SOCKET))?
             .try_into()?;
         prog.load().context("loading the socket filter")?;
         for i in ifaces {
@@ -372,32 +366,25 @@ impl Capture {
         !self.created_clsact.is_empty()
     }
 
+    /// The interfaces it is attached to (their kernel index names segments' `iface`).
+    pub fn ifaces(&self) -> &[Iface] {
+        &self.ifaces
+    }
+
     pub fn clock(&self) -> Clock {
         self.clock
     }
 
     /// The kernel's counters, summed over CPUs.
-    pub fn counters(&self) -> KernelCounters {
+    pub fn counters(&self) -> Counters {
+        let mut sum = Counters::default();
         // One entry per CPU holding every counter.
-        let per_cpu = self.counters.get(&0, 0).ok();
-        let get = |i: u32| -> u64 {
-            per_cpu.as_ref().map_or(0, |v| {
-                v.iter()
-                    .map(|c| c.get(i as usize).copied().unwrap_or(0))
-                    .sum()
-            })
-        };
-        KernelCounters {
-            packets: get(counter::PACKETS),
-            segments: get(counter::SEGMENTS),
-            bytes_captured: get(counter::BYTES_CAPTURED),
-            bytes_not_captured: get(counter::BYTES_NOT_CAPTURED),
-            events_lost: get(counter::EVENTS_LOST),
-            bytes_lost: get(counter::BYTES_LOST),
-            unparsed: get(counter::UNPARSED),
-            load_failed: get(counter::LOAD_FAILED),
-            wakeups: get(counter::WAKEUPS),
+        if let Ok(per_cpu) = self.counters.get(&0, 0) {
+            for c in per_cpu.iter() {
+                sum.add(c);
+            }
         }
+        sum
     }
 
     /// Detaches everything this capture attached and removes qdiscs it created.
@@ -408,7 +395,7 @@ impl Capture {
                 Attachment::Tc { iface, link } => {
                     let r = self
                         .ebpf
-                        .program_mut("redis_tc")
+                        .program_mut(names::PROG_TC)
                         .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
                         .map(|p| p.detach(link));
                     if let Some(Err(e)) = r {
@@ -456,13 +443,13 @@ pub fn probe_load() -> anyhow::Result<()> {
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")?;
     let tc: &mut SchedClassifier = ebpf
-        .program_mut("redis_tc")
-        .ok_or_else(|| anyhow!("no redis_tc program"))?
+        .program_mut(names::PROG_TC)
+        .ok_or_else(|| anyhow!("no {} program", names::PROG_TC))?
         .try_into()?;
     tc.load().context("verifier rejected the TC program")?;
     let sf: &mut SocketFilter = ebpf
-        .program_mut("redis_sock")
-        .ok_or_else(|| anyhow!("no redis_sock program"))?
+        .program_mut(names::PROG_SOCKET)
+        .ok_or_else(|| anyhow!("no {} program", names::PROG_SOCKET))?
         .try_into()?;
     sf.load().context("verifier rejected the socket filter")?;
     Ok(())

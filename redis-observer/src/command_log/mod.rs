@@ -7,7 +7,8 @@
 //!   (`redis_observer_log_dropped_total{reason="queue_full"}`), and one notice line later says
 //!   how many. [`CommandLog::direct`] writes synchronously (replay).
 //! - [`Target`]: stdout, or a file created 0600, rotated by size, reopened on SIGHUP.
-//! - [`Outputs`]: the [`Sink`](crate::record::Sink) that feeds both the metrics and the log.
+//! - [`LogSink`](crate::outputs::LogSink) (in `outputs`) applies `--slow` and `--log-pushes`
+//!   and feeds a `CommandLog` from the pipeline.
 //!
 //! Choices the contract leaves open:
 //! - `reply`: simple strings, integers, doubles, big numbers as written (`OK`, `42`); bulk and
@@ -26,23 +27,21 @@
 //!   (with `--log-pushes`) and notices are written regardless.
 //! - Text format columns: time, client, server, command, key (cut to its column), status,
 //!   latency, reply (`(error) ...` for errors, `-` for none); no arguments.
-//! - Lines reach the writer in batches: the pipeline calls [`Outputs::flush`] after each batch
-//!   of events (every drain tick), and [`Outputs::close`] at the end.
+//! - Lines reach the writer in batches: the pipeline's outputs are flushed after each batch
+//!   of events (every drain tick), and closed at the end.
 
-mod outputs;
 pub mod render;
 mod writer;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use outputs::{NoticeClock, Outputs};
 pub use render::{Bounds, Format, NoticeLine, Renderer, write_json, write_text};
 pub use writer::{Reopener, RotatingFile, Target};
 
+use crate::conn::ConnMeta;
 use crate::metrics::LogCounters;
 use crate::record::{CommandRecord, Notice};
 use crate::resp::Reply;
@@ -157,23 +156,17 @@ impl CommandLog {
     }
 
     /// Logs a push or pub/sub delivery.
-    pub fn push(&mut self, ts_ns: u64, client: SocketAddr, server: SocketAddr, reply: &Reply) {
+    pub fn push(&mut self, ts_ns: u64, conn: &ConnMeta, reply: &Reply) {
         if self.make_room() {
-            self.renderer
-                .push(ts_ns, client, server, reply, &mut self.batch);
+            self.renderer.push(ts_ns, conn, reply, &mut self.batch);
         }
     }
 
     /// Logs a notice from the pairing.
-    pub fn notice(&mut self, ts_ns: u64, client: SocketAddr, server: SocketAddr, n: &Notice) {
+    pub fn notice(&mut self, ts_ns: u64, conn: &ConnMeta, n: &Notice) {
         if self.make_room() {
-            self.renderer.notice(
-                ts_ns,
-                Some(client),
-                Some(server),
-                NoticeLine::Pipeline(n),
-                &mut self.batch,
-            );
+            self.renderer
+                .notice(ts_ns, Some(conn), NoticeLine::Pipeline(n), &mut self.batch);
         }
     }
 
@@ -275,7 +268,6 @@ impl CommandLog {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         self.renderer.notice(
             now,
-            None,
             None,
             NoticeLine::Dropped(self.dropped),
             &mut self.batch,

@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use crate::record::{CommandRecord, Dir, Notice, ReplySummary};
+use crate::conn::ConnMeta;
+use crate::record::{CommandRecord, Notice, ReplySummary};
 use crate::resp::{Child, Kind, Reply};
 
 mod primitives;
@@ -80,37 +81,10 @@ impl Renderer {
     }
 
     /// Appends one line for a push or pub/sub delivery.
-    pub fn push(
-        &mut self,
-        ts_ns: u64,
-        client: SocketAddr,
-        server: SocketAddr,
-        reply: &Reply,
-        out: &mut Vec<u8>,
-    ) {
+    pub fn push(&mut self, ts_ns: u64, conn: &ConnMeta, reply: &Reply, out: &mut Vec<u8>) {
         match self.format {
-            Format::Json => {
-                json_push(
-                    out,
-                    ts_ns,
-                    client,
-                    server,
-                    reply,
-                    &self.bounds,
-                    &mut self.cache,
-                );
-            }
-            Format::Text => {
-                text_push(
-                    out,
-                    ts_ns,
-                    client,
-                    server,
-                    reply,
-                    &self.bounds,
-                    &mut self.cache,
-                );
-            }
+            Format::Json => json_push(out, ts_ns, conn, reply, &self.bounds, &mut self.cache),
+            Format::Text => text_push(out, ts_ns, conn, reply, &self.bounds, &mut self.cache),
         }
     }
 
@@ -118,14 +92,13 @@ impl Renderer {
     pub fn notice(
         &mut self,
         ts_ns: u64,
-        client: Option<SocketAddr>,
-        server: Option<SocketAddr>,
+        conn: Option<&ConnMeta>,
         what: NoticeLine<'_>,
         out: &mut Vec<u8>,
     ) {
         match self.format {
-            Format::Json => json_notice(out, ts_ns, client, server, what, &mut self.cache),
-            Format::Text => text_notice(out, ts_ns, client, server, what, &mut self.cache),
+            Format::Json => json_notice(out, ts_ns, conn, what, &mut self.cache),
+            Format::Text => text_notice(out, ts_ns, conn, what, &mut self.cache),
         }
     }
 }
@@ -153,7 +126,7 @@ pub fn write_text(rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
 // JSON
 
 fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut Cache) {
-    json_head(out, c, rec.ts_ns, Some(rec.client), Some(rec.server));
+    json_head(out, c, rec.ts_ns, Some(rec.conn));
     out.extend_from_slice(b",\"command\":\"");
     command_name(out, rec, b, Mode::Json);
     out.extend_from_slice(b"\",\"key\":");
@@ -221,19 +194,19 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
     if rec.in_transaction {
         out.extend_from_slice(b",\"in_transaction\":true");
     }
+    json_conn_tail(out, Some(rec.conn));
     out.extend_from_slice(b"}\n");
 }
 
 fn json_push(
     out: &mut Vec<u8>,
     ts_ns: u64,
-    client: SocketAddr,
-    server: SocketAddr,
+    conn: &ConnMeta,
     reply: &Reply,
     b: &Bounds,
     c: &mut Cache,
 ) {
-    json_head(out, c, ts_ns, Some(client), Some(server));
+    json_head(out, c, ts_ns, Some(conn));
     out.extend_from_slice(b",\"command\":null,\"key\":null,\"args\":[");
     let mut first = true;
     for_each_push_element(reply, b, |el| {
@@ -251,41 +224,50 @@ fn json_push(
     push_summary(out, reply, b, Mode::Json);
     out.extend_from_slice(b"\",\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":");
     push_u64(out, reply.wire_len);
+    json_conn_tail(out, Some(conn));
     out.extend_from_slice(b"}\n");
 }
 
 fn json_notice(
     out: &mut Vec<u8>,
     ts_ns: u64,
-    client: Option<SocketAddr>,
-    server: Option<SocketAddr>,
+    conn: Option<&ConnMeta>,
     what: NoticeLine<'_>,
     c: &mut Cache,
 ) {
-    json_head(out, c, ts_ns, client, server);
+    json_head(out, c, ts_ns, conn);
     out.extend_from_slice(
         b",\"command\":null,\"key\":null,\"args\":[],\"status\":\"notice\",\"reply_type\":null,\
           \"reply\":null,\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":0,\
           \"notice\":\"",
     );
     notice_text(out, what);
-    out.extend_from_slice(b"\"}\n");
+    out.push(b'"');
+    json_conn_tail(out, conn);
+    out.extend_from_slice(b"}\n");
 }
 
 /// `{"ts":"…","client":"…","server":"…"` (no trailing comma).
-fn json_head(
-    out: &mut Vec<u8>,
-    c: &mut Cache,
-    ts_ns: u64,
-    client: Option<SocketAddr>,
-    server: Option<SocketAddr>,
-) {
+fn json_head(out: &mut Vec<u8>, c: &mut Cache, ts_ns: u64, conn: Option<&ConnMeta>) {
     out.extend_from_slice(b"{\"ts\":\"");
     c.timestamp(out, ts_ns);
     out.extend_from_slice(b"\",\"client\":");
-    json_addr(out, &mut c.client, client);
+    json_addr(out, &mut c.client, conn.map(|m| m.client));
     out.extend_from_slice(b",\"server\":");
-    json_addr(out, &mut c.server, server);
+    json_addr(out, &mut c.server, conn.map(|m| m.server));
+}
+
+/// The connection's fields that follow the record's own: `,"iface":"lo"` (null when unknown).
+fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
+    out.extend_from_slice(b",\"iface\":");
+    match conn.and_then(|m| m.iface.as_deref()) {
+        Some(name) => {
+            out.push(b'"');
+            escape(out, name.as_bytes(), Mode::Json);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 fn json_addr(out: &mut Vec<u8>, cache: &mut AddrCache, a: Option<SocketAddr>) {
@@ -310,7 +292,7 @@ const W_STATUS: usize = 10;
 const W_LATENCY: usize = 10;
 
 fn text_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut Cache) {
-    text_head(out, c, rec.ts_ns, Some(rec.client), Some(rec.server));
+    text_head(out, c, rec.ts_ns, Some(rec.conn));
     let col = out.len();
     command_name(out, rec, b, Mode::Text);
     pad(out, col, W_COMMAND);
@@ -362,13 +344,12 @@ fn text_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
 fn text_push(
     out: &mut Vec<u8>,
     ts_ns: u64,
-    client: SocketAddr,
-    server: SocketAddr,
+    conn: &ConnMeta,
     reply: &Reply,
     b: &Bounds,
     c: &mut Cache,
 ) {
-    text_head(out, c, ts_ns, Some(client), Some(server));
+    text_head(out, c, ts_ns, Some(conn));
     let col = out.len();
     out.extend_from_slice(b"(push)");
     pad(out, col, W_COMMAND);
@@ -383,12 +364,11 @@ fn text_push(
 fn text_notice(
     out: &mut Vec<u8>,
     ts_ns: u64,
-    client: Option<SocketAddr>,
-    server: Option<SocketAddr>,
+    conn: Option<&ConnMeta>,
     what: NoticeLine<'_>,
     c: &mut Cache,
 ) {
-    text_head(out, c, ts_ns, client, server);
+    text_head(out, c, ts_ns, conn);
     let col = out.len();
     out.extend_from_slice(b"(notice)");
     pad(out, col, W_COMMAND);
@@ -396,15 +376,10 @@ fn text_notice(
     out.push(b'\n');
 }
 
-fn text_head(
-    out: &mut Vec<u8>,
-    c: &mut Cache,
-    ts_ns: u64,
-    client: Option<SocketAddr>,
-    server: Option<SocketAddr>,
-) {
+fn text_head(out: &mut Vec<u8>, c: &mut Cache, ts_ns: u64, conn: Option<&ConnMeta>) {
     c.timestamp(out, ts_ns);
     out.push(b' ');
+    let (client, server) = (conn.map(|m| m.client), conn.map(|m| m.server));
     for (cache, a) in [(&mut c.client, client), (&mut c.server, server)] {
         let col = out.len();
         match a {
@@ -639,31 +614,7 @@ fn notice_text(out: &mut Vec<u8>, what: NoticeLine<'_>) {
                 b" log lines (writer queue full)"
             });
         }
-        NoticeLine::Pipeline(n) => match *n {
-            Notice::Desync { dir, reason } => {
-                out.extend_from_slice(match dir {
-                    Dir::Request => b"lost the command stream's framing: ".as_slice(),
-                    Dir::Reply => b"lost the reply stream's framing: ",
-                });
-                out.extend_from_slice(reason.as_str().as_bytes());
-            }
-            Notice::OrphanReply => {
-                out.extend_from_slice(b"reply without a pending command (discarded)");
-            }
-            Notice::CommandsLost(k) => {
-                push_u64(out, k);
-                out.extend_from_slice(if k == 1 {
-                    b" command lost (its reply cannot be matched after a gap)".as_slice()
-                } else {
-                    b" commands lost (their replies cannot be matched after a gap)"
-                });
-            }
-            Notice::PendingOverflow => {
-                out.extend_from_slice(
-                    b"command dropped (too many commands waiting for replies on this connection)",
-                );
-            }
-        },
+        NoticeLine::Pipeline(n) => n.describe(out),
     }
 }
 

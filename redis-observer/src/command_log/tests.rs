@@ -6,8 +6,10 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::*;
 use crate::commands::CommandId;
+use crate::conn::ConnMeta;
 use crate::metrics::Metrics;
-use crate::record::{ReplySummary, Sink as _, Status};
+use crate::outputs::{LogSink, Outputs};
+use crate::record::{Notice, ReplySummary, Sink as _, Status};
 use crate::resp::Kind;
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -37,8 +39,21 @@ impl Drop for TempDir {
     }
 }
 
-fn sa(s: &str) -> SocketAddr {
+fn sa(s: &str) -> std::net::SocketAddr {
     s.parse().unwrap()
+}
+
+/// A connection that lives as long as the test (records borrow theirs).
+fn conn() -> &'static ConnMeta {
+    Box::leak(Box::new(ConnMeta::new(
+        sa("10.0.0.7:53422"),
+        sa("10.0.0.1:6379"),
+    )))
+}
+
+/// Metrics plus a command log, as `run` and `replay` build them.
+fn outputs(metrics: Metrics, log: CommandLog, slow: Option<Duration>, pushes: bool) -> Outputs {
+    Outputs::new(metrics).with(Box::new(LogSink::new(log, slow, pushes)))
 }
 
 /// A command record whose key is `key-{i}` (so lines can be matched up).
@@ -46,8 +61,7 @@ fn with_rec<R>(i: u64, latency_ns: Option<u64>, f: impl FnOnce(&CommandRecord<'_
     let key = format!("key-{i}");
     let r = CommandRecord {
         ts_ns: 1_795_218_994_000_000_000 + i,
-        client: sa("10.0.0.7:53422"),
-        server: sa("10.0.0.1:6379"),
+        conn: conn(),
         command: CommandId(1),
         name: b"GET",
         key: Some(key.as_bytes()),
@@ -236,29 +250,16 @@ fn direct_log_and_slow_filter() {
         json(),
         metrics.log_counters(),
     );
-    let mut o = Outputs::new(metrics, Some(log), Some(Duration::from_micros(100)), false);
-    o.notice_clock = NoticeClock::LastRecord;
-    o.flow(
-        sa("10.0.0.7:53422"),
-        sa("10.0.0.1:6379"),
-        crate::record::FlowEvent::Opened,
-    );
+    let mut o = outputs(metrics, log, Some(Duration::from_micros(100)), false);
+    o.flow(conn(), crate::record::FlowEvent::Opened);
     with_rec(1, Some(99_999), |r| o.command(r));
     with_rec(2, Some(100_000), |r| o.command(r));
     with_rec(3, None, |r| o.command(r));
     with_rec(4, Some(5_000_000), |r| o.command(r));
-    o.push(
-        7,
-        sa("10.0.0.7:53422"),
-        sa("10.0.0.1:6379"),
-        &crate::resp::Reply::default(),
-    );
-    o.notice(
-        sa("10.0.0.7:53422"),
-        sa("10.0.0.1:6379"),
-        Notice::OrphanReply,
-    );
-    let (m, r) = o.close();
+    o.push(conn(), 7, &crate::resp::Reply::default());
+    // A notice carries its own time (in replay, the capture's).
+    o.notice(conn(), 1_795_218_994_000_000_004, Notice::OrphanReply);
+    let (m, r) = o.finish();
     r.unwrap();
     let text = out.text();
     assert_eq!(keys_in(&text), vec![2, 4]);
@@ -284,18 +285,13 @@ fn without_slow_everything_is_logged_and_pushes_on_request() {
         Renderer::new(Format::Text),
         metrics.log_counters(),
     );
-    let mut o = Outputs::new(metrics, Some(log), None, true);
+    let mut o = outputs(metrics, log, None, true);
     with_rec(1, Some(1), |r| o.command(r));
     with_rec(2, None, |r| o.command(r));
-    o.push(
-        7,
-        sa("10.0.0.7:53422"),
-        sa("10.0.0.1:6379"),
-        &crate::resp::Reply::default(),
-    );
+    o.push(conn(), 7, &crate::resp::Reply::default());
     o.flush();
     assert_eq!(out.text().lines().count(), 3);
-    let (_, r) = o.close();
+    let (_, r) = o.finish();
     r.unwrap();
     let text = out.text();
     assert!(text.contains(" key-1 "));
@@ -467,8 +463,7 @@ fn log_cost() {
     ];
     let r = CommandRecord {
         ts_ns: 1_795_218_994_123_456_789,
-        client: sa("10.0.0.7:53422"),
-        server: sa("10.0.0.1:6379"),
+        conn: conn(),
         command: CommandId(2),
         name: b"SET",
         key: Some(b"user:1000"),
@@ -521,7 +516,7 @@ fn log_cost() {
     let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
     log.close().unwrap();
     println!("CommandLog::command (queued, producer side): {ns:.1} ns/line");
-    let mut o = Outputs::new(Metrics::new(), None, None, false);
+    let mut o = Outputs::new(Metrics::new());
     let t = Instant::now();
     for _ in 0..n {
         o.command(&r);

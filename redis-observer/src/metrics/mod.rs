@@ -34,8 +34,10 @@ use prometheus::{
     local::LocalHistogram,
 };
 
+use redis_ebpf_common::{Counters, counter};
+
 use crate::commands::{self, CommandId};
-use crate::record::{CommandRecord, Dir, FlowEvent, MissReason, Notice, Status};
+use crate::record::{CommandRecord, FlowEvent, MissReason, Notice, Status};
 use crate::resp::{DesyncReason, Kind};
 
 pub use errors::{ERROR_CLASSES, error_class};
@@ -68,8 +70,8 @@ pub enum LostReason {
     Unparsed,
     /// `bpf_skb_load_bytes` failed.
     LoadFailed,
-    /// A userspace hand-off queue was full.
-    QueueFull,
+    /// A ring-buffer record failed the checks (see `events::MalformedRecords`).
+    Malformed,
 }
 
 impl LostReason {
@@ -77,7 +79,7 @@ impl LostReason {
         LostReason::RingFull,
         LostReason::Unparsed,
         LostReason::LoadFailed,
-        LostReason::QueueFull,
+        LostReason::Malformed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,32 +87,13 @@ impl LostReason {
             LostReason::RingFull => "ring_full",
             LostReason::Unparsed => "unparsed",
             LostReason::LoadFailed => "load_failed",
-            LostReason::QueueFull => "queue_full",
+            LostReason::Malformed => "malformed",
         }
     }
 }
 
 /// Reasons of `redis_observer_bytes_missed_total`, created at start.
 const MISS_REASONS: [MissReason; 2] = [MissReason::NotCaptured, MissReason::Gap];
-
-/// The kernel's counters as running totals (summed over CPUs), mirroring
-/// `capture::KernelCounters`. `events_lost`, `unparsed` and `load_failed` go to
-/// `redis_observer_events_lost_total{reason}`; `bytes_lost` to
-/// `redis_observer_ring_bytes_lost_total`. `bytes_not_captured` is not exported: the same bytes
-/// reach the streams and are counted there, per connection, as
-/// `redis_observer_bytes_missed_total{reason="not_captured"}` (counting both would count twice).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelTotals {
-    pub packets: u64,
-    pub segments: u64,
-    pub bytes_captured: u64,
-    pub bytes_not_captured: u64,
-    pub events_lost: u64,
-    pub bytes_lost: u64,
-    pub unparsed: u64,
-    pub load_failed: u64,
-    pub wakeups: u64,
-}
 
 /// A counter fed with running totals: adds the difference from the last total. A total smaller
 /// than the last one (the source restarted) counts from zero again.
@@ -313,11 +296,7 @@ pub struct Metrics {
     events_lost: [IntCounter; LostReason::ALL.len()],
     bytes_missed: [IntCounter; MISS_REASONS.len()],
     flows_refused: IntCounter,
-    /// `[dir][reason]`: request = 0, reply = 1.
-    desyncs: [[IntCounter; DesyncReason::ALL.len()]; 2],
-    orphan_replies: IntCounter,
-    commands_lost_gap: IntCounter,
-    commands_lost_overflow: IntCounter,
+    notices: crate::events::NoticeCounters,
     flows_evicted: IntCounterVec,
     /// Handles of the reasons seen so far (a handful of `&'static str`s).
     flows_evicted_cache: Vec<(&'static str, IntCounter)>,
@@ -483,14 +462,16 @@ impl Metrics {
                 "redis_observer_flows_refused_total",
                 "Connections not tracked because the flow table was full of active ones.",
             ),
-            desyncs: [desync_row("request"), desync_row("reply")],
-            orphan_replies: counter(
-                &r,
-                "redis_observer_orphan_replies_total",
-                "Replies with no command waiting for them (discarded).",
-            ),
-            commands_lost_gap: commands_lost.with_label_values(&["gap"]),
-            commands_lost_overflow: commands_lost.with_label_values(&["pending_overflow"]),
+            notices: crate::events::NoticeCounters {
+                desyncs: [desync_row("request"), desync_row("reply")],
+                orphan_replies: counter(
+                    &r,
+                    "redis_observer_orphan_replies_total",
+                    "Replies with no command waiting for them (discarded).",
+                ),
+                commands_lost_gap: commands_lost.with_label_values(&["gap"]),
+                commands_lost_overflow: commands_lost.with_label_values(&["pending_overflow"]),
+            },
             flows_evicted: counter_vec(
                 &r,
                 "redis_observer_flows_evicted_total",
@@ -554,7 +535,7 @@ impl Metrics {
     pub fn record_command(&mut self, rec: &CommandRecord<'_>) {
         let si = self
             .servers
-            .find(&self.fam, &self.servers_overflow, rec.server);
+            .find(&self.fam, &self.servers_overflow, rec.conn.server);
         let Some(slot) = self.servers.slots.get_mut(si) else {
             unreachable_slot()
         };
@@ -603,21 +584,7 @@ impl Metrics {
 
     /// Counts a [`Notice`].
     pub fn record_notice(&mut self, notice: &Notice) {
-        match *notice {
-            Notice::Desync { dir, reason } => {
-                let d = match dir {
-                    Dir::Request => 0,
-                    Dir::Reply => 1,
-                };
-                let i = DesyncReason::ALL.iter().position(|r| *r == reason);
-                if let Some(c) = i.and_then(|i| self.desyncs.get(d).and_then(|row| row.get(i))) {
-                    c.inc();
-                }
-            }
-            Notice::OrphanReply => self.orphan_replies.inc(),
-            Notice::CommandsLost(n) => self.commands_lost_gap.inc_by(n),
-            Notice::PendingOverflow => self.commands_lost_overflow.inc(),
-        }
+        notice.count(&self.notices);
     }
 
     /// A connection to `server` started being observed.
@@ -683,15 +650,22 @@ impl Metrics {
     }
 
     /// Takes the kernel's running totals; call it as often as convenient.
-    pub fn set_kernel_counters(&mut self, k: &KernelTotals) {
-        self.packets.set(k.packets);
-        self.segments.set(k.segments);
-        self.bytes_captured.set(k.bytes_captured);
-        self.wakeups.set(k.wakeups);
-        self.k_events_lost.set(k.events_lost);
-        self.k_unparsed.set(k.unparsed);
-        self.k_load_failed.set(k.load_failed);
-        self.k_bytes_lost.set(k.bytes_lost);
+    ///
+    /// The kernel's counters are running totals summed over CPUs. `EVENTS_LOST`, `UNPARSED` and
+    /// `LOAD_FAILED` go to `redis_observer_events_lost_total{reason}`; `BYTES_LOST` to
+    /// `redis_observer_ring_bytes_lost_total`. `BYTES_NOT_CAPTURED` is not exported: the same
+    /// bytes reach the streams and are counted there, per connection, as
+    /// `redis_observer_bytes_missed_total{reason="not_captured"}` (counting both would count
+    /// twice).
+    pub fn set_kernel_counters(&mut self, k: &Counters) {
+        self.packets.set(k.get(counter::PACKETS));
+        self.segments.set(k.get(counter::SEGMENTS));
+        self.bytes_captured.set(k.get(counter::BYTES_CAPTURED));
+        self.wakeups.set(k.get(counter::WAKEUPS));
+        self.k_events_lost.set(k.get(counter::EVENTS_LOST));
+        self.k_unparsed.set(k.get(counter::UNPARSED));
+        self.k_load_failed.set(k.get(counter::LOAD_FAILED));
+        self.k_bytes_lost.set(k.get(counter::BYTES_LOST));
     }
 
     /// Sets `redis_observer_packets_total` from a running total (replay counts its own packets).
@@ -764,3 +738,30 @@ fn status_index(s: Status) -> usize {
 
 #[cfg(test)]
 mod tests;
+
+/// The metrics as an output: every record is counted.
+impl crate::record::Sink for Metrics {
+    fn flow(&mut self, conn: &crate::conn::ConnMeta, event: FlowEvent) {
+        self.record_flow(conn.server, event);
+    }
+
+    fn command(&mut self, rec: &CommandRecord<'_>) {
+        self.record_command(rec);
+    }
+
+    fn push(&mut self, conn: &crate::conn::ConnMeta, _ts_ns: u64, reply: &crate::resp::Reply) {
+        self.record_push(conn.server, reply.wire_len);
+    }
+
+    fn notice(&mut self, _conn: &crate::conn::ConnMeta, _ts_ns: u64, notice: Notice) {
+        self.record_notice(&notice);
+    }
+
+    fn kernel_counters(&mut self, totals: &Counters) {
+        self.set_kernel_counters(totals);
+    }
+
+    fn flush(&mut self) {
+        self.flush_local();
+    }
+}

@@ -3,7 +3,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::record::ReplySummary;
+use crate::conn::ConnMeta;
+use crate::record::{Dir, ReplySummary};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -18,8 +19,8 @@ fn rec<'a>(
 ) -> CommandRecord<'a> {
     CommandRecord {
         ts_ns: 1,
-        client: sa("10.0.0.7:40000"),
-        server,
+        // Tests only: a record borrows its connection, which lives as long as the test.
+        conn: Box::leak(Box::new(ConnMeta::new(sa("10.0.0.7:40000"), server))),
         command: CommandId(command),
         name: b"X",
         key: None,
@@ -349,7 +350,7 @@ fn notices_and_observer_counters() {
     m.flow_evicted("idle");
     m.flow_evicted("idle");
     m.flow_evicted("table_full");
-    m.add_events_lost(LostReason::QueueFull, 3);
+    m.add_events_lost(LostReason::Malformed, 3);
     m.add_bytes_missed(MissReason::Gap, 1000);
     let server = sa("10.0.0.1:6379");
     m.record_flow(
@@ -361,17 +362,15 @@ fn notices_and_observer_counters() {
     );
     m.record_flow(server, FlowEvent::Refused);
     m.record_flow(server, FlowEvent::Evicted { idle: false });
-    let mut k = KernelTotals {
-        packets: 10,
-        events_lost: 2,
-        bytes_lost: 300,
-        bytes_not_captured: 50,
-        unparsed: 1,
-        ..KernelTotals::default()
-    };
+    let mut k = Counters::default();
+    k.0[counter::PACKETS as usize] = 10;
+    k.0[counter::EVENTS_LOST as usize] = 2;
+    k.0[counter::BYTES_LOST as usize] = 300;
+    k.0[counter::BYTES_NOT_CAPTURED as usize] = 50;
+    k.0[counter::UNPARSED as usize] = 1;
     m.set_kernel_counters(&k);
-    k.packets = 25;
-    k.events_lost = 2;
+    k.0[counter::PACKETS as usize] = 25;
+    k.0[counter::EVENTS_LOST as usize] = 2;
     m.set_kernel_counters(&k);
     m.set_kernel_counters(&k);
     let text = m.encode_text();
@@ -396,7 +395,7 @@ fn notices_and_observer_counters() {
             1.0,
         ),
         (
-            "redis_observer_events_lost_total{reason=\"queue_full\"}",
+            "redis_observer_events_lost_total{reason=\"malformed\"}",
             3.0,
         ),
         (

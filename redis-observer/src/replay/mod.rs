@@ -131,7 +131,7 @@ impl<R: Read> PacketReader<R> {
             self.inner.consume(self.pending);
             self.pending = 0;
         }
-        let (ts_ns, tcp) = loop {
+        let (ts_ns, iface_id, tcp) = loop {
             if self.done {
                 return Ok(None);
             }
@@ -178,7 +178,7 @@ impl<R: Read> PacketReader<R> {
         // it was not consumed, `next` parses the same bytes.
         let offset = self.inner.consumed() as u64;
         let data = match self.inner.next() {
-            Ok((_, block)) => self.links.packet(&block).map(|(_, _, data)| data),
+            Ok((_, block)) => self.links.packet(&block).map(|(_, _, data, _)| data),
             Err(_) => None,
         };
         let data = data.and_then(|d| d.get(tcp.payload.clone()));
@@ -199,6 +199,7 @@ impl<R: Read> PacketReader<R> {
             flags: tcp.flags,
             data,
             missing: tcp.missing,
+            iface: self.links.names.get(iface_id),
         }))
     }
 
@@ -255,7 +256,7 @@ pub fn for_each_segment<R: Read>(
 }
 
 enum Step {
-    Block(usize, Option<(u64, decode::Tcp)>),
+    Block(usize, Option<(u64, u32, decode::Tcp)>),
     Err(Fail),
 }
 
@@ -336,6 +337,10 @@ struct Links {
     legacy: Iface,
     /// Interfaces of the current pcapng section, by id.
     ifaces: Vec<Iface>,
+    /// Every interface described so far, numbered across sections (what `Segment::iface`
+    /// carries), with its `if_name`.
+    names: crate::conn::IfaceNames,
+    described: u32,
     /// Time of the last packet (simple packet blocks carry none).
     last_ts: u64,
 }
@@ -348,6 +353,8 @@ struct Iface {
     /// Seconds added to every timestamp (pcapng `if_tsoffset`).
     offset_s: i64,
     snaplen: u32,
+    /// Number across sections (0 for a legacy pcap's single, unnamed interface).
+    id: u32,
 }
 
 impl Default for Iface {
@@ -357,6 +364,7 @@ impl Default for Iface {
             units: 1_000_000,
             offset_s: 0,
             snaplen: 0,
+            id: 0,
         }
     }
 }
@@ -367,7 +375,7 @@ impl Links {
         &mut self,
         block: &PcapBlockOwned<'_>,
         stats: &mut ReplayStats,
-    ) -> Option<(u64, decode::Tcp)> {
+    ) -> Option<(u64, u32, decode::Tcp)> {
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 self.legacy = Iface {
@@ -379,6 +387,7 @@ impl Links {
                     },
                     offset_s: 0,
                     snaplen: h.snaplen,
+                    id: 0,
                 };
                 return None;
             }
@@ -389,11 +398,26 @@ impl Links {
             }
             PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                 if self.ifaces.len() < MAX_INTERFACES {
+                    // Ids start at 1: 0 is the unnamed interface of a legacy pcap.
+                    self.described = self.described.saturating_add(1);
+                    let id = self.described;
+                    let name = idb
+                        .options
+                        .iter()
+                        .find(|o| o.code == pcap_parser::pcapng::OptionCode::IfName)
+                        .and_then(|o| o.as_bytes().ok())
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .map(|n| n.trim_end_matches('\0'))
+                        .filter(|n| !n.is_empty() && n.len() <= 64);
+                    if let Some(name) = name {
+                        self.names.set(id, name);
+                    }
                     self.ifaces.push(Iface {
                         linktype: idb.linktype.0,
                         units: ts_units(idb.if_tsresol),
                         offset_s: idb.if_tsoffset,
                         snaplen: idb.snaplen,
+                        id,
                     });
                 }
                 return None;
@@ -409,7 +433,7 @@ impl Links {
             return None;
         }
         stats.packets += 1;
-        let Some((linktype, ts, data)) = self.packet(block) else {
+        let Some((linktype, ts, data, iface)) = self.packet(block) else {
             // A packet on an interface never described.
             stats.unparsable += 1;
             return None;
@@ -427,7 +451,7 @@ impl Links {
                     stats.truncated_packets += 1;
                     stats.truncated_bytes += u64::from(tcp.missing);
                 }
-                Some((ts, tcp))
+                Some((ts, iface, tcp))
             }
             Decoded::NotTcp => {
                 stats.non_tcp += 1;
@@ -445,7 +469,8 @@ impl Links {
     }
 
     /// A packet block's link type, time (ns since the epoch) and captured bytes.
-    fn packet<'a>(&self, block: &PcapBlockOwned<'a>) -> Option<(i32, u64, &'a [u8])> {
+    /// Also the interface's number across sections (0 for a legacy pcap).
+    fn packet<'a>(&self, block: &PcapBlockOwned<'a>) -> Option<(i32, u64, &'a [u8], u32)> {
         match block {
             PcapBlockOwned::Legacy(b) => {
                 let ts = ts_ns(
@@ -454,7 +479,7 @@ impl Links {
                     self.legacy.units,
                     0,
                 );
-                Some((self.legacy.linktype, ts, b.data))
+                Some((self.legacy.linktype, ts, b.data, 0))
             }
             PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                 let iface = self.ifaces.get(usize::try_from(epb.if_id).ok()?)?;
@@ -462,7 +487,12 @@ impl Links {
                 let ts = ts_ns(0, units, iface.units, iface.offset_s);
                 // `data` is padded to 4 bytes; the packet is its first `caplen`.
                 let len = usize::try_from(epb.caplen).unwrap_or(usize::MAX);
-                Some((iface.linktype, ts, epb.data.get(..len.min(epb.data.len()))?))
+                Some((
+                    iface.linktype,
+                    ts,
+                    epb.data.get(..len.min(epb.data.len()))?,
+                    iface.id,
+                ))
             }
             PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                 // Interface 0; the block holds min(original length, snaplen) bytes plus padding.
@@ -475,6 +505,7 @@ impl Links {
                     iface.linktype,
                     self.last_ts,
                     spb.data.get(..len.min(spb.data.len()))?,
+                    iface.id,
                 ))
             }
             _ => None,

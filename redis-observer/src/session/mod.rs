@@ -46,9 +46,9 @@ mod pubsub;
 mod tests;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
 use crate::commands::{self, CommandId, UNKNOWN};
+use crate::conn::ConnMeta;
 use crate::record::{CommandRecord, Dir, Notice, RecordArg, ReplySummary, Sink, Status};
 use crate::resp::{
     DesyncReason, Kind, Limits, ProtocolError, Reply, ReplyDecoder, ReplyEvent, Request,
@@ -106,12 +106,7 @@ impl Session {
     /// `mid_stream`: the capture did not see the connection start (decoders resynchronise, server
     /// bytes are dropped until the first command).
     #[must_use]
-    pub fn new(
-        client: SocketAddr,
-        server: SocketAddr,
-        limits: &SessionLimits,
-        mid_stream: bool,
-    ) -> Self {
+    pub fn new(meta: ConnMeta, limits: &SessionLimits, mid_stream: bool) -> Self {
         let (requests, replies) = if mid_stream {
             (
                 RequestDecoder::new_mid_stream(limits.resp.clone()),
@@ -126,7 +121,7 @@ impl Session {
         Session {
             requests,
             replies,
-            core: Core::new(client, server, limits, mid_stream),
+            core: Core::new(meta, limits, mid_stream),
         }
     }
 
@@ -135,6 +130,7 @@ impl Session {
             return;
         }
         let core = &mut self.core;
+        core.now = ts;
         self.requests.feed(ts, data, &mut |ev: RequestEvent<'_>| {
             core.on_request(ts, ev, sink);
         });
@@ -145,6 +141,7 @@ impl Session {
             return;
         }
         let core = &mut self.core;
+        core.now = ts;
         self.requests.missing(ts, n, &mut |ev: RequestEvent<'_>| {
             core.on_request(ts, ev, sink);
         });
@@ -155,6 +152,7 @@ impl Session {
             return;
         }
         let core = &mut self.core;
+        core.now = ts;
         self.replies.feed(ts, data, &mut |ev: ReplyEvent<'_>| {
             core.on_reply_event(ev, sink);
         });
@@ -165,6 +163,7 @@ impl Session {
             return;
         }
         let core = &mut self.core;
+        core.now = ts;
         self.replies.missing(ts, n, &mut |ev: ReplyEvent<'_>| {
             core.on_reply_event(ev, sink);
         });
@@ -172,7 +171,8 @@ impl Session {
 
     /// Connection ended: every pending command becomes `unanswered` (a pub/sub command that got
     /// some confirmations is complete), queued transaction commands too (never ran).
-    pub fn close(&mut self, _ts: u64, sink: &mut impl Sink) {
+    pub fn close(&mut self, ts: u64, sink: &mut impl Sink) {
+        self.core.now = self.core.now.max(ts);
         self.core.close(sink);
     }
 
@@ -180,6 +180,12 @@ impl Session {
     #[must_use]
     pub fn mem(&self) -> usize {
         size_of::<Self>() + self.requests.mem() + self.replies.mem() + self.core.mem()
+    }
+
+    /// The connection this session pairs.
+    #[must_use]
+    pub fn meta(&self) -> &ConnMeta {
+        &self.core.meta
     }
 
     /// Not RESP: the pipeline stops feeding it.
@@ -233,8 +239,9 @@ enum TxEnd<'a> {
 }
 
 struct Core {
-    client: SocketAddr,
-    server: SocketAddr,
+    meta: ConnMeta,
+    /// Time of the latest bytes fed (ns since the epoch): when notices happen.
+    now: u64,
     max_pending: usize,
     keep_args: usize,
     keep_arg_bytes: usize,
@@ -278,10 +285,10 @@ struct Core {
 }
 
 impl Core {
-    fn new(client: SocketAddr, server: SocketAddr, l: &SessionLimits, mid_stream: bool) -> Self {
+    fn new(meta: ConnMeta, l: &SessionLimits, mid_stream: bool) -> Self {
         Core {
-            client,
-            server,
+            meta,
+            now: 0,
             max_pending: l.max_pending.max(1),
             // Bounds keep every entry's bytes far below u32 offsets.
             keep_args: l.keep_args.min(1024),
@@ -321,7 +328,7 @@ impl Core {
     }
 
     fn notice(&self, sink: &mut impl Sink, n: Notice) {
-        sink.notice(self.client, self.server, n);
+        sink.notice(&self.meta, self.now, n);
     }
 
     // --------------------------------------------------------------------------------------------
@@ -698,7 +705,7 @@ impl Core {
     }
 
     fn push(&self, r: &Reply, sink: &mut impl Sink) {
-        sink.push(r.first_ts, self.client, self.server, r);
+        sink.push(&self.meta, r.first_ts, r);
     }
 
     /// The reply could be the head's: always, unless we are resynchronising and the reply began
@@ -1082,8 +1089,7 @@ impl Core {
         });
         sink.command(&CommandRecord {
             ts_ns: e.ts_first,
-            client: self.client,
-            server: self.server,
+            conn: &self.meta,
             command: e.id,
             name,
             key,

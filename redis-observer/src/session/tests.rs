@@ -79,7 +79,7 @@ impl Sink for Collect {
         });
     }
 
-    fn push(&mut self, _ts: u64, _c: SocketAddr, _s: SocketAddr, r: &Reply) {
+    fn push(&mut self, _c: &ConnMeta, _ts: u64, r: &Reply) {
         let mut line = format!("push {} [", r.kind.as_str());
         for (i, c) in r.children.iter().enumerate() {
             if i > 0 {
@@ -100,7 +100,7 @@ impl Sink for Collect {
         self.events.push(line);
     }
 
-    fn notice(&mut self, _c: SocketAddr, _s: SocketAddr, n: Notice) {
+    fn notice(&mut self, _c: &ConnMeta, _ts: u64, n: Notice) {
         self.events.push(format!("notice {n:?}"));
     }
 }
@@ -196,8 +196,7 @@ struct Run {
 /// Feeds `steps` (step i at ts = 1000 * (i + 1)).
 fn run_with(limits: &SessionLimits, mid_stream: bool, steps: &[Step]) -> Run {
     let session = Session::new(
-        addr("10.0.0.1:50000"),
-        addr("10.0.0.2:6379"),
+        ConnMeta::new(addr("10.0.0.1:50000"), addr("10.0.0.2:6379")),
         limits,
         mid_stream,
     );

@@ -1,6 +1,6 @@
 use super::*;
 use crate::commands::CommandId;
-use crate::record::{RecordArg, Status};
+use crate::record::{Dir, RecordArg, Status};
 use crate::resp::DesyncReason;
 
 /// 2026-11-20T23:56:34.123456789Z
@@ -8,6 +8,11 @@ const TS: u64 = 1_795_218_994_123_456_789;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+/// A connection that lives as long as the test (records borrow theirs).
+fn conn(client: &str, server: &str) -> &'static ConnMeta {
+    Box::leak(Box::new(ConnMeta::new(sa(client), sa(server))))
 }
 
 /// Arguments as (kept bytes, full length, redacted), laid out in one buffer.
@@ -40,8 +45,7 @@ fn rec<'a>(
 ) -> CommandRecord<'a> {
     CommandRecord {
         ts_ns: TS,
-        client: sa("10.0.0.7:53422"),
-        server: sa("10.0.0.1:6379"),
+        conn: conn("10.0.0.7:53422", "10.0.0.1:6379"),
         command: CommandId(1),
         name,
         key,
@@ -113,7 +117,7 @@ fn ok_bulk() {
         format!(
             "{HEAD},\"command\":\"GET\",\"key\":\"user:1\",\"args\":[\"user:1\"],\"status\":\"ok\",\
              \"reply_type\":\"bulk\",\"reply\":\"\\\"bar\\\"\",\"error\":null,\"latency_us\":123.456,\
-             \"req_bytes\":30,\"resp_bytes\":9}}\n"
+             \"req_bytes\":30,\"resp_bytes\":9,\"iface\":null}}\n"
         )
     );
 }
@@ -167,7 +171,7 @@ fn error_reply() {
         format!(
             "{HEAD},\"command\":\"INCR\",\"key\":\"k\",\"args\":[],\"status\":\"error\",\
              \"reply_type\":\"error\",\"reply\":null,\"error\":\"WRONGTYPE Operation against a key \
-             holding the wrong kind of value\",\"latency_us\":50.000,\"req_bytes\":30,\"resp_bytes\":9}}\n"
+             holding the wrong kind of value\",\"latency_us\":50.000,\"req_bytes\":30,\"resp_bytes\":9,\"iface\":null}}\n"
         )
     );
 }
@@ -190,7 +194,7 @@ fn unanswered_and_no_reply() {
         format!(
             "{HEAD},\"command\":\"BLPOP\",\"key\":\"list\",\"args\":[\"list\",\"0\"],\
              \"status\":\"unanswered\",\"reply_type\":null,\"reply\":null,\"error\":null,\
-             \"latency_us\":null,\"req_bytes\":30,\"resp_bytes\":0}}\n"
+             \"latency_us\":null,\"req_bytes\":30,\"resp_bytes\":0,\"iface\":null}}\n"
         )
     );
     r.status = Status::NoReply;
@@ -274,8 +278,7 @@ fn ipv6_addresses() {
         reply(Kind::Simple, 4, b"PONG"),
         Some(1),
     );
-    r.client = sa("[2001:db8::1]:53422");
-    r.server = sa("[::1]:6379");
+    r.conn = conn("[2001:db8::1]:53422", "[::1]:6379");
     assert!(json(&r).contains(r#""client":"[2001:db8::1]:53422","server":"[::1]:6379""#));
 }
 
@@ -385,7 +388,7 @@ fn in_transaction_flag() {
         Some(1),
     );
     r.in_transaction = true;
-    assert!(json(&r).ends_with(",\"resp_bytes\":9,\"in_transaction\":true}\n"));
+    assert!(json(&r).ends_with(",\"resp_bytes\":9,\"in_transaction\":true,\"iface\":null}\n"));
 }
 
 #[test]
@@ -441,31 +444,20 @@ fn push_lines() {
         });
     }
     let mut out = Vec::new();
-    Renderer::new(Format::Json).push(
-        TS,
-        sa("10.0.0.7:53422"),
-        sa("10.0.0.1:6379"),
-        &reply,
-        &mut out,
-    );
+    let c = conn("10.0.0.7:53422", "10.0.0.1:6379");
+    Renderer::new(Format::Json).push(TS, c, &reply, &mut out);
     let s = String::from_utf8(out).unwrap();
     assert_eq!(
         s,
         format!(
             "{HEAD},\"command\":null,\"key\":null,\"args\":[\"news\",\"hello \\\"world\\\"\"],\
              \"status\":\"push\",\"reply_type\":\"push\",\"reply\":\"message [3 items]\",\
-             \"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":44}}\n"
+             \"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":44,\"iface\":null}}\n"
         )
     );
     serde_json::from_str::<serde_json::Value>(&s).unwrap();
     let mut out = Vec::new();
-    Renderer::new(Format::Text).push(
-        TS,
-        sa("10.0.0.7:53422"),
-        sa("10.0.0.1:6379"),
-        &reply,
-        &mut out,
-    );
+    Renderer::new(Format::Text).push(TS, c, &reply, &mut out);
     let s = String::from_utf8(out).unwrap();
     assert!(
         s.ends_with("(push)             message [3 items] news hello \"world\"\n"),
@@ -483,12 +475,11 @@ fn notice_lines() {
     let mut r = Renderer::new(Format::Json);
     r.notice(
         TS,
-        Some(sa("10.0.0.7:53422")),
-        Some(sa("10.0.0.1:6379")),
+        Some(conn("10.0.0.7:53422", "10.0.0.1:6379")),
         NoticeLine::Pipeline(&n),
         &mut out,
     );
-    r.notice(TS, None, None, NoticeLine::Dropped(42), &mut out);
+    r.notice(TS, None, NoticeLine::Dropped(42), &mut out);
     let s = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(
@@ -496,7 +487,7 @@ fn notice_lines() {
         format!(
             "{HEAD},\"command\":null,\"key\":null,\"args\":[],\"status\":\"notice\",\"reply_type\":null,\
              \"reply\":null,\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":0,\
-             \"notice\":\"lost the reply stream's framing: gap\"}}"
+             \"notice\":\"lost the reply stream's framing: gap\",\"iface\":null}}"
         )
     );
     let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
@@ -510,7 +501,7 @@ fn notice_lines() {
         Notice::PendingOverflow,
     ] {
         let mut out = Vec::new();
-        r.notice(TS, None, None, NoticeLine::Pipeline(&n), &mut out);
+        r.notice(TS, None, NoticeLine::Pipeline(&n), &mut out);
         serde_json::from_slice::<serde_json::Value>(&out).unwrap();
     }
 }
@@ -538,7 +529,7 @@ fn text_lines_are_aligned() {
         reply(Kind::Error, 7, b"ERR bad"),
         Some(2_500_000_000),
     );
-    r2.client = sa("192.168.100.200:65535");
+    r2.conn = conn("192.168.100.200:65535", "10.0.0.1:6379");
     write_text(&r2, &mut lines);
     let r3 = rec(
         b"BLPOP",
