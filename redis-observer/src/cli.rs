@@ -128,6 +128,9 @@ pub struct TailArgs {
     /// Only commands that got an error reply.
     #[arg(long)]
     pub errors: bool,
+    /// Only commands seen on this interface (repeatable: any of them).
+    #[arg(long = "iface")]
+    pub ifaces: Vec<String>,
     /// Pass matching lines through as JSON.
     #[arg(long)]
     pub json: bool,

@@ -31,6 +31,7 @@
 //!   of events (every drain tick), and closed at the end.
 
 pub mod render;
+pub mod schema;
 mod writer;
 
 use std::io;
@@ -39,6 +40,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use render::{Bounds, Format, NoticeLine, Renderer, write_json, write_text};
+pub use schema::LogLine;
 pub use writer::{Reopener, RotatingFile, Target};
 
 use crate::conn::ConnMeta;

@@ -10,6 +10,8 @@ pub struct Filter {
     /// In nanoseconds, compared with `latency_us * 1000`.
     min_latency_ns: Option<f64>,
     errors: bool,
+    /// `--iface`: interface names (any of them).
+    ifaces: Vec<String>,
 }
 
 impl Filter {
@@ -24,12 +26,40 @@ impl Filter {
             // Exact below 2^53 ns (104 days); durations parse from f64 seconds anyway.
             min_latency_ns: min_latency.map(|d| d.as_nanos() as f64),
             errors,
+            ifaces: Vec::new(),
         }
+    }
+
+    /// Also requires the line's interface to be one of `ifaces` (when not empty).
+    #[must_use]
+    pub fn with_ifaces(mut self, ifaces: &[String]) -> Self {
+        self.ifaces = ifaces.iter().filter(|i| !i.is_empty()).cloned().collect();
+        self
+    }
+
+    /// A command line of the log (the caller checks `line.is_command()`).
+    pub fn matches_line(&self, line: &crate::command_log::LogLine) -> bool {
+        if !self.ifaces.is_empty()
+            && !line
+                .iface
+                .as_ref()
+                .is_some_and(|i| self.ifaces.iter().any(|f| f == i))
+        {
+            return false;
+        }
+        self.matches(
+            line.command.as_deref().unwrap_or(""),
+            &line.status,
+            line.latency_us,
+        )
     }
 
     /// Any condition given: then lines that are not commands (pushes) are left out too.
     pub fn is_active(&self) -> bool {
-        !self.commands.is_empty() || self.min_latency_ns.is_some() || self.errors
+        !self.commands.is_empty()
+            || self.min_latency_ns.is_some()
+            || self.errors
+            || !self.ifaces.is_empty()
     }
 
     /// `command` as logged (`CONFIG GET`), `status` (`ok`, `error`, ...), `latency_us` (null for
@@ -147,5 +177,29 @@ mod tests {
         assert!(!all.matches("HGETALL", "ok", Some(5000.0)));
         assert!(!all.matches("HGETALL", "error", Some(10.0)));
         assert!(!all.matches("SET", "error", Some(5000.0)));
+    }
+
+    #[test]
+    fn interfaces() {
+        use crate::command_log::LogLine;
+        let line = |iface: Option<&str>| LogLine {
+            command: Some("GET".into()),
+            status: "ok".into(),
+            iface: iface.map(Into::into),
+            ..LogLine::default()
+        };
+        let lo = f(&[], None, false).with_ifaces(&["lo".into(), "eth1".into()]);
+        assert!(lo.is_active());
+        assert!(lo.matches_line(&line(Some("lo"))));
+        assert!(lo.matches_line(&line(Some("eth1"))));
+        assert!(!lo.matches_line(&line(Some("eth0"))));
+        assert!(!lo.matches_line(&line(None)));
+        assert!(f(&[], None, false).matches_line(&line(None)));
+        let get_on_lo = f(&["get"], None, false).with_ifaces(&["lo".into()]);
+        assert!(get_on_lo.matches_line(&line(Some("lo"))));
+        assert!(!get_on_lo.matches_line(&LogLine {
+            command: Some("SET".into()),
+            ..line(Some("lo"))
+        }));
     }
 }

@@ -37,6 +37,7 @@ pub use self::{
     format::{Formatter, Style},
 };
 use crate::cli::TailArgs;
+use crate::command_log::LogLine;
 
 /// Lines already in the file that `-f` shows first, as tail(1) does.
 const FOLLOW_BACKLOG: usize = 10;
@@ -58,7 +59,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         width: if tty { terminal_width() } else { None },
     };
     let printer = Printer::new(
-        Filter::new(&args.commands, args.min_latency, args.errors),
+        Filter::new(&args.commands, args.min_latency, args.errors).with_ifaces(&args.ifaces),
         style,
         args.json,
     );
@@ -166,11 +167,10 @@ impl Printer {
         match serde_json::from_slice::<Value>(raw) {
             Ok(Value::Object(m)) => {
                 let show = match m.get("command").and_then(Value::as_str) {
-                    Some(command) => self.filter.matches(
-                        command,
-                        m.get("status").and_then(Value::as_str).unwrap_or(""),
-                        m.get("latency_us").and_then(Value::as_f64),
-                    ),
+                    // A line of the log's own schema; a command line that does not fit it (from
+                    // another tool) is shown only without filters.
+                    Some(_) => serde_json::from_slice::<LogLine>(raw)
+                        .map_or(!self.filter.is_active(), |l| self.filter.matches_line(&l)),
                     None => {
                         m.get("status").and_then(Value::as_str) != Some("push")
                             || !self.filter.is_active()

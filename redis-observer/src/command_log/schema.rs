@@ -1,0 +1,142 @@
+//! The command log's line, as one serde type: what `tail` and the tests read back.
+//!
+//! The daemon renders lines by hand (see [`render`](super::render): no serde on the hot path);
+//! the round-trip tests below hold the two together: every line the renderer writes parses as a
+//! [`LogLine`] and serialises back to the same JSON object, field for field. A field added to the
+//! log is added here and in the renderer, and nowhere else.
+
+use serde::{Deserialize, Serialize};
+
+/// One line of the command log (`--log-format json`). Commands have `command` set; pushes and
+/// notices have it `null` and a `status` of their own (`push`, `notice`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// RFC 3339 UTC with microseconds.
+    pub ts: String,
+    pub client: Option<String>,
+    pub server: Option<String>,
+    pub command: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub status: String,
+    pub reply_type: Option<String>,
+    pub reply: Option<String>,
+    pub error: Option<String>,
+    pub latency_us: Option<f64>,
+    #[serde(default)]
+    pub req_bytes: u64,
+    #[serde(default)]
+    pub resp_bytes: u64,
+    /// Present (and true) only for commands run by EXEC.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_transaction: bool,
+    /// A notice's sentence (notice lines only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// Interface the connection was seen on.
+    #[serde(default)]
+    pub iface: Option<String>,
+}
+
+impl LogLine {
+    /// A command line (not a push or notice).
+    #[must_use]
+    pub fn is_command(&self) -> bool {
+        self.command.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::command_log::Format;
+    use crate::command_log::{NoticeLine, Renderer};
+    use crate::commands::CommandId;
+    use crate::conn::ConnMeta;
+    use crate::record::{CommandRecord, Notice, RecordArg, ReplySummary, Status};
+    use crate::resp::{Kind, Reply};
+
+    fn round_trip(line: &[u8]) -> LogLine {
+        let text = std::str::from_utf8(line).unwrap().trim_end();
+        let typed: LogLine = serde_json::from_str(text).unwrap();
+        let raw: serde_json::Value = serde_json::from_str(text).unwrap();
+        let back = serde_json::to_value(&typed).unwrap();
+        assert_eq!(raw, back, "the schema and the renderer disagree on {text}");
+        typed
+    }
+
+    #[test]
+    fn every_kind_of_line_round_trips() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let conn =
+            ConnMeta::new(sa("10.0.0.7:53422"), sa("[::1]:6379")).with_iface(Some("eth0".into()));
+        let args = [RecordArg {
+            start: 0,
+            kept: 3,
+            len: 3,
+            redacted: false,
+        }];
+        let mut rec = CommandRecord {
+            ts_ns: 1_795_218_994_123_456_789,
+            conn: &conn,
+            command: CommandId(1),
+            name: b"SET",
+            key: Some(b"k\xff"),
+            args: &args,
+            arg_buf: b"bar",
+            argc: 1,
+            status: Status::Ok,
+            reply: Some(ReplySummary {
+                kind: Kind::Simple,
+                len: 2,
+                text: b"OK",
+                redacted: false,
+            }),
+            latency_ns: Some(1500),
+            req_bytes: 30,
+            resp_bytes: 5,
+            in_transaction: true,
+        };
+        let mut r = Renderer::new(Format::Json);
+        let mut out = Vec::new();
+        r.command(&rec, &mut out);
+        let l = round_trip(&out);
+        assert_eq!(l.command.as_deref(), Some("SET"));
+        assert_eq!(l.iface.as_deref(), Some("eth0"));
+        assert_eq!(l.server.as_deref(), Some("[::1]:6379"));
+        assert_eq!(l.key.as_deref(), Some("k\\xff"));
+        assert!(l.in_transaction && l.is_command());
+        rec.status = Status::Error;
+        rec.in_transaction = false;
+        rec.latency_ns = None;
+        rec.reply = Some(ReplySummary {
+            kind: Kind::Error,
+            len: 7,
+            text: b"ERR bad",
+            redacted: false,
+        });
+        out.clear();
+        r.command(&rec, &mut out);
+        let l = round_trip(&out);
+        assert_eq!((l.error.as_deref(), l.reply), (Some("ERR bad"), None));
+        out.clear();
+        r.push(1, &conn, &Reply::default(), &mut out);
+        assert_eq!(round_trip(&out).status, "push");
+        out.clear();
+        r.notice(
+            1,
+            Some(&conn),
+            NoticeLine::Pipeline(&Notice::OrphanReply),
+            &mut out,
+        );
+        let l = round_trip(&out);
+        assert_eq!(l.status, "notice");
+        assert!(l.notice.is_some() && !l.is_command());
+        out.clear();
+        r.notice(1, None, NoticeLine::Dropped(3), &mut out);
+        assert_eq!(round_trip(&out).client, None);
+    }
+}
