@@ -120,7 +120,7 @@ fn lo_roundtrip(mode: &str) {
             "--dump-streams",
             dir.to_str().unwrap(),
             "--log",
-            "/dev/null",
+            dir.join("log").to_str().unwrap(),
         ],
     );
     let (cport, sent, received) = traffic(format!("127.0.0.1:{port}").parse().unwrap());
@@ -131,6 +131,26 @@ fn lo_roundtrip(mode: &str) {
     assert_same("server → client", &dumped(&dir, cport, "rep"), &received);
     assert_no_losses(&m);
     assert_nothing_attached(None, "lo");
+    assert_every_line_on(&dir.join("log"), "lo");
+}
+
+/// Every line of the command log names the interface, and `tail --iface` selects by it.
+fn assert_every_line_on(log: &Path, iface: &str) {
+    let text = std::fs::read_to_string(log).expect("command log");
+    let lines = parse_log(&text);
+    assert!(!lines.is_empty(), "no log lines");
+    for l in &lines {
+        assert_eq!(l["iface"], iface, "{l}");
+    }
+    let tail = |filter: &str| {
+        let out = sh(Command::new(observer_bin())
+            .args(["tail", "--json", "--iface", filter])
+            .arg(log));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let commands = lines.iter().filter(|l| !l["command"].is_null()).count();
+    assert_eq!(tail(iface), commands, "tail --iface {iface}");
+    assert_eq!(tail("no-such-if0"), 0, "tail --iface no-such-if0");
 }
 
 #[test]
@@ -162,7 +182,7 @@ fn veth_roundtrip(v6: bool, mode: &str) {
             "--dump-streams",
             dir.to_str().unwrap(),
             "--log",
-            "/dev/null",
+            dir.join("log").to_str().unwrap(),
         ],
     );
     let addr: SocketAddr = if v6 {
@@ -180,6 +200,7 @@ fn veth_roundtrip(v6: bool, mode: &str) {
     assert_same("server → client", &dumped(&dir, cport, "rep"), &received);
     assert_no_losses(&m);
     assert_nothing_attached(Some(&net.server), &net.server_if);
+    assert_every_line_on(&dir.join("log"), &net.server_if);
 }
 
 #[test]
