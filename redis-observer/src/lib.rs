@@ -1,7 +1,23 @@
 //! redis-observer: an eBPF-based Redis traffic observer.
 //!
-//! The protocol core (`reassembly`, `resp`, `session`, `commands`) is plain synchronous Rust with
-//! no I/O, shared by the live daemon (`capture`) and `replay`.
+//! # Layout
+//!
+//! The pipeline, in the order a byte goes through it (`docs/architecture.md` has the picture):
+//!
+//! - [`capture`] (live, the only module that talks to the kernel) or [`replay`] (pcap files)
+//!   produce [`segment::Segment`]s.
+//! - [`pipeline`] keeps the flow table ([`flows`]) and creates each connection's
+//!   [`conn::ConnMeta`]; [`reassembly`] puts each direction's bytes in order.
+//! - [`resp`] decodes commands and replies; [`session`] pairs them into
+//!   [`record::CommandRecord`]s, pushes and [`events::Notice`]s, using the command table in
+//!   [`commands`].
+//! - [`outputs`] fans records out to [`metrics`] and the [`command_log`].
+//!
+//! Around it: [`cli`] and the subcommands [`run`], [`replay_cmd`], [`tailcmd`], [`check`];
+//! [`debug`] taps; [`privilege`] and [`logging`] for the daemon itself.
+//!
+//! The protocol core (`reassembly`, `resp`, `session`, `commands`, `pipeline`) is plain
+//! synchronous Rust with no I/O, shared by the live daemon and `replay`.
 
 pub mod capture;
 pub mod check;
