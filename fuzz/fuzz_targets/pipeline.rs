@@ -11,6 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use redis_observer::{
     conn::ConnMeta,
     flows::FlowLimits,
+    limits::RecordLimits,
     metrics::Metrics,
     outputs::Outputs,
     pipeline::{Pipeline, PipelineConfig},
@@ -131,9 +132,13 @@ fuzz_target!(|input: Input| {
             session: SessionLimits {
                 max_pending: 8,
                 resp: limits(1),
-                keep_args: 4,
-                keep_arg_bytes: 8,
-                keep_name_bytes: 6,
+                record: RecordLimits {
+                    args: 4,
+                    arg_bytes: 8,
+                    key_bytes: 8,
+                    name_bytes: 6,
+                    ..RecordLimits::default()
+                },
             },
             stream: StreamLimits {
                 max_out_of_order_bytes: 4096,
@@ -151,14 +156,15 @@ fuzz_target!(|input: Input| {
     let sl = &cfg.session;
     let sl_resp = &sl.resp;
     let session_bound = {
-        let per_entry = sl.keep_name_bytes + (sl.keep_args + 1) * sl.keep_arg_bytes;
+        let per_entry = sl.record.name_bytes
+            + (sl.record.args + 1) * sl.record.arg_bytes.max(sl.record.key_bytes);
         let live = sl.max_pending + 1;
         size_of::<Session>()
             + request_mem_bound(sl_resp)
             + reply_mem_bound(sl_resp)
             + 4 * live.max(8) * ENTRY
             + 2 * (2 * live * per_entry + 4096)
-            + 2 * (2 * live * sl.keep_args * ARG + 4096 * ARG)
+            + 2 * (2 * live * sl.record.args * ARG + 4096 * ARG)
     };
     let max_seg = input
         .segs
@@ -175,9 +181,9 @@ fuzz_target!(|input: Input| {
     let mut p = Pipeline::new(cfg.clone());
     let mut sink = Tee {
         check: Checker::new(RecordBounds {
-            keep_args: sl.keep_args,
-            keep_arg_bytes: sl.keep_arg_bytes,
-            keep_name_bytes: sl.keep_name_bytes,
+            keep_args: sl.record.args,
+            keep_arg_bytes: sl.record.arg_bytes.max(sl.record.key_bytes),
+            keep_name_bytes: sl.record.name_bytes,
             keep_reply_bytes: sl_resp.keep_reply_bytes,
         }),
         out: Outputs::new(Metrics::new()),

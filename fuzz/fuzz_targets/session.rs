@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use redis_observer::{
+    limits::RecordLimits,
     resp::{RequestDecoder, RequestEvent},
     session::{Session, SessionLimits},
 };
@@ -93,9 +94,13 @@ fuzz_target!(|input: Input| {
         SessionLimits {
             max_pending: 8,
             resp: resp.clone(),
-            keep_args: 4,
-            keep_arg_bytes: 8,
-            keep_name_bytes: 6,
+            record: RecordLimits {
+                args: 4,
+                arg_bytes: 8,
+                key_bytes: 8,
+                name_bytes: 6,
+                ..RecordLimits::default()
+            },
         }
     };
     let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
@@ -117,13 +122,14 @@ fuzz_target!(|input: Input| {
         }
     };
     let mut sink = Checker::new(RecordBounds {
-        keep_args: lim.keep_args,
-        keep_arg_bytes: lim.keep_arg_bytes,
-        keep_name_bytes: lim.keep_name_bytes,
+        keep_args: lim.record.args,
+        keep_arg_bytes: lim.record.arg_bytes.max(lim.record.key_bytes),
+        keep_name_bytes: lim.record.name_bytes,
         keep_reply_bytes: resp.keep_reply_bytes,
     });
     // Per entry: unknown name, kept args and the key; their spans.
-    let per_entry = lim.keep_name_bytes + (lim.keep_args + 1) * lim.keep_arg_bytes;
+    let per_entry = lim.record.name_bytes
+        + (lim.record.args + 1) * lim.record.arg_bytes.max(lim.record.key_bytes);
     let live = lim.max_pending + 1;
     let bound = size_of::<Session>()
         + request_mem_bound(&resp)
@@ -131,7 +137,7 @@ fuzz_target!(|input: Input| {
         + 4 * live.max(8) * ENTRY
         // Fifo arenas: live data, as much dead space again plus 4096 before compaction, doubled.
         + 2 * (2 * live * per_entry + 4096)
-        + 2 * (2 * live * lim.keep_args * ARG + 4096 * ARG);
+        + 2 * (2 * live * lim.record.args * ARG + 4096 * ARG);
     let (mut cbytes, mut sbytes) = (0u64, 0u64);
     let mut closed = false;
     let mut ts = 1_000_000u64;

@@ -28,6 +28,7 @@ pub mod conn;
 pub mod debug;
 pub mod events;
 pub mod flows;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod outputs;

@@ -15,7 +15,8 @@
 //!   verbatim strings quoted (`"bar"`); `(nil)` for nulls; `true`/`false`; `[3 items]` for
 //!   arrays, sets and pushes, `{2 pairs}` for maps; `null` for errors (their text is in
 //!   `error`) and when there was no reply. A cut value ends with `…(+N bytes)`.
-//! - `args` beyond [`Bounds::max_args`] end with one `"…(+N more)"` element.
+//! - `args` beyond [`Bounds::args`](crate::limits::RecordLimits::args) end with one
+//!   `"…(+N more)"` element.
 //! - Bytes that are not UTF-8 appear as the four characters `\xNN` (JSON `"\\xNN"`); a literal
 //!   backslash in valid text is not doubled, so the two can look alike.
 //! - `latency_us` has three decimals (ns resolution).

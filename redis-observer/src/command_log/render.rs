@@ -20,35 +20,8 @@ pub enum Format {
     Text,
 }
 
-/// How much of each value a line shows. Bytes are counted before escaping.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bounds {
-    /// Arguments shown; the rest are summarised as `…(+N more)`.
-    pub max_args: usize,
-    /// Bytes shown of each argument (and of each push element); the rest as `…(+N bytes)`.
-    pub max_arg_bytes: usize,
-    /// Bytes shown of the key.
-    pub max_key_bytes: usize,
-    /// Bytes shown of a scalar reply.
-    pub max_reply_bytes: usize,
-    /// Bytes shown of an error reply.
-    pub max_error_bytes: usize,
-    /// Bytes shown of a command name (unknown commands are named as sent).
-    pub max_name_bytes: usize,
-}
-
-impl Default for Bounds {
-    fn default() -> Self {
-        Bounds {
-            max_args: 16,
-            max_arg_bytes: 96,
-            max_key_bytes: 128,
-            max_reply_bytes: 96,
-            max_error_bytes: 256,
-            max_name_bytes: 64,
-        }
-    }
-}
+/// How much of each value a line shows: the same limits the session keeps by.
+pub use crate::limits::RecordLimits as Bounds;
 
 /// Renders lines in one format with one set of bounds. Keeps small caches (the timestamp's
 /// date and time of day, the last addresses), so rendering takes `&mut self`.
@@ -133,7 +106,7 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
     match rec.key {
         Some(k) => {
             out.push(b'"');
-            bounded(out, k, k.len() as u64, b.max_key_bytes, Mode::Json);
+            bounded(out, k, k.len() as u64, b.key_bytes, Mode::Json);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
@@ -148,7 +121,7 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
         out.push(b'"');
         match arg {
             ArgView::Redacted => out.extend_from_slice(REDACTED),
-            ArgView::Bytes(bytes, len) => bounded(out, bytes, len, b.max_arg_bytes, Mode::Json),
+            ArgView::Bytes(bytes, len) => bounded(out, bytes, len, b.arg_bytes, Mode::Json),
             ArgView::More(n) => more_marker(out, n),
         }
         out.push(b'"');
@@ -412,7 +385,7 @@ fn command_name(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, mode: Mo
     } else {
         rec.name
     };
-    bounded(out, name, name.len() as u64, b.max_name_bytes, mode);
+    bounded(out, name, name.len() as u64, b.name_bytes, mode);
 }
 
 /// One argument of a record, as the log shows it.
@@ -426,7 +399,7 @@ enum ArgView<'a> {
 
 fn for_each_arg<'a>(rec: &CommandRecord<'a>, b: &Bounds, mut f: impl FnMut(ArgView<'a>)) {
     let mut shown = 0u64;
-    for a in rec.args.iter().take(b.max_args) {
+    for a in rec.args.iter().take(b.args) {
         shown += 1;
         if a.redacted {
             f(ArgView::Redacted);
@@ -477,11 +450,11 @@ fn reply_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode
     let full = u64::try_from(r.len).unwrap_or(0).max(r.text.len() as u64);
     match r.kind {
         Kind::Simple | Kind::Integer | Kind::Double | Kind::BigNumber | Kind::Error => {
-            bounded(out, r.text, full, b.max_reply_bytes, mode);
+            bounded(out, r.text, full, b.reply_bytes, mode);
         }
         Kind::Bulk | Kind::Verbatim => {
             escape(out, b"\"", mode);
-            let shown = cut(r.text, b.max_reply_bytes);
+            let shown = cut(r.text, b.reply_bytes);
             escape(out, shown, mode);
             escape(out, b"\"", mode);
             let rest = full.saturating_sub(shown.len() as u64);
@@ -494,7 +467,7 @@ fn reply_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode
         Kind::Boolean => match r.text.first() {
             Some(b't') => out.extend_from_slice(b"true"),
             Some(b'f') => out.extend_from_slice(b"false"),
-            _ => bounded(out, r.text, full, b.max_reply_bytes, mode),
+            _ => bounded(out, r.text, full, b.reply_bytes, mode),
         },
         Kind::Null => out.extend_from_slice(b"(nil)"),
         Kind::Array | Kind::Set | Kind::Push | Kind::Map => aggregate(out, r.kind, r.len),
@@ -524,7 +497,7 @@ fn error_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode
         return;
     }
     let full = u64::try_from(r.len).unwrap_or(0).max(r.text.len() as u64);
-    bounded(out, r.text, full, b.max_error_bytes, mode);
+    bounded(out, r.text, full, b.error_bytes, mode);
 }
 
 /// One element of a push, for `args`.
@@ -540,7 +513,7 @@ fn for_each_push_element<'a>(reply: &'a Reply, b: &Bounds, mut f: impl FnMut(Ele
         return;
     }
     let mut shown = 0u64;
-    for c in reply.children.iter().skip(1).take(b.max_args) {
+    for c in reply.children.iter().skip(1).take(b.args) {
         shown += 1;
         f(Element::Child(*c, child_text(reply, c)));
     }
@@ -572,7 +545,7 @@ fn element(out: &mut Vec<u8>, el: Element<'_>, b: &Bounds, mode: Mode) {
             k if k.is_aggregate() => aggregate(out, k, c.len),
             _ => {
                 let full = u64::try_from(c.len).unwrap_or(0).max(text.len() as u64);
-                bounded(out, text, full, b.max_arg_bytes, mode);
+                bounded(out, text, full, b.arg_bytes, mode);
             }
         },
         Element::More(n) => more_marker(out, n),

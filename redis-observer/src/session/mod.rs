@@ -49,6 +49,7 @@ use std::collections::VecDeque;
 
 use crate::commands::{self, CommandId, UNKNOWN};
 use crate::conn::ConnMeta;
+use crate::limits::RecordLimits;
 use crate::record::{CommandRecord, Dir, Notice, RecordArg, ReplySummary, Sink, Status};
 use crate::resp::{
     DesyncReason, Kind, Limits, ProtocolError, Reply, ReplyDecoder, ReplyEvent, Request,
@@ -64,24 +65,27 @@ pub struct SessionLimits {
     /// Commands awaiting a reply, queued MULTI commands included; beyond it the oldest is dropped
     /// and its reply skipped.
     pub max_pending: usize,
-    /// Decoder limits (what the decoders keep bounds what records can show).
+    /// Decoder limits (what the decoders keep bounds what records can show); their working
+    /// prefixes come from `record` (see [`RecordLimits::decoder`]).
     pub resp: Limits,
-    /// Arguments after the command name kept in a record.
-    pub keep_args: usize,
-    /// Bytes kept of each argument and of the key.
-    pub keep_arg_bytes: usize,
-    /// Bytes kept of an unknown command's name.
-    pub keep_name_bytes: usize,
+    /// What a record keeps of arguments, key and name.
+    pub record: RecordLimits,
 }
 
 impl Default for SessionLimits {
     fn default() -> Self {
+        Self::with_record(RecordLimits::default())
+    }
+}
+
+impl SessionLimits {
+    /// Default bounds, keeping what `record` says.
+    #[must_use]
+    pub fn with_record(record: RecordLimits) -> Self {
         SessionLimits {
             max_pending: 100_000,
-            resp: Limits::default(),
-            keep_args: 16,
-            keep_arg_bytes: 64,
-            keep_name_bytes: 32,
+            resp: record.decoder(Limits::default()),
+            record,
         }
     }
 }
@@ -291,9 +295,9 @@ impl Core {
             now: 0,
             max_pending: l.max_pending.max(1),
             // Bounds keep every entry's bytes far below u32 offsets.
-            keep_args: l.keep_args.min(1024),
-            keep_arg_bytes: l.keep_arg_bytes.min(1 << 16),
-            keep_name_bytes: l.keep_name_bytes.min(1 << 10),
+            keep_args: l.record.args.min(1024),
+            keep_arg_bytes: l.record.arg_bytes.max(l.record.key_bytes).min(1 << 16),
+            keep_name_bytes: l.record.name_bytes.min(1 << 10),
             resolver: commands::Resolver::default(),
             pending: VecDeque::new(),
             tx: VecDeque::new(),

@@ -822,12 +822,13 @@ fn key_and_argc(#[case] cmd: &str, #[case] key: Option<&str>, #[case] argc: u64)
 
 #[test]
 fn args_and_names_are_bounded() {
-    let limits = SessionLimits {
-        keep_args: 3,
-        keep_arg_bytes: 4,
-        keep_name_bytes: 5,
-        ..SessionLimits::default()
-    };
+    let limits = SessionLimits::with_record(RecordLimits {
+        args: 3,
+        arg_bytes: 4,
+        key_bytes: 4,
+        name_bytes: 5,
+        ..RecordLimits::default()
+    });
     let r = run_with(
         &limits,
         false,
@@ -849,10 +850,10 @@ fn args_and_names_are_bounded() {
         (5, Some("key1"))
     );
     // The key is kept even when it lies beyond the kept arguments.
-    let limits = SessionLimits {
-        keep_args: 1,
-        ..SessionLimits::default()
-    };
+    let limits = SessionLimits::with_record(RecordLimits {
+        args: 1,
+        ..RecordLimits::default()
+    });
     let r = run_with(&limits, false, &[c("EVAL script 1 thekey"), s("+OK\r\n")]);
     assert_eq!(
         (r.sink.events[0].as_str(), r.sink.recs[0].key.as_deref()),
