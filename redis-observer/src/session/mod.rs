@@ -234,9 +234,9 @@ impl Outcome<'_> {
 /// How queued transaction commands end when they did not run.
 #[derive(Clone, Copy)]
 enum TxEnd<'a> {
-    /// EXEC answered `-EXECABORT`: status `error` with that reply.
+    /// EXEC answered `-EXECABORT`: status `aborted`, with that reply as theirs.
     Aborted(&'a Reply),
-    /// WATCH abort, DISCARD, RESET: `no_reply`.
+    /// WATCH abort, DISCARD, RESET: status `aborted`, no reply.
     Discarded,
     /// Connection ended: `unanswered`.
     Closed,
