@@ -13,15 +13,15 @@
 //!   [`commands`].
 //! - [`outputs`] fans records out to [`metrics`] and the [`command_log`].
 //!
-//! Around it: [`cli`] and the subcommands [`run`], [`replay_cmd`], [`tailcmd`], [`check`];
+//! Around it: [`cli`] and the subcommands in [`cmd`] (`run`, `replay`, `tail`, `check`);
 //! [`debug`] taps; [`privilege`] and [`logging`] for the daemon itself.
 //!
 //! The protocol core (`reassembly`, `resp`, `session`, `commands`, `pipeline`) is plain
 //! synchronous Rust with no I/O, shared by the live daemon and `replay`.
 
 pub mod capture;
-pub mod check;
 pub mod cli;
+pub mod cmd;
 pub mod command_log;
 pub mod commands;
 pub mod conn;
@@ -37,9 +37,6 @@ pub mod privilege;
 pub mod reassembly;
 pub mod record;
 pub mod replay;
-pub mod replay_cmd;
 pub mod resp;
-pub mod run;
 pub mod segment;
 pub mod session;
-pub mod tailcmd;

@@ -25,10 +25,10 @@ fn main() -> ExitCode {
     };
     redis_observer::logging::init();
     let result = match cli.command {
-        Command::Run(args) => redis_observer::run::run(args),
-        Command::Replay(args) => redis_observer::replay_cmd::run(args),
-        Command::Tail(args) => redis_observer::tailcmd::run(args),
-        Command::Check(args) => return redis_observer::check::run(&args),
+        Command::Run(args) => redis_observer::cmd::run::run(args),
+        Command::Replay(args) => redis_observer::cmd::replay::run(args),
+        Command::Tail(args) => redis_observer::cmd::tail::run(args),
+        Command::Check(args) => return redis_observer::cmd::check::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

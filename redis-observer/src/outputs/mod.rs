@@ -130,7 +130,7 @@ pub fn build(
     log_target: Target,
     mode: LogMode,
 ) -> io::Result<(Outputs, Reopener)> {
-    let renderer = Renderer::new(crate::run::format(args.log_format));
+    let renderer = Renderer::new(crate::cmd::run::format(args.log_format));
     let log = match mode {
         LogMode::Queued => CommandLog::spawn(log_target, renderer, metrics.log_counters())?,
         LogMode::Direct => CommandLog::direct(log_target, renderer, metrics.log_counters()),

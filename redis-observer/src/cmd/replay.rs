@@ -11,7 +11,7 @@ use crate::{
     pipeline::Pipeline,
     record::Sink as _,
     replay::PacketReader,
-    run::{open_log, pipeline_config},
+    cmd::run::{open_log, pipeline_config},
 };
 
 /// Idle connections are closed on the capture's own clock, checked this often.
