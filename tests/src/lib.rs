@@ -855,6 +855,66 @@ pub fn log_counts(log: &[serde_json::Value], statuses: &[&str]) -> BTreeMap<Stri
     m
 }
 
+/// Per command: log lines of commands the observed server rejected as unknown to it (an error
+/// reply `ERR unknown command …` or `ERR unknown subcommand …`). The command table holds every
+/// version's commands, so on an older server a newer command keeps its own label (CLIENT
+/// SETINFO on Redis 7.0), but Redis counts such a command nowhere in INFO commandstats: for the
+/// oracle it was not executed.
+pub fn unknown_to_server(log: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for v in log {
+        let (Some(cmd), Some("error"), Some(err)) = (
+            v["command"].as_str(),
+            v["status"].as_str(),
+            v["error"].as_str(),
+        ) else {
+            continue;
+        };
+        if err.starts_with("ERR unknown command") || err.starts_with("ERR unknown subcommand") {
+            *m.entry(cmd.to_owned()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// `counts` less `unknown` (see [`unknown_to_server`]), less the `UNKNOWN` label and zeros:
+/// what the observer says the server executed, comparable with INFO commandstats.
+pub fn executed_by_server(
+    mut counts: BTreeMap<String, u64>,
+    unknown: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    counts.remove("UNKNOWN");
+    for (cmd, n) in unknown {
+        if let Some(c) = counts.get_mut(cmd) {
+            *c = c.saturating_sub(*n);
+        }
+    }
+    counts.retain(|_, n| *n > 0);
+    counts
+}
+
+/// Names in the checked-in command table (`redis-observer/data/commands.json`) with the server
+/// versions that know each (`redis-7.0.15`, `valkey-8.1.8`, …).
+pub fn command_table() -> BTreeMap<String, Vec<String>> {
+    let path = root().join("redis-observer/data/commands.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let data: serde_json::Value = serde_json::from_str(&text).expect("commands.json");
+    data["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let known = e["in"]
+                .as_array()
+                .expect("in")
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            (e["name"].as_str().expect("name").to_owned(), known)
+        })
+        .collect()
+}
+
 /// Copies a classic (little-endian) pcap file, leaving out every `nth` packet that carries more
 /// than `min_len` captured bytes: a capture that lost packets.
 pub fn drop_packets(src: &Path, dst: &Path, nth: usize, min_len: u32) -> usize {
