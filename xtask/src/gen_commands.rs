@@ -127,7 +127,7 @@ fn free_port() -> Result<u16> {
 fn start_server(port: u16, bin: &Path) -> Result<(ServerGuard, TcpStream)> {
     let dir = std::env::temp_dir().join(format!("gen-commands-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .current_dir(&dir)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
