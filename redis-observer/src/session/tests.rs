@@ -851,10 +851,10 @@ fn args_and_names_are_bounded() {
     );
     // An unknown subcommand of a known container is named with both words, bounded as a whole,
     // and its arguments start after it; an unknown command keeps its first word only.
-    let limits = SessionLimits {
-        keep_name_bytes: 10,
-        ..SessionLimits::default()
-    };
+    let limits = SessionLimits::with_record(RecordLimits {
+        name_bytes: 10,
+        ..RecordLimits::default()
+    });
     let r = run_with(
         &limits,
         false,
