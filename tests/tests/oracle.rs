@@ -144,18 +144,21 @@ fn assert_matches_redis(o: &Outcome) {
             "tcpdump dropped {} packets; replay checked for honesty only",
             o.tcpdump_dropped
         );
-        for (cmd, n) in replayed {
+        for (cmd, n) in &replayed {
             assert!(
-                n <= want.get(&cmd).copied().unwrap_or(0),
+                *n <= want.get(cmd).copied().unwrap_or(0),
                 "replay counted {n} {cmd}, Redis ran {:?}",
-                want.get(&cmd)
+                want.get(cmd)
             );
         }
+        let gaps = o
+            .replay
+            .metrics
+            .sum("redis_observer_bytes_missed_total", &[("reason", "gap")]);
+        // Packets without payload (pure ACKs) can be dropped without a gap; then nothing is lost.
         assert!(
-            o.replay
-                .metrics
-                .sum("redis_observer_bytes_missed_total", &[("reason", "gap")])
-                > 0.0
+            gaps > 0.0 || replayed == want,
+            "tcpdump dropped packets, the replay saw no gap, yet counts differ"
         );
     }
     // Every command with a reply has one latency observation.
