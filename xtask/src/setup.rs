@@ -27,6 +27,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn setup() -> anyhow::Result<()> {
     apt()?;
     pip()?;
+    crate::servers::install()?;
     rust_src()?;
     bpf_linker()?;
     Ok(())

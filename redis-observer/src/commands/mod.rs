@@ -1,7 +1,8 @@
-//! The Redis command table: names, arity, flags and key positions, generated from a real
-//! redis-server (`table.rs`, see `data/README.md`), plus the per-command knowledge the observer
-//! needs on top: resolving a request to a command (with container subcommands such as
-//! `CONFIG GET`), finding its first key, and which arguments and replies carry secrets.
+//! The Redis command table: names, arity, flags and key positions, merged from real Redis and
+//! Valkey servers of several versions (`table.rs`, see `data/README.md`), plus the per-command
+//! knowledge the observer needs on top: resolving a request to a command (with container
+//! subcommands such as `CONFIG GET`), finding its first key, and which arguments and replies
+//! carry secrets.
 //!
 //! Lookups are allocation-free: a name is upper-cased into a stack buffer and looked up in an
 //! open-addressing hash table built at compile time from the generated entries. A name that is
@@ -9,7 +10,7 @@
 
 mod table;
 
-pub use table::{COMMAND_COUNT, REDIS_VERSION, acl, flag, key_flag};
+pub use table::{COMMAND_COUNT, SERVERS, acl, flag, key_flag};
 
 use crate::resp::Request;
 
@@ -58,6 +59,8 @@ pub struct CommandInfo {
     pub key_specs: &'static [KeySpec],
     /// Subcommands of a container (`CONFIG` → `CONFIG GET`, ...), empty otherwise.
     pub subcommands: &'static [CommandId],
+    /// Which of [`SERVERS`] know it: bit `i` for `SERVERS[i]`.
+    pub servers: u8,
 }
 
 impl CommandInfo {
@@ -67,6 +70,14 @@ impl CommandInfo {
 
     pub fn is_container(&self) -> bool {
         !self.subcommands.is_empty()
+    }
+
+    /// Whether the server version named `label` (`"redis-7.0.15"`, as in [`SERVERS`]) knows it.
+    pub fn known_to(&self, label: &str) -> bool {
+        SERVERS
+            .iter()
+            .position(|(l, _)| *l == label)
+            .is_some_and(|i| self.servers & (1 << i) != 0)
     }
 
     /// Whether `argc` arguments (name included) pass Redis' arity check; a failing command is
@@ -135,8 +146,8 @@ pub const MAX_WORD_LEN: usize = max_word_len();
 /// Stack buffer for upper-casing a word: whole u64 words so hashing reads them directly.
 const WORD_BUF: usize = MAX_WORD_LEN.next_multiple_of(8);
 
-/// At most a quarter full (2,048 u16 slots for Redis 7.0's 367 entries): probe chains stay short
-/// (at most 3 for 7.0) and every probe sequence meets an empty slot.
+/// At most a quarter full (4,096 u16 slots for the 584 entries of the merged table): probe
+/// chains stay short and every probe sequence meets an empty slot.
 const SLOT_BITS: u32 = (ENTRIES.len() * 4).next_power_of_two().trailing_zeros();
 const SLOTS_LEN: usize = 1 << SLOT_BITS;
 const SLOT_MASK: usize = SLOTS_LEN - 1;
@@ -495,8 +506,8 @@ impl<'a> Args<'a> {
 ///
 /// As in Redis' `lookupCommand`: a container alone (`CONFIG`) is the container itself (Redis
 /// rejects it on arity and counts it under `cmdstat_config`); a container with an unknown
-/// subcommand is [`UNKNOWN`] with 1 name argument, so the log still shows the subcommand among
-/// the arguments; Redis counts neither unknown commands nor unknown subcommands in commandstats.
+/// subcommand is [`UNKNOWN`] with 2 name arguments, so the log names it with both words
+/// (`CLIENT FOO`); Redis counts neither unknown commands nor unknown subcommands in commandstats.
 /// A name cut short in capture is `UNKNOWN`.
 pub fn resolve(req: &Request) -> (CommandId, usize) {
     resolve_in(Args::new(req))
@@ -558,7 +569,7 @@ fn resolve_in(a: Args) -> (CommandId, usize) {
     }
     match a.get(1) {
         Some((sub, len)) => match lookup(id, sub, len) {
-            UNKNOWN => (UNKNOWN, 1),
+            UNKNOWN => (UNKNOWN, 2),
             sub => (sub, 2),
         },
         None => (UNKNOWN, 1),

@@ -67,8 +67,16 @@ fn resolves_commands_and_subcommands() {
         // A container alone is the container: Redis rejects it on arity under cmdstat_config.
         (&["CONFIG"], "CONFIG", 1),
         // Unknown subcommand of a known container: no commandstats entry in Redis.
-        (&["CONFIG", "BOGUS"], "UNKNOWN", 1),
-        (&["CLIENT", "SETINFO", "LIB-NAME", "redis-py"], "UNKNOWN", 1), // Redis 7.2+
+        (&["CONFIG", "BOGUS"], "UNKNOWN", 2),
+        (&["CLIENT", "BOGUS", "LIB-NAME", "redis-py"], "UNKNOWN", 2),
+        // Known from Redis 7.2 / Valkey 7.2 on (the table holds every version).
+        (
+            &["CLIENT", "SETINFO", "LIB-NAME", "redis-py"],
+            "CLIENT SETINFO",
+            2,
+        ),
+        (&["HGETEX", "h", "FIELDS", "1", "f"], "HGETEX", 1),
+        (&["commandlog", "get", "10", "slow"], "COMMANDLOG GET", 2),
         (&["FOO", "bar"], "UNKNOWN", 1),
         (&["config|get", "x"], "UNKNOWN", 1),
         (&["GET\0", "k"], "UNKNOWN", 1),
@@ -554,7 +562,12 @@ fn hash_index_is_sound() {
 fn table_matches_data_file() {
     let data: serde_json::Value = serde_json::from_str(include_str!("../../data/commands.json"))
         .expect("data/commands.json parses");
-    assert_eq!(data["redis_version"].as_str(), Some(REDIS_VERSION));
+    let servers = data["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), SERVERS.len());
+    for (json, (label, n)) in servers.iter().zip(SERVERS) {
+        assert_eq!(json["name"].as_str(), Some(label));
+        assert_eq!(json["command_count"].as_u64(), Some(n as u64));
+    }
     let entries = data["entries"].as_array().expect("entries");
     assert_eq!(count(), entries.len() + 1, "one id per entry plus UNKNOWN");
     let top = entries
@@ -562,9 +575,21 @@ fn table_matches_data_file() {
         .filter(|e| !e["name"].as_str().unwrap_or_default().contains(' '))
         .count();
     assert_eq!(top, COMMAND_COUNT);
-    assert_eq!(data["command_count"].as_u64(), Some(COMMAND_COUNT as u64));
-    if REDIS_VERSION.starts_with("7.0.") {
-        assert_eq!(COMMAND_COUNT, 240, "COMMAND COUNT of Redis 7.0");
+    // Each server's top-level commands in the merged table are exactly its own COMMAND COUNT
+    // (Redis 7.0: 240), and the table holds at least as many as the largest of them.
+    for (i, (label, n)) in SERVERS.iter().enumerate() {
+        let known = all()
+            .skip(1)
+            .filter(|id| info(*id).parent == UNKNOWN && info(*id).servers & (1 << i) != 0)
+            .count();
+        assert_eq!(
+            known, *n,
+            "{label}: entries known to it vs its COMMAND COUNT"
+        );
+        assert!(COMMAND_COUNT >= *n);
+        if label.starts_with("redis-7.0.") {
+            assert_eq!(*n, 240, "COMMAND COUNT of Redis 7.0");
+        }
     }
     let bits = |list: &serde_json::Value, all: &[(&str, u32)]| -> u32 {
         let names: Vec<&str> = list
@@ -586,6 +611,19 @@ fn table_matches_data_file() {
         assert_ne!(id, UNKNOWN, "{n} missing from the table");
         let i = info(id);
         assert_eq!(i.name, n);
+        let known_to: Vec<&str> = e["in"]
+            .as_array()
+            .expect("in")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for (label, _) in SERVERS {
+            assert_eq!(
+                i.known_to(label),
+                known_to.contains(&label),
+                "{n} in {label}"
+            );
+        }
         assert_eq!(
             i64::from(i.arity),
             e["arity"].as_i64().expect("arity"),

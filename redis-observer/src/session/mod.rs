@@ -597,8 +597,18 @@ impl Core {
         if id == UNKNOWN
             && let Some((name, _)) = req.arg(0)
         {
+            // The name as sent, up to `keep_name_bytes` in all: with its subcommand when the
+            // container is known (`CLIENT FOO`).
             let name = name.get(..self.keep_name_bytes).unwrap_or(name);
             self.bytes.extend(name);
+            let room = self.keep_name_bytes.saturating_sub(name.len() + 1);
+            if name_args == 2
+                && room > 0
+                && let Some((sub, _)) = req.arg(1)
+            {
+                self.bytes.extend(b" ");
+                self.bytes.extend(sub.get(..room).unwrap_or(sub));
+            }
             self.bytes.tail_mut(e.bytes_at).make_ascii_uppercase();
             e.name_len = rel(&self.bytes);
         }

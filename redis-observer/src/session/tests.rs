@@ -849,6 +849,39 @@ fn args_and_names_are_bounded() {
         (r.sink.recs[0].argc, r.sink.recs[0].key.as_deref()),
         (5, Some("key1"))
     );
+    // An unknown subcommand of a known container is named with both words, bounded as a whole,
+    // and its arguments start after it; an unknown command keeps its first word only.
+    let limits = SessionLimits::with_record(RecordLimits {
+        name_bytes: 10,
+        ..RecordLimits::default()
+    });
+    let r = run_with(
+        &limits,
+        false,
+        &[
+            c("config nosuchsub x"),
+            c("client bogus"),
+            c("nosuch bogus"),
+            c("clientelement bogus"),
+            s("-ERR a\r\n-ERR b\r\n-ERR c\r\n-ERR d\r\n"),
+        ],
+    );
+    assert_eq!(
+        r.sink.events,
+        [
+            "CONFIG NOS [x] error error:ERR a",
+            "CLIENT BOG [] error error:ERR b",
+            "NOSUCH [bogus] error error:ERR c",
+            "CLIENTELEM [bogus] error error:ERR d",
+        ]
+    );
+    let argc: Vec<u64> = r.sink.recs.iter().map(|rec| rec.argc).collect();
+    assert_eq!(argc, [1, 0, 1, 1]);
+    let r = run(&[c("CLIENT NOSUCH-SUBCOMMAND a b"), s("-ERR x\r\n")]);
+    assert_eq!(
+        r.sink.events,
+        ["CLIENT NOSUCH-SUBCOMMAND [a b] error error:ERR x"]
+    );
     // The key is kept even when it lies beyond the kept arguments.
     let limits = SessionLimits::with_record(RecordLimits {
         args: 1,
