@@ -6,12 +6,12 @@ use anyhow::Context as _;
 
 use crate::{
     cli::ReplayArgs,
+    cmd::run::{open_log, pipeline_config},
     metrics::Metrics,
     outputs::{self, LogMode},
     pipeline::Pipeline,
     record::Sink as _,
     replay::PacketReader,
-    cmd::run::{open_log, pipeline_config},
 };
 
 /// Idle connections are closed on the capture's own clock, checked this often.
