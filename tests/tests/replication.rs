@@ -391,3 +391,60 @@ fn replication_links_counted_exactly() {
         eprintln!("tcpdump dropped {tcpdump_dropped} packets: replay not compared");
     }
 }
+
+/// `redis-cli --replica` replicates with the old `SYNC`: no `+FULLRESYNC`, the RDB (and then the
+/// stream) is SYNC's answer.
+#[test]
+fn sync_from_redis_cli_replica() {
+    let _g = e2e_lock();
+    require_root();
+    let m = start("sync-m", &["--repl-ping-replica-period", "3600"]);
+    let mp = m.port.to_string();
+    let ms = format!("127.0.0.1:{mp}");
+    let dir = temp_dir("sync");
+    let log = dir.join("live.jsonl");
+    let mut obs = Observer::start(
+        None,
+        &["-i", "lo", "-p", &mp, "--log", log.to_str().unwrap()],
+    );
+    let before = m.commandstats();
+    let mut cli = Proc::spawn(
+        "redis-cli --replica",
+        Command::new("redis-cli")
+            .args(["-p", &mp, "--replica"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    wait_until("SYNC ran", Duration::from_secs(10), || {
+        m.commandstats().0.contains_key("sync")
+    });
+    for i in 0..5 {
+        m.cli(&["SET", &format!("k{i}"), "v"]);
+    }
+    wait_until("stream seen", Duration::from_secs(10), || {
+        obs.metrics()
+            .sum("redis_replication_commands_total", &[("server", &ms)])
+            >= 5.0
+    });
+    let _ = cli.stop();
+    sleep(Duration::from_millis(400));
+    let after = m.commandstats();
+    let live = obs.metrics();
+    obs.stop();
+    let mut want = before.delta(&after);
+    want.remove("INFO");
+    assert_eq!(
+        commands_of(&live, &ms),
+        want,
+        "live metrics vs INFO commandstats"
+    );
+    assert_eq!(want.get("SYNC"), Some(&1), "{want:?}");
+    let log = parse_log(&std::fs::read_to_string(&log).expect("log"));
+    assert_eq!(log_counts_of(&log, &ms), want, "live log");
+    assert!(log.iter().all(|v| !v["command"].is_null()), "notice lines");
+    no_losses(&live, "live");
+    let sum = |name: &str| live.sum(name, &[("server", &ms)]);
+    assert_eq!(sum("redis_replication_full_syncs_total"), 1.0);
+    assert!(sum("redis_replication_rdb_bytes_total") > 50.0);
+    assert_eq!(sum("redis_replication_links_active"), 0.0);
+}
