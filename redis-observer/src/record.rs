@@ -1,5 +1,7 @@
 //! What the pairing produces: one record per command (the command log's fields) and notices.
 
+use std::net::SocketAddr;
+
 use crate::conn::ConnMeta;
 use crate::resp::{Kind, Reply};
 
@@ -140,6 +142,46 @@ pub enum FlowEvent {
     Refused,
 }
 
+/// How a replication link started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    /// `+FULLRESYNC` (or `SYNC`): an RDB transfer comes first.
+    Full,
+    /// `+CONTINUE`: the master resumes from the replica's offset.
+    Partial,
+    /// Picked up mid-stream (the handshake was not seen).
+    Unknown,
+}
+
+/// What a replication link (a replica connected to the watched port) did, for metrics. The
+/// link is named by `replica`: the replica's IP with its `REPLCONF listening-port` when the
+/// handshake was seen, else the connection's client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplEvent {
+    Up(SyncKind),
+    /// The RDB transfer ended: payload bytes and time from its first to its last byte.
+    Rdb {
+        bytes: u64,
+        duration_ns: u64,
+    },
+    /// Commands the master propagated (not replies), their bytes, the master's replication
+    /// offset after them when the handshake told where the stream started, and that offset
+    /// minus the replica's last acknowledged one.
+    Stream {
+        commands: u64,
+        bytes: u64,
+        offset: Option<u64>,
+        lag: Option<u64>,
+    },
+    /// `REPLCONF ACK <offset>`; `lag` = the master's offset streamed so far minus `offset`,
+    /// when known.
+    Ack {
+        offset: u64,
+        lag: Option<u64>,
+    },
+    Down,
+}
+
 /// Where the pipeline delivers what it finds: an output (metrics, a log, ...) implements the
 /// methods it needs; the rest default to doing nothing.
 pub trait Sink {
@@ -162,4 +204,6 @@ pub trait Sink {
     fn close(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+    /// A replication link's progress; `replica` names the link (see [`ReplEvent`]).
+    fn replication(&mut self, _conn: &ConnMeta, _replica: SocketAddr, _event: ReplEvent) {}
 }

@@ -394,6 +394,7 @@ pub const PSUBSCRIBE: CommandId = known("PSUBSCRIBE");
 pub const PSYNC: CommandId = known("PSYNC");
 pub const PUNSUBSCRIBE: CommandId = known("PUNSUBSCRIBE");
 pub const QUIT: CommandId = known("QUIT");
+pub const REPLCONF: CommandId = known("REPLCONF");
 pub const RESET: CommandId = known("RESET");
 pub const SELECT: CommandId = known("SELECT");
 pub const SHUTDOWN: CommandId = known("SHUTDOWN");

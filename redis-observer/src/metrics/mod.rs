@@ -24,6 +24,7 @@
 
 mod errors;
 mod http;
+mod repl;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -37,11 +38,12 @@ use prometheus::{
 use redis_ebpf_common::{Counters, counter};
 
 use crate::commands::{self, CommandId};
-use crate::record::{CommandRecord, FlowEvent, MissReason, Notice, Status};
+use crate::record::{CommandRecord, FlowEvent, MissReason, Notice, ReplEvent, Status};
 use crate::resp::{DesyncReason, Kind};
 
 pub use errors::{ERROR_CLASSES, error_class};
 pub use http::serve;
+pub use repl::MAX_REPLICAS;
 
 /// Distinct `server` label values; servers seen after these are counted as `other`.
 pub const MAX_SERVERS: usize = 64;
@@ -309,6 +311,8 @@ pub struct Metrics {
     k_unparsed: Monotonic,
     k_load_failed: Monotonic,
     k_bytes_lost: Monotonic,
+    repl_fam: repl::Families,
+    repl: repl::Links,
 }
 
 impl Default for Metrics {
@@ -507,6 +511,8 @@ impl Metrics {
                 "Payload bytes in events lost to a full ring buffer (they reach the streams as gaps).",
             ),
             dirty: Vec::new(),
+            repl_fam: repl::Families::new(&r),
+            repl: repl::Links::default(),
             servers: Servers {
                 slots: Vec::new(),
                 addrs: Vec::new(),
@@ -585,6 +591,12 @@ impl Metrics {
     /// Counts a [`Notice`].
     pub fn record_notice(&mut self, notice: &Notice) {
         notice.count(&self.notices);
+    }
+
+    /// Counts a replication link's progress (`redis_replication_*`).
+    pub fn record_replication(&mut self, server: SocketAddr, replica: SocketAddr, ev: ReplEvent) {
+        let slot = self.servers.slot(&self.fam, &self.servers_overflow, server);
+        self.repl.record(&self.repl_fam, &slot.label, replica, ev);
     }
 
     /// A connection to `server` started being observed.
@@ -759,6 +771,15 @@ impl crate::record::Sink for Metrics {
 
     fn kernel_counters(&mut self, totals: &Counters) {
         self.set_kernel_counters(totals);
+    }
+
+    fn replication(
+        &mut self,
+        conn: &crate::conn::ConnMeta,
+        replica: std::net::SocketAddr,
+        event: ReplEvent,
+    ) {
+        self.record_replication(conn.server, replica, event);
     }
 
     fn flush(&mut self) {

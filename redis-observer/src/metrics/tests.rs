@@ -548,3 +548,86 @@ fn every_status_is_counted() {
         );
     }
 }
+
+#[test]
+fn replication_series_are_bounded_and_ended_links_lose_their_gauges() {
+    use crate::record::SyncKind;
+    let mut m = Metrics::new();
+    let srv = sa("10.0.0.1:6379");
+    let r = sa("10.0.0.2:6380");
+    m.record_replication(srv, r, ReplEvent::Up(SyncKind::Full));
+    m.record_replication(
+        srv,
+        r,
+        ReplEvent::Rdb {
+            bytes: 1000,
+            duration_ns: 2_000_000,
+        },
+    );
+    m.record_replication(
+        srv,
+        r,
+        ReplEvent::Stream {
+            commands: 3,
+            bytes: 90,
+            offset: Some(190),
+            lag: None,
+        },
+    );
+    m.record_replication(
+        srv,
+        r,
+        ReplEvent::Ack {
+            offset: 150,
+            lag: Some(40),
+        },
+    );
+    let t = m.encode_text();
+    let l = r#"{replica="10.0.0.2:6380",server="10.0.0.1:6379"}"#;
+    for line in [
+        "redis_replication_full_syncs_total{server=\"10.0.0.1:6379\"} 1".to_string(),
+        "redis_replication_links_active{server=\"10.0.0.1:6379\"} 1".to_string(),
+        format!("redis_replication_rdb_bytes{l} 1000"),
+        format!("redis_replication_rdb_duration_seconds{l} 0.002"),
+        format!("redis_replication_commands_total{l} 3"),
+        format!("redis_replication_bytes_total{l} 90"),
+        format!("redis_replication_stream_offset{l} 190"),
+        format!("redis_replication_acked_offset{l} 150"),
+        format!("redis_replication_ack_lag_bytes{l} 40"),
+    ] {
+        assert!(t.contains(&line), "{line} missing from\n{t}");
+    }
+    m.record_replication(srv, r, ReplEvent::Down);
+    let t = m.encode_text();
+    assert!(t.contains("redis_replication_links_active{server=\"10.0.0.1:6379\"} 0"));
+    assert!(!t.contains("redis_replication_ack_lag_bytes{"), "{t}");
+    assert!(t.contains(&format!("redis_replication_commands_total{l} 3")));
+
+    // Replica label values are capped per server.
+    for port in 0..100u16 {
+        let r = SocketAddr::new(sa("10.0.0.3:1").ip(), 7000 + port);
+        m.record_replication(srv, r, ReplEvent::Up(SyncKind::Unknown));
+        m.record_replication(
+            srv,
+            r,
+            ReplEvent::Stream {
+                commands: 1,
+                bytes: 1,
+                offset: None,
+                lag: None,
+            },
+        );
+    }
+    let t = m.encode_text();
+    let series = t
+        .lines()
+        .filter(|l| l.starts_with("redis_replication_commands_total{"))
+        .count();
+    assert_eq!(series, MAX_REPLICAS + 1, "the cap and `other`");
+    assert!(
+        t.contains(
+            r#"redis_replication_commands_total{replica="other",server="10.0.0.1:6379"} 69"#
+        ),
+        "{t}"
+    );
+}

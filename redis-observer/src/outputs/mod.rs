@@ -16,7 +16,7 @@ use crate::cli::OutputArgs;
 use crate::command_log::{CommandLog, Renderer, Reopener, Target};
 use crate::conn::ConnMeta;
 use crate::metrics::Metrics;
-use crate::record::{CommandRecord, FlowEvent, Notice, Sink};
+use crate::record::{CommandRecord, FlowEvent, Notice, ReplEvent, Sink};
 use crate::resp::Reply;
 
 /// The metrics plus any number of other outputs, as one [`Sink`]. Flush after each batch of
@@ -76,6 +76,13 @@ impl Sink for Outputs {
         self.metrics.notice(conn, ts_ns, notice);
         for s in &mut self.others {
             s.notice(conn, ts_ns, notice);
+        }
+    }
+
+    fn replication(&mut self, conn: &ConnMeta, replica: std::net::SocketAddr, event: ReplEvent) {
+        self.metrics.replication(conn, replica, event);
+        for s in &mut self.others {
+            s.replication(conn, replica, event);
         }
     }
 

@@ -27,6 +27,11 @@
 //!   ends first.
 //! - **MONITOR**: after its `+OK`, `+<ts> [db addr] ...` lines are pushes.
 //! - **RESET** leaves subscribed mode, MONITOR, MULTI and RESP3 and turns replies back on.
+//! - **Replication links** ([`repl`]): after `PSYNC` is answered `+FULLRESYNC`/`+CONTINUE` (or
+//!   `SYNC`'s stream starts), the server side is a replication stream, not replies; replies are
+//!   fed a line at a time while such an answer is awaited, so the hand-over is exact. A link
+//!   already running is found by the replica's `REPLCONF ACK` or by commands the server sends
+//!   with nothing pending. `REPLCONF ACK`/`GETACK` are never answered.
 //! - **QUIT**, a protocol error and Redis's `POST`/`Host:` guard end the request stream: nothing
 //!   the client sends afterwards runs. The protocol error's `-ERR` reply is consumed (a notice,
 //!   not a command).
@@ -42,15 +47,19 @@
 
 mod pending;
 mod pubsub;
+mod repl;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use crate::commands::{self, CommandId, UNKNOWN};
 use crate::conn::ConnMeta;
 use crate::limits::RecordLimits;
-use crate::record::{CommandRecord, Dir, Notice, RecordArg, ReplySummary, Sink, Status};
+use crate::record::{
+    CommandRecord, Dir, Notice, RecordArg, ReplEvent, ReplySummary, Sink, Status, SyncKind,
+};
 use crate::resp::{
     DesyncReason, Kind, Limits, ProtocolError, Reply, ReplyDecoder, ReplyEvent, Request,
     RequestDecoder, RequestEvent,
@@ -58,6 +67,7 @@ use crate::resp::{
 
 use pending::{Chan, Entry, Fifo, Role};
 use pubsub::{Confirmation, PubSub};
+use repl::Link;
 
 /// Per-connection bounds.
 #[derive(Clone, Debug)]
@@ -155,6 +165,10 @@ impl Session {
         if self.core.ignored || self.core.await_command || self.core.closed {
             return;
         }
+        if self.core.link_watch {
+            self.server_bytes_repl(ts, data, sink);
+            return;
+        }
         let core = &mut self.core;
         core.now = ts;
         self.replies.feed(ts, data, &mut |ev: ReplyEvent<'_>| {
@@ -166,11 +180,63 @@ impl Session {
         if self.core.ignored || self.core.await_command || self.core.closed {
             return;
         }
+        self.core.now = ts;
+        if self.core.link_watch
+            && let Some(names) = self.core.link_names()
+            && let Some(link) = self.core.link.as_deref_mut()
+        {
+            link.missing(ts, n, &names, sink);
+            return;
+        }
         let core = &mut self.core;
-        core.now = ts;
         self.replies.missing(ts, n, &mut |ev: ReplyEvent<'_>| {
             core.on_reply_event(ev, sink);
         });
+    }
+
+    /// Server bytes while a replication link is expected or running (a rare, per-connection
+    /// mode). While a PSYNC or SYNC awaits its answer, replies are fed a line at a time so that
+    /// the stream is handed to the link exactly where it starts; keepalives (`\n`) between
+    /// replies are skipped.
+    #[cold]
+    fn server_bytes_repl(&mut self, ts: u64, mut data: &[u8], sink: &mut impl Sink) {
+        self.core.now = ts;
+        loop {
+            if let Some(names) = self.core.link_names()
+                && let Some(link) = self.core.link.as_deref_mut()
+            {
+                link.bytes(ts, data, &names, sink);
+                return;
+            }
+            let Some(&first) = data.first() else {
+                return;
+            };
+            if self.replies.is_idle() {
+                if first == b'\n' {
+                    data = &data[1..];
+                    continue;
+                }
+                if first != b'-' && self.core.sync_at_head() {
+                    self.core.start_sync(ts, sink);
+                    continue;
+                }
+            }
+            let end = memchr::memchr(b'\n', data).map_or(data.len(), |i| i + 1);
+            let core = &mut self.core;
+            self.replies
+                .feed(ts, &data[..end], &mut |ev: ReplyEvent<'_>| {
+                    core.on_reply_event(ev, sink);
+                });
+            data = &data[end..];
+            if self.core.link.is_none() && !self.core.awaits_link() {
+                self.core.link_watch = false;
+                let core = &mut self.core;
+                self.replies.feed(ts, data, &mut |ev: ReplyEvent<'_>| {
+                    core.on_reply_event(ev, sink);
+                });
+                return;
+            }
+        }
     }
 
     /// Connection ended: every pending command becomes `unanswered` (a pub/sub command that got
@@ -183,7 +249,11 @@ impl Session {
     /// Bytes held, for the flow table's memory cap.
     #[must_use]
     pub fn mem(&self) -> usize {
-        size_of::<Self>() + self.requests.mem() + self.replies.mem() + self.core.mem()
+        size_of::<Self>()
+            + self.requests.mem()
+            + self.replies.mem()
+            + self.core.mem()
+            + self.core.link.as_ref().map_or(0, |l| l.mem())
     }
 
     /// The connection this session pairs.
@@ -286,6 +356,14 @@ struct Core {
     ignored: bool,
     /// `close` ran: nothing more is produced.
     closed: bool,
+
+    // Replication (see `repl`): rare, kept out of the way of ordinary connections.
+    /// A PSYNC or SYNC is pending, or `link` runs: server bytes take `server_bytes_repl`.
+    link_watch: bool,
+    /// The server side is a replication stream.
+    link: Option<Box<Link>>,
+    /// `REPLCONF listening-port` (0: not seen): names the link.
+    repl_port: u16,
 }
 
 impl Core {
@@ -322,6 +400,9 @@ impl Core {
             barrier: 0,
             ignored: false,
             closed: false,
+            link_watch: false,
+            link: None,
+            repl_port: 0,
         }
     }
 
@@ -333,6 +414,137 @@ impl Core {
 
     fn notice(&self, sink: &mut impl Sink, n: Notice) {
         sink.notice(&self.meta, self.now, n);
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Replication links
+
+    /// The link's names for its events, while there is a link.
+    fn link_names(&self) -> Option<repl::Names> {
+        self.link.as_ref()?;
+        let client = self.meta.client;
+        let replica = if self.repl_port == 0 {
+            client
+        } else {
+            SocketAddr::new(client.ip(), self.repl_port)
+        };
+        Some(repl::Names {
+            meta: self.meta.clone(),
+            replica,
+        })
+    }
+
+    /// A PSYNC or SYNC awaits its answer.
+    fn awaits_link(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|e| matches!(e.role, Role::Psync | Role::Sync))
+    }
+
+    fn sync_at_head(&self) -> bool {
+        self.pending.front().is_some_and(|e| e.role == Role::Sync)
+    }
+
+    /// The stream started where SYNC's reply would be: SYNC ran, and the stream is its answer.
+    fn start_sync(&mut self, ts: u64, sink: &mut impl Sink) {
+        let Some(h) = self.pending.front().copied() else {
+            return;
+        };
+        let o = Outcome {
+            latency_ns: Some(ts.saturating_sub(h.ts_last)),
+            ..Outcome::bare(Status::Ok, 0, false)
+        };
+        self.emit(&h, o, sink);
+        self.pop_pending();
+        self.start_link(SyncKind::Full, None, sink);
+    }
+
+    /// From here on the server side is a replication stream, and the client a replica whose
+    /// commands (ACKs) the master never answers.
+    fn start_link(&mut self, kind: SyncKind, base: Option<u64>, sink: &mut impl Sink) {
+        if let Some(n) = self.link_names() {
+            // A second handshake on one connection: the old link ends here.
+            sink.replication(&n.meta, n.replica, ReplEvent::Down);
+        }
+        self.link = Some(Box::new(Link::new(kind, base)));
+        self.link_watch = true;
+        self.reply_off = true;
+        if let Some(n) = self.link_names() {
+            sink.replication(&n.meta, n.replica, ReplEvent::Up(kind));
+        }
+    }
+
+    /// `REPLCONF ACK <offset>`: only a replica sends it, so it also reveals a link picked up
+    /// mid-stream.
+    fn on_ack(&mut self, req: &Request, sink: &mut impl Sink) {
+        let mut i = 1;
+        let offset = loop {
+            let Some((opt, len)) = req.arg(i) else {
+                return; // GETACK: no link is implied
+            };
+            if len == 3 && opt.eq_ignore_ascii_case(b"ack") {
+                break req.arg(i + 1).and_then(|(v, _)| parse_u64(v));
+            }
+            i += 2;
+        };
+        if self.link.is_none() {
+            self.start_link(SyncKind::Unknown, None, sink);
+        }
+        let (Some(offset), Some(n)) = (offset, self.link_names()) else {
+            return;
+        };
+        let lag = self.link.as_deref_mut().and_then(|l| l.ack(offset));
+        sink.replication(&n.meta, n.replica, ReplEvent::Ack { offset, lag });
+    }
+
+    /// PSYNC's answer: `+FULLRESYNC <replid> <offset>` or `+CONTINUE [<replid>]` start a link.
+    fn on_psync_reply(&mut self, psync: &Entry, r: &Reply, sink: &mut impl Sink) {
+        if r.kind != Kind::Simple {
+            return;
+        }
+        let mut words = r.text.split(|&b| b == b' ');
+        match words.next() {
+            Some(b"FULLRESYNC") => {
+                let base = words.nth(1).and_then(parse_u64);
+                self.start_link(SyncKind::Full, base, sink);
+            }
+            Some(b"CONTINUE") => {
+                // The master resumes at the offset the replica asked for.
+                let asked = self.entry_arg(psync, 1).and_then(parse_u64);
+                self.start_link(SyncKind::Partial, asked.map(|o| o.saturating_sub(1)), sink);
+            }
+            _ => {}
+        }
+    }
+
+    /// Kept bytes of argument `i` (after the name) of a pending entry.
+    fn entry_arg(&self, e: &Entry, i: usize) -> Option<&[u8]> {
+        let a = self.args.slice(e.args_at, e.args_len as usize).get(i)?;
+        if a.redacted || u64::from(a.kept) != a.len {
+            return None;
+        }
+        let buf = self.bytes.slice(e.bytes_at, e.bytes_len as usize);
+        buf.get(a.start as usize..(a.start + a.kept) as usize)
+    }
+
+    /// A reply nothing waits for. A replication stream picked up mid-stream (or whose handshake
+    /// was lost) shows itself here: arrays of bulk strings naming a command, sent by the server.
+    #[cold]
+    fn orphan(&mut self, r: &Reply, sink: &mut impl Sink) {
+        if self.link.is_none() && is_command_array(r) {
+            self.start_link(SyncKind::Unknown, None, sink);
+        }
+        if let Some(n) = self.link_names() {
+            // The rest of the feed that revealed the link was read as replies: count its
+            // commands, drop the rest quietly.
+            if let Some(link) = self.link.as_deref_mut()
+                && is_command_array(r)
+            {
+                link.streamed(1, 0, &n, sink);
+            }
+            return;
+        }
+        self.notice(sink, Notice::OrphanReply);
     }
 
     // --------------------------------------------------------------------------------------------
@@ -393,6 +605,7 @@ impl Core {
                 self.skip_next = !off;
                 false
             }
+            Role::ReplAck => false,
             _ => !(off || skipped),
         };
         match role {
@@ -412,7 +625,7 @@ impl Core {
         }
     }
 
-    fn role_of(&self, id: CommandId, req: &Request, name_args: usize) -> Role {
+    fn role_of(&mut self, id: CommandId, req: &Request, name_args: usize) -> Role {
         let argc = req.argc.saturating_sub(name_args as u64);
         let queued = self.multi_req
             && !matches!(id, commands::MULTI | commands::EXEC | commands::DISCARD)
@@ -456,8 +669,41 @@ impl Core {
             commands::QUIT => Role::Quit,
             commands::HELLO => Role::Hello,
             commands::MONITOR => Role::Monitor,
+            commands::REPLCONF => self.replconf(req),
+            // Server bytes take the replication-aware path until the answer is known.
+            commands::PSYNC => {
+                self.link_watch = true;
+                Role::Psync
+            }
+            commands::SYNC => {
+                self.link_watch = true;
+                Role::Sync
+            }
             _ => Role::Plain,
         }
+    }
+
+    /// Redis's replconfCommand walks its option pairs and returns at once, without a reply, on
+    /// `ack` or `getack`; `listening-port` names the replica for the link's metrics.
+    #[cold]
+    fn replconf(&mut self, req: &Request) -> Role {
+        if req.argc.is_multiple_of(2) {
+            return Role::Plain; // -ERR syntax error
+        }
+        let mut i = 1;
+        while let Some((opt, len)) = req.arg(i) {
+            let is = |w: &[u8]| len == w.len() as u64 && opt.eq_ignore_ascii_case(w);
+            if is(b"ack") || is(b"getack") {
+                return Role::ReplAck;
+            }
+            if is(b"listening-port")
+                && let Some(port) = req.arg(i + 1).and_then(|(v, _)| parse_u64(v))
+            {
+                self.repl_port = u16::try_from(port).unwrap_or(0);
+            }
+            i += 2;
+        }
+        Role::Plain
     }
 
     /// A command the server runs without answering: emitted now, with the reply-side effects it
@@ -485,6 +731,7 @@ impl Core {
             // Skipped: queued commands are still answered +QUEUED.
             Role::Multi => self.multi = Multi::Yes,
             Role::Reset => self.reset(sink),
+            Role::ReplAck => self.on_ack(req, sink),
             _ => {}
         }
         let bytes_at = self.bytes.end();
@@ -799,7 +1046,7 @@ impl Core {
     fn pair(&mut self, r: &Reply, sink: &mut impl Sink) {
         let head = loop {
             let Some(head) = self.pending.front().copied() else {
-                self.notice(sink, Notice::OrphanReply);
+                self.orphan(r, sink);
                 return;
             };
             if head.got {
@@ -847,6 +1094,20 @@ impl Core {
                 _ => {}
             },
             Role::Monitor if ok => self.monitor = true,
+            Role::Psync if ok => {
+                let latency = Some(r.first_ts.saturating_sub(head.ts_last));
+                let o = Outcome {
+                    status: Status::Ok,
+                    reply: Some(summary(r, false)),
+                    latency_ns: latency,
+                    resp_bytes: r.wire_len,
+                    in_transaction: false,
+                };
+                self.emit(&head, o, sink);
+                self.on_psync_reply(&head, r, sink);
+                self.pop_pending();
+                return;
+            }
             Role::Plain if ok => {
                 // In RESP2 subscribed mode anything but PING gets an error, and inside MULTI
                 // anything but an error is QUEUED: a plain answer proves neither holds.
@@ -987,6 +1248,10 @@ impl Core {
     }
 
     fn on_reply_desync(&mut self, reason: DesyncReason, sink: &mut impl Sink) {
+        if self.link.is_some() {
+            // The rest of the feed that revealed a replication stream, read as replies.
+            return;
+        }
         self.notice(
             sink,
             Notice::Desync {
@@ -1056,6 +1321,9 @@ impl Core {
                 self.emit(&h, Outcome::bare(Status::Unanswered, 0, false), sink);
             }
             self.pop_pending();
+        }
+        if let Some(n) = self.link_names() {
+            sink.replication(&n.meta, n.replica, ReplEvent::Down);
         }
         self.closed = true;
     }
@@ -1151,6 +1419,24 @@ fn is_http_guard(req: &Request) -> bool {
     matches!(req.arg(0), Some((name, len))
         if len == name.len() as u64
             && (name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")))
+}
+
+/// A plain non-negative decimal.
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 20 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// A RESP2 array of bulk strings whose first names a command: what a master propagates.
+fn is_command_array(r: &Reply) -> bool {
+    r.kind == Kind::Array
+        && r.len >= 1
+        && r.children.len() as i64 == r.len
+        && r.children.iter().all(|c| c.kind == Kind::Bulk)
+        && r.child_text(0)
+            .is_some_and(|name| commands::by_name(name) != UNKNOWN)
 }
 
 fn len32(n: usize) -> u32 {

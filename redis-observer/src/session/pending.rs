@@ -37,6 +37,12 @@ pub(super) enum Role {
     Monitor,
     /// Not a command: the `-ERR Protocol error` the server sends before closing.
     ProtocolError,
+    /// A replica's `PSYNC`: `+FULLRESYNC` / `+CONTINUE` start a replication link.
+    Psync,
+    /// `SYNC`: the replication stream itself is the answer.
+    Sync,
+    /// `REPLCONF ACK` / `GETACK`: never answered.
+    ReplAck,
 }
 
 impl Role {

@@ -103,6 +103,10 @@ impl Sink for Collect {
     fn notice(&mut self, _c: &ConnMeta, _ts: u64, n: Notice) {
         self.events.push(format!("notice {n:?}"));
     }
+
+    fn replication(&mut self, _c: &ConnMeta, replica: SocketAddr, e: ReplEvent) {
+        self.events.push(format!("repl {replica} {e:?}"));
+    }
 }
 
 /// One step of a conversation.
@@ -1455,3 +1459,358 @@ const FRAGMENTS: &[&str] = &[
     "+1700000000.1 [0 lua] \"ping\"\r\n",
     "\x00\x16garbage\r\n",
 ];
+
+// ------------------------------------------------------------------------------------------------
+// Replication links
+
+const REPLID: &str = "8f2a9c1e5b7d3f6a0c4e8b2d6f1a3c5e7b9d0f2a";
+
+/// A propagated command (multibulk, as the master streams it).
+fn prop(cmd: &str) -> String {
+    String::from_utf8(multibulk(&cmd.split(' ').collect::<Vec<_>>())).unwrap()
+}
+
+/// The replica's handshake up to PSYNC, answered.
+fn handshake() -> Vec<Step> {
+    vec![
+        c("PING"),
+        s("+PONG\r\n"),
+        c("REPLCONF listening-port 6380"),
+        c("REPLCONF capa eof capa psync2"),
+        s("+OK\r\n+OK\r\n"),
+        c(&format!("PSYNC {REPLID} -1")),
+    ]
+}
+
+fn handshake_events() -> Vec<String> {
+    [
+        "PING [] ok simple:PONG",
+        "REPLCONF [listening-port 6380] ok simple:OK",
+        "REPLCONF [capa eof capa psync2] ok simple:OK",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// What a master sends after PSYNC for a full sync: keepalives, the answer, an RDB of `rdb`
+/// (disk form: no CRLF after it; diskless: between two marks), then `stream`.
+fn full_sync(rdb: &[u8], diskless: bool, offset: u64, stream: &str) -> Vec<u8> {
+    let mut out = b"\n\n".to_vec();
+    out.extend_from_slice(format!("+FULLRESYNC {REPLID} {offset}\r\n\n").as_bytes());
+    let mark = "0123456789abcdef0123456789abcdef01234567";
+    if diskless {
+        out.extend_from_slice(format!("$EOF:{mark}\r\n").as_bytes());
+        out.extend_from_slice(rdb);
+        out.extend_from_slice(mark.as_bytes());
+    } else {
+        out.extend_from_slice(format!("${}\r\n", rdb.len()).as_bytes());
+        out.extend_from_slice(rdb);
+    }
+    out.extend_from_slice(stream.as_bytes());
+    out
+}
+
+/// An RDB-looking payload full of things that look like RESP and like the mark's start.
+fn rdb_payload() -> Vec<u8> {
+    let mut v = b"REDIS0010\xfa\tredis-ver\x067.0.15".to_vec();
+    v.extend_from_slice(b"\r\n+OK\r\n*3\r\n$3\r\nSET\r\n\n\n$EOF:0123456789abcdef0123");
+    v.extend((0..=255u8).cycle().take(3000));
+    v.extend_from_slice(b"\xff\x01\x02\x03\x04\x05\x06\x07\x08");
+    v
+}
+
+fn stream_body() -> String {
+    [
+        prop("SELECT 0"),
+        prop("SET a 1"),
+        prop("PEXPIREAT a 1700000000000"),
+        "\n".to_string(),
+        prop("MULTI"),
+        prop("INCR c"),
+        prop("EXEC"),
+        prop("SELECT 1"),
+        prop("SET b 2"),
+        prop("PING"),
+        prop("REPLCONF GETACK *"),
+    ]
+    .concat()
+}
+
+/// Steps of a whole full sync whose server side after PSYNC is cut into `parts`.
+fn full_sync_steps(diskless: bool, cut: impl Fn(&[u8]) -> Vec<Vec<u8>>) -> (Vec<Step>, u64) {
+    let body = stream_body();
+    let streamed = (body.len() - 1) as u64; // the keepalive is not in the offset
+    let server = full_sync(&rdb_payload(), diskless, 1000, &body);
+    let mut steps = handshake();
+    steps.extend(cut(&server).into_iter().map(Step::S));
+    steps.push(raw("\n"));
+    steps.push(c(&format!("REPLCONF ACK {} FACK 0", 1000 + streamed - 5)));
+    steps.push(c(&format!("REPLCONF ACK {}", 1000 + streamed)));
+    steps.push(Step::Close);
+    (steps, streamed)
+}
+
+fn full_sync_expected(diskless: bool, streamed: u64) -> Vec<String> {
+    let r = "10.0.0.1:6380";
+    let mut e = handshake_events();
+    e.push(format!(
+        "PSYNC [{REPLID} -1] ok simple:FULLRESYNC {REPLID} 1000"
+    ));
+    e.push(format!("repl {r} Up(Full)"));
+    e.push(format!(
+        "repl {r} Rdb {{ bytes: {}, duration_ns: DUR }}",
+        rdb_payload().len()
+    ));
+    e.push(format!(
+        "repl {r} Stream {{ commands: 10, bytes: {streamed}, offset: Some({}), lag: None }}",
+        1000 + streamed
+    ));
+    let _ = diskless;
+    e.push(format!(
+        "repl {r} Ack {{ offset: {}, lag: Some(5) }}",
+        1000 + streamed - 5
+    ));
+    e.push(format!(
+        "REPLCONF [ACK {} FACK 0] no_reply -",
+        1000 + streamed - 5
+    ));
+    e.push(format!(
+        "repl {r} Ack {{ offset: {}, lag: Some(0) }}",
+        1000 + streamed
+    ));
+    e.push(format!("REPLCONF [ACK {}] no_reply -", 1000 + streamed));
+    e.push(format!("repl {r} Down"));
+    e
+}
+
+/// Stream events summed and durations blanked, so that any segmentation compares equal.
+fn normalized(events: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let (mut cmds, mut bytes, mut last) = (0u64, 0u64, String::new());
+    let flush = |out: &mut Vec<String>, cmds: &mut u64, bytes: &mut u64, last: &mut String| {
+        if *cmds > 0 || *bytes > 0 {
+            out.push(format!(
+                "repl 10.0.0.1:6380 Stream {{ commands: {cmds}, bytes: {bytes}, offset: {last}"
+            ));
+            (*cmds, *bytes) = (0, 0);
+        }
+    };
+    for e in events {
+        if let Some(rest) = e.strip_prefix("repl 10.0.0.1:6380 Stream { commands: ") {
+            let (c, rest) = rest.split_once(", bytes: ").unwrap();
+            let (b, rest) = rest.split_once(", offset: ").unwrap();
+            cmds += c.parse::<u64>().unwrap();
+            bytes += b.parse::<u64>().unwrap();
+            last = rest.to_string();
+            continue;
+        }
+        flush(&mut out, &mut cmds, &mut bytes, &mut last);
+        let e = match e.split_once("duration_ns: ") {
+            Some((a, _)) => format!("{a}duration_ns: DUR }}"),
+            None => e,
+        };
+        out.push(e);
+    }
+    flush(&mut out, &mut cmds, &mut bytes, &mut last);
+    out
+}
+
+#[rstest]
+fn full_sync_is_not_replies(
+    #[values(false, true)] diskless: bool,
+    #[values(0, 1, 7, 41, 1000)] piece: usize,
+) {
+    let cut = |b: &[u8]| -> Vec<Vec<u8>> {
+        if piece == 0 {
+            vec![b.to_vec()]
+        } else {
+            b.chunks(piece).map(<[u8]>::to_vec).collect()
+        }
+    };
+    let (steps, streamed) = full_sync_steps(diskless, cut);
+    let got = normalized(events(&steps));
+    assert_eq!(got, full_sync_expected(diskless, streamed), "piece {piece}");
+}
+
+#[test]
+fn rdb_size_and_duration() {
+    let (mut steps, _) = full_sync_steps(false, |b| {
+        // The header and half the RDB in one segment, the rest with the stream in another.
+        let at = b.iter().position(|&x| x == b'$').unwrap() + 1500;
+        vec![b[..at].to_vec(), b[at..].to_vec()]
+    });
+    steps.truncate(steps.len() - 4);
+    let ev = events(&steps);
+    let rdb = ev.iter().find(|e| e.contains("Rdb")).unwrap();
+    // Header at step 7 (ts 7000), last RDB byte at step 8 (ts 8000).
+    assert!(
+        rdb.ends_with(&format!(
+            "Rdb {{ bytes: {}, duration_ns: 1000 }}",
+            rdb_payload().len()
+        )),
+        "{rdb}"
+    );
+}
+
+#[test]
+fn continue_resumes_at_the_asked_offset() {
+    let mut steps = handshake();
+    steps[5] = c(&format!("PSYNC {REPLID} 5001"));
+    let body = prop("SET a 1");
+    steps.push(s(&format!("+CONTINUE {REPLID}\r\n{body}")));
+    steps.push(c("REPLCONF ACK 5000"));
+    steps.push(c(&format!("REPLCONF ACK {}", 5000 + body.len())));
+    // Streamed since the last ACK: the lag follows the stream.
+    steps.push(s(&prop("DEL a")));
+    let r = "10.0.0.1:6380";
+    let mut want = handshake_events();
+    want.extend([
+        format!("PSYNC [{REPLID} 5001] ok simple:CONTINUE {REPLID}"),
+        format!("repl {r} Up(Partial)"),
+        format!(
+            "repl {r} Stream {{ commands: 1, bytes: {}, offset: Some({}), lag: None }}",
+            body.len(),
+            5000 + body.len()
+        ),
+        format!("repl {r} Ack {{ offset: 5000, lag: Some({}) }}", body.len()),
+        "REPLCONF [ACK 5000] no_reply -".to_string(),
+        format!(
+            "repl {r} Ack {{ offset: {}, lag: Some(0) }}",
+            5000 + body.len()
+        ),
+        format!("REPLCONF [ACK {}] no_reply -", 5000 + body.len()),
+        format!("repl {r} Stream {{ commands: 1, bytes: 20, offset: Some(5047), lag: Some(20) }}"),
+    ]);
+    assert_eq!(events(&steps), want);
+}
+
+#[test]
+fn psync_refused_is_an_ordinary_reply() {
+    let mut steps = handshake();
+    steps.push(s(
+        "\n-NOMASTERLINK Can't SYNC while not connected with my master\r\n",
+    ));
+    steps.push(c("PING"));
+    steps.push(s("+PONG\r\n"));
+    let mut want = handshake_events();
+    want.extend([
+        format!("PSYNC [{REPLID} -1] error error:NOMASTERLINK Can't SYNC while not connected with my master"),
+        "PING [] ok simple:PONG".to_string(),
+    ]);
+    assert_eq!(events(&steps), want);
+}
+
+#[test]
+fn sync_stream_is_its_answer() {
+    let body = prop("SET a 1");
+    let steps = [
+        raw("SYNC\r\n"),
+        s("\n\n"),
+        s(&format!("$3\r\nRDB{body}")),
+        raw("\n"),
+        Step::Close,
+    ];
+    let r = "10.0.0.1:50000";
+    assert_eq!(
+        normalized(events(&steps)),
+        vec![
+            "SYNC [] ok -".to_string(),
+            format!("repl {r} Up(Full)"),
+            format!("repl {r} Rdb {{ bytes: 3, duration_ns: DUR }}"),
+            format!(
+                "repl {r} Stream {{ commands: 1, bytes: {}, offset: None, lag: None }}",
+                body.len()
+            ),
+            format!("repl {r} Down"),
+        ]
+    );
+}
+
+#[test]
+fn mid_stream_link_found_by_ack() {
+    // Picked up inside a command: the server bytes before the replica's first ACK are dropped,
+    // the stream decoder finds the next command boundary.
+    let steps = [
+        s("a\r\n$1\r\n1\r\n"),
+        c("REPLCONF ACK 77 FACK 0"),
+        s(&format!("1\r\n{}\n{}", prop("SET b 2"), prop("DEL b"))),
+        c("REPLCONF ACK 99"),
+        Step::Close,
+    ];
+    let r = "10.0.0.1:50000";
+    assert_eq!(
+        run_with(&SessionLimits::default(), true, &steps)
+            .sink
+            .events,
+        vec![
+            format!("repl {r} Up(Unknown)"),
+            format!("repl {r} Ack {{ offset: 77, lag: None }}"),
+            "REPLCONF [ACK 77 FACK 0] no_reply -".to_string(),
+            format!("repl {r} Stream {{ commands: 2, bytes: 47, offset: None, lag: None }}"),
+            format!("repl {r} Ack {{ offset: 99, lag: None }}"),
+            "REPLCONF [ACK 99] no_reply -".to_string(),
+            format!("repl {r} Down"),
+        ]
+    );
+}
+
+#[test]
+fn mid_stream_link_found_by_propagated_commands() {
+    // No handshake seen, no ACK yet: commands coming from the server with nothing pending.
+    let steps = [
+        s(&format!("{}{}", prop("SET a 1"), prop("INCR n"))),
+        s(&format!("\n{}", prop("DEL a"))),
+        c("REPLCONF ACK 10"),
+    ];
+    let r = "10.0.0.1:50000";
+    assert_eq!(
+        events(&steps),
+        vec![
+            format!("repl {r} Up(Unknown)"),
+            format!("repl {r} Stream {{ commands: 1, bytes: 0, offset: None, lag: None }}"),
+            format!("repl {r} Stream {{ commands: 1, bytes: 0, offset: None, lag: None }}"),
+            format!("repl {r} Stream {{ commands: 1, bytes: 20, offset: None, lag: None }}"),
+            format!("repl {r} Ack {{ offset: 10, lag: None }}"),
+            "REPLCONF [ACK 10] no_reply -".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn replconf_ack_and_getack_get_no_reply() {
+    // Redis returns from replconfCommand without a reply at `ack`/`getack`, on any client.
+    assert_eq!(
+        events(&[
+            c("REPLCONF GETACK *"),
+            c("REPLCONF listening-port 1"),
+            s("+OK\r\n")
+        ]),
+        vec![
+            "REPLCONF [GETACK *] no_reply -",
+            "REPLCONF [listening-port 1] ok simple:OK"
+        ]
+    );
+    assert_eq!(
+        events(&[c("REPLCONF ACK"), s("-ERR syntax error\r\n")]),
+        vec!["REPLCONF [ACK] error error:ERR syntax error"]
+    );
+}
+
+#[test]
+fn rdb_gap_is_skipped_by_length() {
+    let mut steps = handshake();
+    steps.push(s(&format!("+FULLRESYNC {REPLID} 0\r\n$100000\r\nREDIS")));
+    steps.push(Step::SMiss(99_990));
+    steps.push(s(&format!("xxxxx{}", prop("SET a 1"))));
+    let ev = events(&steps);
+    assert!(ev.iter().all(|e| !e.contains("notice")), "{ev:#?}");
+    assert!(
+        ev.iter().any(|e| e.contains("Rdb { bytes: 100000")),
+        "{ev:#?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e.contains("Stream { commands: 1, bytes: 27, offset: Some(27)")),
+        "{ev:#?}"
+    );
+}
