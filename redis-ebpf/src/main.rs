@@ -352,14 +352,24 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
         hdr.seq = seq0.wrapping_add(off);
         hdr.missing = if last { not_captured } else { 0 };
         let at = payload + off;
-        if n <= CLASS_SIZES[0] as u32 {
-            emit::<{ CLASS_SIZES[0] }>(cnt, skb, &hdr, 0, at, n);
+        let sent = if n <= CLASS_SIZES[0] as u32 {
+            emit::<{ CLASS_SIZES[0] }>(cnt, skb, &hdr, 0, at, n)
         } else if n <= CLASS_SIZES[1] as u32 {
-            emit::<{ CLASS_SIZES[1] }>(cnt, skb, &hdr, 1, at, n);
+            emit::<{ CLASS_SIZES[1] }>(cnt, skb, &hdr, 1, at, n)
         } else if n <= CLASS_SIZES[2] as u32 {
-            emit::<{ CLASS_SIZES[2] }>(cnt, skb, &hdr, 2, at, n);
+            emit::<{ CLASS_SIZES[2] }>(cnt, skb, &hdr, 2, at, n)
         } else {
-            emit::<{ CLASS_SIZES[3] }>(cnt, skb, &hdr, 3, at, n);
+            emit::<{ CLASS_SIZES[3] }>(cnt, skb, &hdr, 3, at, n)
+        };
+        if !sent && last && hdr.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            // The chunk that carries the FIN (or RST) did not fit in the ring: send its header
+            // alone, its bytes as missing, so the connection is still seen to end (else it
+            // stays open, half-closed, until the idle timeout) and the stream keeps its
+            // positions. A header is small enough to fit where the chunk did not.
+            let mut h = hdr;
+            h.data_len = 0;
+            h.missing = not_captured.saturating_add(n);
+            emit_empty(cnt, &h);
         }
         i += 1;
     }
@@ -388,7 +398,7 @@ fn emit_empty(cnt: *mut Counters, hdr: &EventHeader) {
     }
 }
 
-/// One chunk of `n` (1..=N) payload bytes at packet offset `at`.
+/// One chunk of `n` (1..=N) payload bytes at packet offset `at`; false if it was lost.
 #[inline(always)]
 fn emit<const N: usize>(
     cnt: *mut Counters,
@@ -397,11 +407,11 @@ fn emit<const N: usize>(
     class: u8,
     at: u32,
     n: u32,
-) {
+) -> bool {
     let Some(mut e) = EVENTS.reserve::<Event<N>>(0) else {
         count(cnt, counter::EVENTS_LOST, 1);
         count(cnt, counter::BYTES_LOST, u64::from(n));
-        return;
+        return false;
     };
     let ev = e.as_mut_ptr();
     // A length the verifier can prove is in 1..=N (N is a power of two). The volatile read keeps
@@ -420,10 +430,11 @@ fn emit<const N: usize>(
         count(cnt, counter::LOAD_FAILED, 1);
         count(cnt, counter::BYTES_LOST, u64::from(n));
         e.discard(0);
-        return;
+        return false;
     }
     count(cnt, counter::BYTES_CAPTURED, u64::from(len));
     e.submit(submit_flags(cnt));
+    true
 }
 
 #[cfg(not(test))]

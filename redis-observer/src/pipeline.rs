@@ -53,10 +53,19 @@ pub struct Conn {
     /// reach the ring out of order (different CPUs). Closed once the streams catch up, or by
     /// the periodic tick after `CLOSE_WAIT_NS`.
     closing_since: Option<u64>,
+    /// Timestamp of its latest segment.
+    last_ns: u64,
 }
 
 /// How long a connection that sent both FINs waits for data still in flight before its FINs.
 const CLOSE_WAIT_NS: u64 = 1_000_000_000;
+
+/// How long a connection that sent one FIN may stay silent before it is closed out. Redis never
+/// half-closes: it closes as soon as it reads the client's EOF (after the replies it owes), and
+/// after its own FIN it runs nothing more. So one FIN and silence means the other FIN was not
+/// seen (lost with a full ring buffer, or a client that never closes its end): without this the
+/// connection stayed in `redis_connections_active` and the flow table until the idle timeout.
+const HALF_CLOSED_IDLE_NS: u64 = 5_000_000_000;
 
 impl FlowState for Conn {
     fn mem(&self) -> usize {
@@ -73,6 +82,7 @@ impl Conn {
             rep: Stream::new(cfg.stream),
             life: Lifecycle::new(),
             closing_since: None,
+            last_ns: 0,
         }
     }
 
@@ -301,6 +311,7 @@ impl Pipeline {
         if flow.is_new() {
             sink.flow(flow.meta(), FlowEvent::Opened);
         }
+        flow.last_ns = flow.last_ns.max(seg.ts_ns);
         let mut closed = false;
         if syn {
             if flow.life.observe(dir, seg.flags, seg.seq) == Transition::Reopened {
@@ -363,10 +374,14 @@ impl Pipeline {
         let mut stale_closing = Vec::new();
         let tap = &mut self.tap;
         self.table.for_each_mut(|key, conn| {
-            if conn
-                .closing_since
-                .is_some_and(|t| now_ns.saturating_sub(t) >= CLOSE_WAIT_NS)
-            {
+            let stale = match conn.closing_since {
+                Some(t) => now_ns.saturating_sub(t) >= CLOSE_WAIT_NS,
+                None => {
+                    (conn.life.fin_seen(Dir::Request) || conn.life.fin_seen(Dir::Reply))
+                        && now_ns.saturating_sub(conn.last_ns) >= HALF_CLOSED_IDLE_NS
+                }
+            };
+            if stale {
                 stale_closing.push(*key);
             }
             let Conn {
@@ -380,7 +395,8 @@ impl Pipeline {
                 }
             }
         });
-        // Both FINs seen long ago and data before them never came: close with what there is.
+        // Both FINs seen long ago and data before them never came, or one FIN and silence:
+        // close with what there is.
         for key in stale_closing {
             if let Some(conn) = self.table.remove(&key) {
                 conn.close(now_ns, &mut self.tap, sink);
