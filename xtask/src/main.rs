@@ -133,35 +133,71 @@ fn test(quick: bool) -> anyhow::Result<()> {
     // binary built here).
     run(cargo().args(["build", "--release", "-p", "redis-observer"]))?;
     let mut c = cargo();
+    // Every suite runs even when an earlier one fails.
     c.args([
         "test",
         "--workspace",
         "--exclude",
         "redis-ebpf",
         "--release",
+        "--no-fail-fast",
     ]);
     if quick {
         c.env("REDIS_OBSERVER_QUICK", "1");
     }
-    let (passed, failed) = run_counting(&mut c)?;
-    if !quick {
+    let t = run_counting(&mut c)?;
+    let fuzz = if quick {
+        None
+    } else {
         // Every fuzz target for a fixed short time; a finding fails the run.
-        fuzz::run(15)?;
+        Some(fuzz::run_all(15).unwrap_or_else(|e| {
+            eprintln!("xtask: fuzzing could not run: {e:#}");
+            (0, vec!["(not run)"])
+        }))
+    };
+    // One closing line over everything, for whoever reads the end of the output.
+    let mut line = format!(
+        "{} passed, {} failed in {} suites ({} failed)",
+        t.passed, t.failed, t.suites, t.failed_suites
+    );
+    if let Some((targets, failed)) = &fuzz {
+        line.push_str(&format!(
+            "; fuzz: {targets} targets, {} failed{}",
+            failed.len(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", failed.join(", "))
+            }
+        ));
     }
-    // One closing line for whoever reads the end of the output.
-    println!("{passed} passed, {failed} failed");
+    println!("{line}");
+    let fuzz_failed = fuzz.as_ref().is_some_and(|(_, f)| !f.is_empty());
+    if t.failed > 0 || t.failed_suites > 0 || fuzz_failed {
+        bail!("{line}");
+    }
     Ok(())
 }
 
-/// Runs `cargo test`, echoing its output, and totals its `test result:` lines.
-fn run_counting(cmd: &mut Command) -> anyhow::Result<(u64, u64)> {
+/// Totals of a `cargo test --no-fail-fast` run.
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    /// `test result:` lines seen, plus suites that failed without one (a crash).
+    suites: u64,
+    failed_suites: u64,
+}
+
+/// Runs `cargo test`, echoing its output, and totals its `test result:` lines. A suite that
+/// failed without a result line (it crashed, or did not build) counts as a failed suite.
+fn run_counting(cmd: &mut Command) -> anyhow::Result<TestTotals> {
     use std::io::{BufRead as _, Write as _};
     eprintln!("xtask: {cmd:?}");
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("starting cargo test")?;
-    let (mut passed, mut failed) = (0u64, 0u64);
+    let (mut passed, mut failed, mut suites, mut failed_suites) = (0u64, 0u64, 0u64, 0u64);
     if let Some(out) = child.stdout.take() {
         let mut stdout = std::io::stdout().lock();
         for line in std::io::BufReader::new(out).lines() {
@@ -181,14 +217,25 @@ fn run_counting(cmd: &mut Command) -> anyhow::Result<(u64, u64)> {
                         .unwrap_or(0)
                 };
                 passed += num("passed");
-                failed += num("failed");
+                let f = num("failed");
+                failed += f;
+                suites += 1;
+                if f > 0 || rest.starts_with("FAILED") {
+                    failed_suites += 1;
+                }
             }
         }
     }
     let st = child.wait()?;
-    if !st.success() {
-        println!("{passed} passed, {failed} failed");
-        bail!("cargo test failed ({st})");
+    if !st.success() && failed_suites == 0 {
+        // cargo failed, yet no suite reported a failure: one crashed or did not build.
+        suites += 1;
+        failed_suites += 1;
     }
-    Ok((passed, failed))
+    Ok(TestTotals {
+        passed,
+        failed,
+        suites,
+        failed_suites,
+    })
 }
