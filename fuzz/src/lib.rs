@@ -255,7 +255,7 @@ pub fn own_request(e: RequestEvent<'_>, l: &Limits, max_ts: u64) -> ReqEv {
     match e {
         RequestEvent::Command(r) => check_request(r, l, max_ts),
         RequestEvent::Empty => ReqEv::Empty,
-        RequestEvent::ProtocolError(p) => ReqEv::Proto(format!("{p:?}")),
+        RequestEvent::ProtocolError(p, _) => ReqEv::Proto(format!("{p:?}")),
         RequestEvent::Desync(d) => ReqEv::Desync(d.as_str().into()),
     }
 }

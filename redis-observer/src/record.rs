@@ -18,6 +18,10 @@ pub enum Status {
     /// Queued in MULTI but never run: EXEC aborted (EXECABORT, WATCH), DISCARD, RESET. Redis
     /// does not count these in INFO commandstats, and neither do the "executed" totals.
     Aborted = 4,
+    /// The server ran it but never sent its reply: Redis 7.2+ drops the `-WRONGPASS` of a
+    /// failing AUTH (or HELLO … AUTH) when earlier replies are still unsent (redis#15640).
+    /// Known from the next reply's shape. INFO commandstats counts it as a call.
+    ReplyDropped = 5,
 }
 
 impl Status {
@@ -35,6 +39,7 @@ impl Status {
             Status::Unanswered => "unanswered",
             Status::NoReply => "no_reply",
             Status::Aborted => "aborted",
+            Status::ReplyDropped => "reply_dropped",
         }
     }
 }
@@ -100,6 +105,12 @@ pub struct CommandRecord<'a> {
     pub resp_bytes: u64,
     /// Ran inside MULTI/EXEC (its reply came in EXEC's array).
     pub in_transaction: bool,
+    /// The command can block (BLPOP, XREAD … BLOCK, WAIT, …) and was not run by EXEC: its
+    /// latency goes to `redis_blocking_command_duration_seconds`.
+    pub blocking: bool,
+    /// Redis refused the request with `-ERR Protocol error: …` and closed the connection: not a
+    /// command it ran (INFO commandstats does not count it), logged with its name as sent.
+    pub protocol_error: Option<crate::resp::ProtocolError>,
 }
 
 pub use crate::events::Notice;

@@ -30,7 +30,7 @@ use std::{
 use tests::*;
 
 /// Statuses of commands Redis ran (what INFO commandstats counts).
-const EXECUTED: &[&str] = &["ok", "error", "no_reply"];
+const EXECUTED: &[&str] = &["ok", "error", "no_reply", "reply_dropped"];
 /// RSS bound for every hostile-input test (MiB).
 const RSS_LIMIT_MB: u64 = 200;
 /// RSS bound with 10,000 connections open (MiB).
@@ -319,6 +319,18 @@ impl Delta {
                 ("status", status),
             ],
         )
+    }
+
+    /// `redis_observer_protocol_errors_total{reason}` (all reasons with `""`).
+    fn proto(&self, reason: &str) -> u64 {
+        if reason.is_empty() {
+            self.m("redis_observer_protocol_errors_total", &[])
+        } else {
+            self.m(
+                "redis_observer_protocol_errors_total",
+                &[("reason", reason)],
+            )
+        }
     }
 
     fn desync(&self, reason: &str, dir: &str) -> u64 {
@@ -673,7 +685,8 @@ fn garbage_bytes() {
         |d| {
             d.expect("not_resp desyncs", d.desync("not_resp", "request"), 1)?;
             let all = d.m("redis_observer_desyncs_total", &[("dir", "request")]);
-            d.expect("protocol errors", all - d.desync("not_resp", "request"), 1)?;
+            d.expect("other desyncs", all - d.desync("not_resp", "request"), 0)?;
+            d.expect("protocol errors", d.proto(""), 1)?;
             d.expect(
                 "UNKNOWN errors",
                 d.cmd("UNKNOWN", "error"),
@@ -726,8 +739,14 @@ fn absurd_multibulk_and_bulk_lengths() {
             assert_eq!(r, b"+OK\r\n");
         },
         |d| {
-            d.expect("bad_length desyncs", d.desync("bad_length", "request"), 4)?;
-            d.expect("bad_byte desyncs", d.desync("bad_byte", "request"), 1)?;
+            d.expect("invalid multibulk", d.proto("invalid_multibulk_length"), 1)?;
+            d.expect("invalid bulk", d.proto("invalid_bulk_length"), 3)?;
+            d.expect("expected $", d.proto("expected_dollar"), 1)?;
+            d.expect(
+                "request desyncs",
+                d.m("redis_observer_desyncs_total", &[]),
+                0,
+            )?;
             d.expect("UNKNOWN errors", d.cmd("UNKNOWN", "error"), 1)?;
             d.expect("MSET of 1,048,578 arguments", d.cmd("MSET", "ok"), 1)?;
             d.exact_except(&[])
@@ -760,11 +779,7 @@ fn ten_thousand_nested_arrays() {
             }
         },
         |d| {
-            d.expect(
-                "bad_byte request desyncs",
-                d.desync("bad_byte", "request"),
-                1,
-            )?;
+            d.expect("expected $", d.proto("expected_dollar"), 1)?;
             // Once per 128 levels (the decoder's depth limit): it resynchronises inside the same
             // reply and finds more `*1` frames.
             d.expect_at_least("too_deep reply desyncs", d.desync("too_deep", "reply"), 1)?;
@@ -807,11 +822,7 @@ fn lines_without_crlf() {
             assert!(r.is_empty(), "{r:?}");
         },
         |d| {
-            d.expect(
-                "line_too_long desyncs",
-                d.desync("line_too_long", "request"),
-                1,
-            )?;
+            d.expect("too big inline", d.proto("too_big_inline_request"), 1)?;
             d.expect("PING", d.cmd("PING", "ok"), 1)?;
             d.expect("ECHO", d.cmd("ECHO", "ok"), 1)?;
             d.expect("SET", d.cmd("SET", "ok"), 1)?;
@@ -844,11 +855,7 @@ fn one_megabyte_inline_command() {
             assert_eq!(r, b"+OK\r\n");
         },
         |d| {
-            d.expect(
-                "line_too_long desyncs",
-                d.desync("line_too_long", "request"),
-                1,
-            )?;
+            d.expect("too big inline", d.proto("too_big_inline_request"), 1)?;
             d.expect("SET", d.cmd("SET", "ok"), 1)?;
             d.exact_except(&[])
         },
@@ -1108,8 +1115,9 @@ fn one_gigabyte_of_garbage() {
         d.good_client_exact()?;
         d.exact_except(&[])?;
         d.expect_at_least(
-            "request desyncs",
-            d.m("redis_observer_desyncs_total", &[("dir", "request")]),
+            "request desyncs and protocol errors",
+            d.m("redis_observer_desyncs_total", &[("dir", "request")])
+                + d.m("redis_observer_protocol_errors_total", &[]),
             1,
         )?;
         d.connections_back()

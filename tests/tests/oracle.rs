@@ -15,7 +15,7 @@ use std::{
 use serde_json::Value;
 use tests::*;
 
-const EXECUTED: &[&str] = &["ok", "error", "no_reply"];
+const EXECUTED: &[&str] = &["ok", "error", "no_reply", "reply_dropped"];
 
 struct Outcome {
     /// INFO commandstats delta, less the admin client's own commands (INFO, and its AUTH on a
@@ -212,6 +212,29 @@ fn inline_commands_and_an_unbalanced_quote() {
     assert_eq!(sets[1]["args"], serde_json::json!(["a b", "x\tyA"]));
     // The command after the protocol error never ran.
     assert_eq!(lines(&o.live_log, "PING").len(), 1);
+    // The refused request: one record, with its name as sent and Redis's error text.
+    for log in [&o.live_log, &o.replay.log] {
+        let echo = lines(log, "ECHO");
+        assert_eq!(echo.len(), 1, "{}", o.live_log_text);
+        assert_eq!(echo[0]["status"], "error");
+        assert_eq!(echo[0]["protocol_error"], true);
+        assert_eq!(
+            echo[0]["error"],
+            "ERR Protocol error: unbalanced quotes in request"
+        );
+    }
+    assert_eq!(
+        o.live.sum(
+            "redis_observer_protocol_errors_total",
+            &[("reason", "unbalanced_quotes")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        o.live
+            .sum("redis_observer_desyncs_total", &[("dir", "request")]),
+        0.0
+    );
 }
 
 #[test]

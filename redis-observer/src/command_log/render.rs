@@ -100,9 +100,14 @@ pub fn write_text(rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
 
 fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut Cache) {
     json_head(out, c, rec.ts_ns, Some(rec.conn));
-    out.extend_from_slice(b",\"command\":\"");
-    command_name(out, rec, b, Mode::Json);
-    out.extend_from_slice(b"\",\"key\":");
+    if nameless(rec) {
+        // Refused before a name was read (`*abc`): no command to name.
+        out.extend_from_slice(b",\"command\":null,\"key\":");
+    } else {
+        out.extend_from_slice(b",\"command\":\"");
+        command_name(out, rec, b, Mode::Json);
+        out.extend_from_slice(b"\",\"key\":");
+    }
     match rec.key {
         Some(k) => {
             out.push(b'"');
@@ -166,6 +171,12 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
     push_u64(out, rec.resp_bytes);
     if rec.in_transaction {
         out.extend_from_slice(b",\"in_transaction\":true");
+    }
+    if rec.blocking {
+        out.extend_from_slice(b",\"blocking\":true");
+    }
+    if rec.protocol_error.is_some() {
+        out.extend_from_slice(b",\"protocol_error\":true");
     }
     json_conn_tail(out, Some(rec.conn));
     out.extend_from_slice(b"}\n");
@@ -311,6 +322,9 @@ fn text_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
     if rec.in_transaction {
         out.extend_from_slice(b" (in MULTI)");
     }
+    if rec.protocol_error.is_some() {
+        out.extend_from_slice(b" (refused)");
+    }
     out.push(b'\n');
 }
 
@@ -378,6 +392,11 @@ fn pad(out: &mut Vec<u8>, start: usize, width: usize) {
 // Shared pieces
 
 const REDACTED: &[u8] = b"(redacted)";
+
+/// A refused request that ended before its name.
+fn nameless(rec: &CommandRecord<'_>) -> bool {
+    rec.protocol_error.is_some() && rec.name.is_empty() && rec.command == crate::commands::UNKNOWN
+}
 
 fn command_name(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, mode: Mode) {
     let name = if rec.name.is_empty() {

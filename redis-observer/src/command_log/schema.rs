@@ -31,6 +31,12 @@ pub struct LogLine {
     /// Present (and true) only for commands run by EXEC.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_transaction: bool,
+    /// Present (and true) only for commands that can block (BLPOP, XREAD … BLOCK, WAIT, …).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocking: bool,
+    /// Present (and true) only for requests the server refused with a protocol error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protocol_error: bool,
     /// A notice's sentence (notice lines only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
@@ -99,6 +105,8 @@ mod tests {
             req_bytes: 30,
             resp_bytes: 5,
             in_transaction: true,
+            blocking: true,
+            protocol_error: None,
         };
         let mut r = Renderer::new(Format::Json);
         let mut out = Vec::new();
@@ -109,8 +117,11 @@ mod tests {
         assert_eq!(l.server.as_deref(), Some("[::1]:6379"));
         assert_eq!(l.key.as_deref(), Some("k\\xff"));
         assert!(l.in_transaction && l.is_command());
+        assert!(l.blocking && !l.protocol_error);
         rec.status = Status::Error;
         rec.in_transaction = false;
+        rec.blocking = false;
+        rec.protocol_error = Some(crate::resp::ProtocolError::UnbalancedQuotes);
         rec.latency_ns = None;
         rec.reply = Some(ReplySummary {
             kind: Kind::Error,
@@ -122,6 +133,7 @@ mod tests {
         r.command(&rec, &mut out);
         let l = round_trip(&out);
         assert_eq!((l.error.as_deref(), l.reply), (Some("ERR bad"), None));
+        assert!(!l.blocking && l.protocol_error);
         out.clear();
         r.push(1, &conn, &Reply::default(), &mut out);
         assert_eq!(round_trip(&out).status, "push");

@@ -83,6 +83,8 @@ fn with_rec<R>(i: u64, latency_ns: Option<u64>, f: impl FnOnce(&CommandRecord<'_
         req_bytes: 20,
         resp_bytes: 9,
         in_transaction: false,
+        blocking: false,
+        protocol_error: None,
     };
     f(&r)
 }
@@ -481,6 +483,8 @@ fn log_cost() {
         req_bytes: 60,
         resp_bytes: 5,
         in_transaction: false,
+        blocking: false,
+        protocol_error: None,
     };
     let n = 2_000_000u32;
     for (name, format) in [("json", Format::Json), ("text", Format::Text)] {

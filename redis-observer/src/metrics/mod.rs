@@ -39,7 +39,7 @@ use redis_ebpf_common::{Counters, counter};
 
 use crate::commands::{self, CommandId};
 use crate::record::{CommandRecord, FlowEvent, MissReason, Notice, ReplEvent, Status};
-use crate::resp::{DesyncReason, Kind};
+use crate::resp::{DesyncReason, Kind, ProtocolError};
 
 pub use errors::{ERROR_CLASSES, error_class};
 pub use http::serve;
@@ -56,6 +56,13 @@ const SCAN_SERVERS: usize = 16;
 const STATUS_SLOTS: usize = 8;
 /// `server` label value shared by servers past [`MAX_SERVERS`].
 pub const OTHER_SERVER: &str = "other";
+
+/// Upper bounds of `redis_blocking_command_duration_seconds`: those below, then up to 5 minutes
+/// (a BLPOP waits as long as its timeout).
+pub const BLOCKING_DURATION_BUCKETS: [f64; 23] = [
+    0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+    0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// Upper bounds of `redis_command_duration_seconds`: 10 µs to 10 s, 1-2-5 in each decade.
 pub const DURATION_BUCKETS: [f64; 19] = [
@@ -129,6 +136,7 @@ pub struct LogCounters {
 struct Families {
     commands: IntCounterVec,
     duration: HistogramVec,
+    blocking_duration: HistogramVec,
     errors: IntCounterVec,
     req_bytes: IntCounterVec,
     resp_bytes: IntCounterVec,
@@ -143,6 +151,8 @@ struct Families {
 /// [`Metrics::flush_local`] (after every drain) or when the metrics are encoded, all at once.
 struct CmdHandles {
     duration: LocalHistogram,
+    /// Latencies of this command when it could block; created on its first one.
+    blocking_duration: Option<LocalHistogram>,
     /// This pair holds unflushed counts: it is in `Metrics::dirty`.
     dirty: Cell<bool>,
     /// Indexed by `Status as usize`; created when first needed so absent statuses add no series.
@@ -198,6 +208,7 @@ impl ServerSlot {
                     .duration
                     .with_label_values(&[label, commands::name(id)])
                     .local(),
+                blocking_duration: None,
                 dirty: Cell::new(false),
                 status: Default::default(),
                 status_local: Default::default(),
@@ -299,6 +310,8 @@ pub struct Metrics {
     bytes_missed: [IntCounter; MISS_REASONS.len()],
     flows_refused: IntCounter,
     notices: crate::events::NoticeCounters,
+    /// Indexed like [`ProtocolError::ALL`].
+    protocol_errors: [IntCounter; ProtocolError::ALL.len()],
     flows_evicted: IntCounterVec,
     /// Handles of the reasons seen so far (a handful of `&'static str`s).
     flows_evicted_cache: Vec<(&'static str, IntCounter)>,
@@ -380,6 +393,18 @@ impl Metrics {
                 register(&r, name, Box::new(h.clone()));
                 h
             },
+            blocking_duration: {
+                let name = "redis_blocking_command_duration_seconds";
+                let opts = HistogramOpts::new(
+                    name,
+                    "As redis_command_duration_seconds, for commands that can block (BLPOP, XREAD ... BLOCK, WAIT, ...), which it excludes.",
+                )
+                .buckets(BLOCKING_DURATION_BUCKETS.to_vec());
+                let h = HistogramVec::new(opts, &["server", "command"])
+                    .unwrap_or_else(|e| bad_metric(name, &e));
+                register(&r, name, Box::new(h.clone()));
+                h
+            },
             errors: counter_vec(
                 &r,
                 "redis_command_errors_total",
@@ -452,6 +477,12 @@ impl Metrics {
             "Command log lines not written.",
             &["reason"],
         );
+        let protocol_errors = counter_vec(
+            &r,
+            "redis_observer_protocol_errors_total",
+            "Requests the server refused with -ERR Protocol error (then closed the connection); not commands.",
+            &["reason"],
+        );
         let k = |name: &str, help: &str| Monotonic::new(counter(&r, name, help));
         Metrics {
             servers_overflow: counter(
@@ -476,6 +507,8 @@ impl Metrics {
                 commands_lost_gap: commands_lost.with_label_values(&["gap"]),
                 commands_lost_overflow: commands_lost.with_label_values(&["pending_overflow"]),
             },
+            protocol_errors: ProtocolError::ALL
+                .map(|e| protocol_errors.with_label_values(&[e.as_str()])),
             flows_evicted: counter_vec(
                 &r,
                 "redis_observer_flows_evicted_total",
@@ -539,6 +572,10 @@ impl Metrics {
     /// Counts one command: `redis_commands_total`, its latency when known, its error class,
     /// and its bytes.
     pub fn record_command(&mut self, rec: &CommandRecord<'_>) {
+        if let Some(pe) = rec.protocol_error {
+            self.record_refused(rec, pe);
+            return;
+        }
         let si = self
             .servers
             .find(&self.fam, &self.servers_overflow, rec.conn.server);
@@ -560,7 +597,18 @@ impl Metrics {
         add(&h.resp_bytes_local, rec.resp_bytes);
         if let Some(ns) = rec.latency_ns {
             // Precision loss past 2^53 ns (104 days) is irrelevant here.
-            h.duration.observe(ns as f64 * 1e-9);
+            let secs = ns as f64 * 1e-9;
+            if rec.blocking {
+                h.blocking_duration
+                    .get_or_insert_with(|| {
+                        fam.blocking_duration
+                            .with_label_values(&[label, name])
+                            .local()
+                    })
+                    .observe(secs);
+            } else {
+                h.duration.observe(secs);
+            }
         }
         if !h.dirty.replace(true) {
             self.dirty.push((si, table_id(rec.command)));
@@ -579,6 +627,23 @@ impl Metrics {
                 .inc();
             }
         }
+    }
+
+    /// A request the server refused: `redis_observer_protocol_errors_total{reason}` and its
+    /// bytes; no command counter moves (INFO commandstats does not count it either).
+    #[cold]
+    fn record_refused(&mut self, rec: &CommandRecord<'_>, pe: ProtocolError) {
+        let i = ProtocolError::ALL
+            .iter()
+            .position(|e| std::mem::discriminant(e) == std::mem::discriminant(&pe));
+        if let Some(c) = i.and_then(|i| self.protocol_errors.get(i)) {
+            c.inc();
+        }
+        let slot = self
+            .servers
+            .slot(&self.fam, &self.servers_overflow, rec.conn.server);
+        slot.req_bytes.inc_by(rec.req_bytes);
+        slot.resp_bytes.inc_by(rec.resp_bytes);
     }
 
     /// Counts a push or pub/sub message of `wire_len` bytes delivered to a client of `server`.
@@ -704,6 +769,9 @@ impl Metrics {
                 h.dirty.set(false);
             }
             h.duration.flush();
+            if let Some(b) = &h.blocking_duration {
+                b.flush();
+            }
             for (c, n) in h.status.iter().zip(&h.status_local) {
                 if let Some(c) = c {
                     c.inc_by(n.take());

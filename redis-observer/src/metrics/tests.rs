@@ -33,6 +33,8 @@ fn rec<'a>(
         req_bytes: 10,
         resp_bytes: 5,
         in_transaction: false,
+        blocking: false,
+        protocol_error: None,
     }
 }
 
@@ -534,6 +536,7 @@ fn every_status_is_counted() {
         Status::Unanswered,
         Status::NoReply,
         Status::Aborted,
+        Status::ReplyDropped,
     ];
     for s in Status::ALL.iter().chain(&all) {
         assert!((*s as usize) < STATUS_SLOTS);

@@ -238,13 +238,89 @@ impl DesyncReason {
 
 /// What the server does with a request stream error (Redis replies `-ERR Protocol error: ...` and
 /// closes the connection, so nothing after it on that connection is a command).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProtocolError {
     UnbalancedQuotes,
     InlineTooLong,
     BadMultibulkLength,
     BadBulkLength,
-    ExpectedDollar,
+    /// The byte found where a bulk string's `$` was expected.
+    ExpectedDollar(u8),
+    /// A `*N` line running past 64 KiB without its `\r`.
+    TooBigMbulkCount,
+    /// A `$N` line running past 64 KiB without its `\r`.
+    TooBigBulkCount,
+    /// More than 10 arguments from a client not yet authenticated on a server with a password
+    /// (known from the server's reply only).
+    UnauthMultibulkLength,
+    /// A bulk longer than 16 KiB from such a client (known from the server's reply only).
+    UnauthBulkLength,
+}
+
+impl ProtocolError {
+    pub const ALL: [ProtocolError; 9] = [
+        ProtocolError::UnbalancedQuotes,
+        ProtocolError::InlineTooLong,
+        ProtocolError::BadMultibulkLength,
+        ProtocolError::BadBulkLength,
+        ProtocolError::ExpectedDollar(b'$'),
+        ProtocolError::TooBigMbulkCount,
+        ProtocolError::TooBigBulkCount,
+        ProtocolError::UnauthMultibulkLength,
+        ProtocolError::UnauthBulkLength,
+    ];
+
+    /// Label value for `redis_observer_protocol_errors_total{reason}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolError::UnbalancedQuotes => "unbalanced_quotes",
+            ProtocolError::InlineTooLong => "too_big_inline_request",
+            ProtocolError::BadMultibulkLength => "invalid_multibulk_length",
+            ProtocolError::BadBulkLength => "invalid_bulk_length",
+            ProtocolError::ExpectedDollar(_) => "expected_dollar",
+            ProtocolError::TooBigMbulkCount => "too_big_mbulk_count",
+            ProtocolError::TooBigBulkCount => "too_big_bulk_count",
+            ProtocolError::UnauthMultibulkLength => "unauthenticated_multibulk_length",
+            ProtocolError::UnauthBulkLength => "unauthenticated_bulk_length",
+        }
+    }
+
+    /// Redis's reply text (networking.c), without the leading `-`; `buf` holds the one text
+    /// that carries a byte of the request.
+    pub fn text(self, buf: &mut [u8; 48]) -> &[u8] {
+        let fixed: &'static [u8] = match self {
+            ProtocolError::UnbalancedQuotes => b"ERR Protocol error: unbalanced quotes in request",
+            ProtocolError::InlineTooLong => b"ERR Protocol error: too big inline request",
+            ProtocolError::BadMultibulkLength => b"ERR Protocol error: invalid multibulk length",
+            ProtocolError::BadBulkLength => b"ERR Protocol error: invalid bulk length",
+            ProtocolError::TooBigMbulkCount => b"ERR Protocol error: too big mbulk count string",
+            ProtocolError::TooBigBulkCount => b"ERR Protocol error: too big bulk count string",
+            ProtocolError::UnauthMultibulkLength => {
+                b"ERR Protocol error: unauthenticated multibulk length"
+            }
+            ProtocolError::UnauthBulkLength => b"ERR Protocol error: unauthenticated bulk length",
+            ProtocolError::ExpectedDollar(got) => {
+                let head = b"ERR Protocol error: expected '$', got '";
+                buf[..head.len()].copy_from_slice(head);
+                buf[head.len()] = got;
+                buf[head.len() + 1] = b'\'';
+                return &buf[..head.len() + 2];
+            }
+        };
+        fixed
+    }
+
+    /// The error a server reply text announces, for the errors only the server can know (or
+    /// that depend on how it read the stream).
+    pub fn from_reply(text: &[u8]) -> Option<ProtocolError> {
+        [
+            ProtocolError::InlineTooLong,
+            ProtocolError::UnauthMultibulkLength,
+            ProtocolError::UnauthBulkLength,
+        ]
+        .into_iter()
+        .find(|e| e.text(&mut [0; 48]) == text)
+    }
 }
 
 /// Events from [`RequestDecoder::feed`](super::RequestDecoder::feed).
@@ -253,8 +329,9 @@ pub enum RequestEvent<'a> {
     Command(&'a Request),
     /// An empty inline line, `*0` or `*-1`: no reply, but consumes a pending CLIENT REPLY SKIP.
     Empty,
-    /// The server will answer with a protocol error and close the connection.
-    ProtocolError(ProtocolError),
+    /// The server will answer with a protocol error and close the connection. The request holds
+    /// what was read of the offending command (its name when it got that far).
+    ProtocolError(ProtocolError, &'a Request),
     /// The decoder lost the frame boundary (gap, garbage) and is looking for the next one.
     Desync(DesyncReason),
 }
@@ -264,4 +341,30 @@ pub enum RequestEvent<'a> {
 pub enum ReplyEvent<'a> {
     Reply(&'a Reply),
     Desync(DesyncReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_error_texts() {
+        let mut buf = [0u8; 48];
+        assert_eq!(
+            ProtocolError::ExpectedDollar(b':').text(&mut buf),
+            b"ERR Protocol error: expected '$', got ':'"
+        );
+        for e in ProtocolError::ALL {
+            let mut buf = [0u8; 48];
+            assert!(e.text(&mut buf).starts_with(b"ERR Protocol error: "));
+        }
+        assert_eq!(
+            ProtocolError::from_reply(b"ERR Protocol error: unauthenticated bulk length"),
+            Some(ProtocolError::UnauthBulkLength)
+        );
+        assert_eq!(
+            ProtocolError::from_reply(b"ERR Protocol error: invalid bulk length"),
+            None
+        );
+    }
 }

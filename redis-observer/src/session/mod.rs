@@ -174,6 +174,38 @@ impl Session {
         self.replies.feed(ts, data, &mut |ev: ReplyEvent<'_>| {
             core.on_reply_event(ev, sink);
         });
+        if let Some(refusal) = self.core.refusal.take() {
+            self.refused_mid_request(refusal, sink);
+        }
+    }
+
+    /// The server refused the request still arriving: what the decoder read of it is logged
+    /// as refused and nothing after it is a command. With no partial request, the reply is an
+    /// orphan after all.
+    #[cold]
+    fn refused_mid_request(
+        &mut self,
+        (pe, ts, wire): (ProtocolError, u64, u64),
+        sink: &mut impl Sink,
+    ) {
+        let core = &mut self.core;
+        match self.requests.refuse() {
+            Some(req) if !core.req_closed => {
+                core.req_closed = true;
+                let mut buf = [0u8; 48];
+                let reply = Reply {
+                    kind: Kind::Error,
+                    len: pe.text(&mut buf).len() as i64,
+                    text: pe.text(&mut buf).to_vec(),
+                    wire_len: wire,
+                    first_ts: ts,
+                    last_ts: ts,
+                    ..Reply::default()
+                };
+                core.refused_partial(pe, req, &reply, sink);
+            }
+            _ => core.notice(sink, Notice::OrphanReply),
+        }
     }
 
     pub fn server_missing(&mut self, ts: u64, n: u64, sink: &mut impl Sink) {
@@ -364,6 +396,8 @@ struct Core {
     link: Option<Box<Link>>,
     /// `REPLCONF listening-port` (0: not seen): names the link.
     repl_port: u16,
+    /// A protocol-error reply that came with no command pending: (error, reply time, bytes).
+    refusal: Option<(ProtocolError, u64, u64)>,
 }
 
 impl Core {
@@ -403,6 +437,7 @@ impl Core {
             link_watch: false,
             link: None,
             repl_port: 0,
+            refusal: None,
         }
     }
 
@@ -558,7 +593,7 @@ impl Core {
             RequestEvent::Command(req) => self.on_command(req, sink),
             // Redis resets the client on an empty command, which ends a SKIP.
             RequestEvent::Empty => self.skip_next = false,
-            RequestEvent::ProtocolError(e) => self.on_protocol_error(ts, e, sink),
+            RequestEvent::ProtocolError(e, req) => self.on_protocol_error(ts, e, req, sink),
             RequestEvent::Desync(reason) => {
                 self.notice(
                     sink,
@@ -754,27 +789,101 @@ impl Core {
         }
     }
 
-    fn on_protocol_error(&mut self, ts: u64, e: ProtocolError, sink: &mut impl Sink) {
+    /// Redis refuses the request, answers `-ERR Protocol error: …` and closes: one record with
+    /// the name as sent (when it got that far) and that error, paired with the server's reply
+    /// (its real text and latency) unless replies are off.
+    fn on_protocol_error(
+        &mut self,
+        ts: u64,
+        e: ProtocolError,
+        req: &Request,
+        sink: &mut impl Sink,
+    ) {
         self.req_closed = true;
-        // No dedicated notice kind (yet): counted as a request-side desync of the matching reason.
-        self.notice(
-            sink,
-            Notice::Desync {
-                dir: Dir::Request,
-                reason: protocol_error_reason(e),
-            },
-        );
+        let (id, name_args) = if req.args.is_empty() {
+            (UNKNOWN, 0)
+        } else {
+            self.resolver.resolve(req)
+        };
         let silenced = self.reply_off || std::mem::take(&mut self.skip_next);
-        if !silenced {
-            // Consume the `-ERR Protocol error` Redis sends before closing.
-            if self.full() {
-                self.drop_oldest(sink);
-            }
-            let mut m = self.blank_entry(UNKNOWN, Role::ProtocolError);
+        if !silenced && self.full() {
+            self.drop_oldest(sink);
+        }
+        let mut m = self.build(req, id, name_args, Role::ProtocolError);
+        m.proto = Some(e);
+        m.ts_last = ts;
+        if req.args.is_empty() {
             m.ts_first = ts;
-            m.ts_last = ts;
+        }
+        if silenced {
+            let bytes_at = self.bytes.end();
+            let args_at = self.args.end();
+            self.emit_refused(&m, None, sink);
+            self.bytes.truncate(bytes_at);
+            self.args.truncate(args_at);
+        } else {
             self.pending.push_back(m);
         }
+    }
+
+    /// Logs `req`, a request the server refused part-way with `reply`.
+    fn refused_partial(
+        &mut self,
+        pe: ProtocolError,
+        req: &Request,
+        reply: &Reply,
+        sink: &mut impl Sink,
+    ) {
+        let (id, name_args) = if req.args.is_empty() {
+            (UNKNOWN, 0)
+        } else {
+            self.resolver.resolve(req)
+        };
+        let bytes_at = self.bytes.end();
+        let args_at = self.args.end();
+        let mut m = self.build(req, id, name_args, Role::ProtocolError);
+        m.proto = Some(pe);
+        m.ts_last = m.ts_last.max(req.first_ts);
+        self.emit_refused(&m, Some(reply), sink);
+        self.bytes.truncate(bytes_at);
+        self.args.truncate(args_at);
+    }
+
+    /// A refused request's record: with the server's reply when it came, else with the text
+    /// Redis sends.
+    fn emit_refused(&self, e: &Entry, r: Option<&Reply>, sink: &mut impl Sink) {
+        let Some(pe) = e.proto else {
+            return;
+        };
+        let mut buf = [0u8; 48];
+        let (reply, latency, resp_bytes) = match r {
+            Some(r) => (
+                summary(r, false),
+                Some(r.first_ts.saturating_sub(e.ts_last)),
+                r.wire_len,
+            ),
+            None => {
+                let text = pe.text(&mut buf);
+                let s = ReplySummary {
+                    kind: Kind::Error,
+                    len: text.len() as i64,
+                    text,
+                    redacted: false,
+                };
+                (s, None, 0)
+            }
+        };
+        self.emit(
+            e,
+            Outcome {
+                status: Status::Error,
+                reply: Some(reply),
+                latency_ns: latency,
+                resp_bytes,
+                in_transaction: false,
+            },
+            sink,
+        );
     }
 
     /// `max_pending` bounds the commands held: those awaiting a reply and those queued in a
@@ -825,6 +934,9 @@ impl Core {
             has_key: false,
             secret_reply: false,
             got: false,
+            blocking: false,
+            auth: false,
+            proto: None,
         }
     }
 
@@ -836,6 +948,12 @@ impl Core {
         e.req_bytes = req.wire_len;
         e.argc = req.argc.saturating_sub(name_args as u64);
         e.secret_reply = commands::reply_is_secret(id, req);
+        e.blocking = commands::is_blocking(id, req);
+        e.auth = id == commands::AUTH
+            || (id == commands::HELLO
+                && req
+                    .arg(2)
+                    .is_some_and(|(a, len)| len == 4 && a.eq_ignore_ascii_case(b"AUTH")));
         // Offsets within this entry's bytes: small, since the keep limits are clamped.
         let rel = |bytes: &Fifo<u8>| {
             u32::try_from(bytes.end().wrapping_sub(e.bytes_at)).unwrap_or(u32::MAX)
@@ -1046,12 +1164,29 @@ impl Core {
     fn pair(&mut self, r: &Reply, sink: &mut impl Sink) {
         let head = loop {
             let Some(head) = self.pending.front().copied() else {
+                if r.kind == Kind::Error
+                    && self.refusal.is_none()
+                    && let Some(pe) = ProtocolError::from_reply(&r.text)
+                {
+                    // Refused while the request was still arriving (Redis gave up on a long
+                    // inline line, or an unauthenticated header): the session asks the request
+                    // decoder for what it holds.
+                    self.refusal = Some((pe, r.first_ts, r.wire_len));
+                    return;
+                }
                 self.orphan(r, sink);
                 return;
             };
             if head.got {
                 // A pub/sub command is over once anything but its confirmations comes.
                 self.finish_confirmed(sink);
+                continue;
+            }
+            if head.auth && !auth_reply_fits(head.id, r.kind, &r.text) {
+                // Not an answer AUTH can get: its reply was dropped (redis#15640), this one
+                // is the next command's.
+                self.emit(&head, Outcome::bare(Status::ReplyDropped, 0, false), sink);
+                self.pop_pending();
                 continue;
             }
             break head;
@@ -1061,6 +1196,19 @@ impl Core {
             return;
         }
         if head.role == Role::ProtocolError {
+            self.emit_refused(&head, Some(r), sink);
+            self.pop_pending();
+            return;
+        }
+        if r.kind == Kind::Error
+            && let Some(pe) = refused_by_server(&head, r)
+        {
+            // Refused for a limit only the server knew (or a read pattern): not a command it
+            // ran. The request side stays open: if the server did not really close, later
+            // replies still pair (a script cannot hide commands by returning this text).
+            let mut h = head;
+            h.proto = Some(pe);
+            self.emit_refused(&h, Some(r), sink);
             self.pop_pending();
             return;
         }
@@ -1080,8 +1228,9 @@ impl Core {
             self.multi = Multi::Yes;
             return;
         }
+        let mut absorbed = 0;
         match head.role {
-            Role::Exec => self.on_exec_reply(&head, r, sink),
+            Role::Exec => absorbed = self.on_exec_reply(&head, r, sink),
             Role::Multi if ok => self.multi = Multi::Yes,
             Role::Discard if ok => {
                 self.end_tx(TxEnd::Discarded, sink);
@@ -1134,25 +1283,48 @@ impl Core {
             sink,
         );
         self.pop_pending();
+        if absorbed > 0 {
+            // EXEC's array took the replies of the commands after it in place of the dropped
+            // AUTH replies: they are those commands' replies.
+            let n = r.children.len();
+            let replies: Vec<Reply> = (n.saturating_sub(absorbed)..n)
+                .filter_map(|i| child_reply(r, i))
+                .collect();
+            for c in &replies {
+                self.pair(c, sink);
+            }
+        }
     }
 
-    fn on_exec_reply(&mut self, exec: &Entry, r: &Reply, sink: &mut impl Sink) {
+    /// Returns how many of the array's last elements are not the transaction's (see
+    /// [`Core::run_tx`]).
+    fn on_exec_reply(&mut self, exec: &Entry, r: &Reply, sink: &mut impl Sink) -> usize {
+        let mut absorbed = 0;
         match r.kind {
-            Kind::Array => self.run_tx(exec, r, sink),
+            Kind::Array => absorbed = self.run_tx(exec, r, sink),
             Kind::Error if r.text.starts_with(b"EXECABORT") => self.end_tx(TxEnd::Aborted(r), sink),
             // Rejected EXEC (arity...): the transaction goes on. `EXEC without MULTI` ends it.
-            Kind::Error if !r.text.ends_with(b"without MULTI") => return,
+            Kind::Error if !r.text.ends_with(b"without MULTI") => return 0,
             // A WATCH abort (null), or nothing we can tell ran.
             _ => self.end_tx(TxEnd::Discarded, sink),
         }
         self.multi = Multi::No;
+        absorbed
     }
 
     /// EXEC ran the transaction: each queued command gets its element of the array. Elements are
     /// matched from the end, so commands queued before a mid-stream start are simply absent.
-    fn run_tx(&mut self, exec: &Entry, r: &Reply, sink: &mut impl Sink) {
+    ///
+    /// A queued AUTH whose element has a shape AUTH cannot get had its reply dropped (redis#15640:
+    /// the array header still counts it): the elements after it belong to the next queued
+    /// commands, and the last ones to the commands sent after EXEC; their number is returned.
+    fn run_tx(&mut self, exec: &Entry, r: &Reply, sink: &mut impl Sink) -> usize {
         let elements = u64::try_from(r.len).unwrap_or(0);
         let queued = self.tx.len() as u64;
+        let kept_all = r.children.len() as u64 == elements;
+        if kept_all && elements == queued && self.tx.iter().any(|q| q.auth) {
+            return self.run_tx_auth(exec, r, sink);
+        }
         let unmatched = queued.saturating_sub(elements);
         let first = elements.saturating_sub(queued);
         let latency = Some(r.first_ts.saturating_sub(exec.ts_last));
@@ -1215,6 +1387,59 @@ impl Core {
             self.release();
             j += 1;
         }
+        0
+    }
+
+    /// [`Core::run_tx`] for a transaction with an AUTH in it, every element kept.
+    fn run_tx_auth(&mut self, exec: &Entry, r: &Reply, sink: &mut impl Sink) -> usize {
+        let latency = Some(r.first_ts.saturating_sub(exec.ts_last));
+        let mut idx = 0;
+        while let Some(q) = self.tx.front().copied() {
+            let ch = r.children.get(idx);
+            let text = r.child_text(idx).unwrap_or_default();
+            match ch {
+                Some(ch) if !q.auth || auth_reply_fits(q.id, ch.kind, text) => {
+                    let redacted = q.secret_reply && ch.kind != Kind::Error;
+                    let s = ReplySummary {
+                        kind: ch.kind,
+                        len: ch.len,
+                        text: if redacted { &[][..] } else { text },
+                        redacted,
+                    };
+                    let status = if ch.kind == Kind::Error {
+                        Status::Error
+                    } else {
+                        Status::Ok
+                    };
+                    self.emit(
+                        &q,
+                        Outcome {
+                            status,
+                            reply: Some(s),
+                            latency_ns: latency,
+                            resp_bytes: q.resp_bytes,
+                            in_transaction: true,
+                        },
+                        sink,
+                    );
+                    idx += 1;
+                }
+                _ => self.emit(
+                    &q,
+                    Outcome {
+                        status: Status::ReplyDropped,
+                        reply: None,
+                        latency_ns: latency,
+                        resp_bytes: q.resp_bytes,
+                        in_transaction: true,
+                    },
+                    sink,
+                ),
+            }
+            self.tx.pop_front();
+            self.release();
+        }
+        r.children.len().saturating_sub(idx)
     }
 
     /// Queued commands that will never run.
@@ -1317,7 +1542,9 @@ impl Core {
                 self.finish_confirmed(sink);
                 continue;
             }
-            if h.role != Role::ProtocolError {
+            if h.role == Role::ProtocolError {
+                self.emit_refused(&h, None, sink);
+            } else {
                 self.emit(&h, Outcome::bare(Status::Unanswered, 0, false), sink);
             }
             self.pop_pending();
@@ -1384,6 +1611,8 @@ impl Core {
             req_bytes: e.req_bytes,
             resp_bytes: o.resp_bytes,
             in_transaction: o.in_transaction,
+            blocking: e.blocking && !o.in_transaction,
+            protocol_error: e.proto,
         });
     }
 }
@@ -1443,10 +1672,42 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn protocol_error_reason(e: ProtocolError) -> DesyncReason {
-    match e {
-        ProtocolError::InlineTooLong => DesyncReason::LineTooLong,
-        ProtocolError::BadMultibulkLength | ProtocolError::BadBulkLength => DesyncReason::BadLength,
-        ProtocolError::UnbalancedQuotes | ProtocolError::ExpectedDollar => DesyncReason::BadByte,
+/// Whether a reply of this shape can answer an AUTH or a HELLO … AUTH:
+/// OK, a HELLO map or array, an error, or `+QUEUED` inside MULTI.
+fn auth_reply_fits(id: CommandId, kind: Kind, text: &[u8]) -> bool {
+    match kind {
+        Kind::Error => true,
+        Kind::Simple => text == b"OK" || text == b"QUEUED",
+        Kind::Map | Kind::Array => id == commands::HELLO,
+        _ => false,
     }
+}
+
+/// Element `i` of `r` as a reply of its own (kind, length and kept text; an aggregate's own
+/// elements are not kept), for pairing an element that belongs to a later command.
+fn child_reply(r: &Reply, i: usize) -> Option<Reply> {
+    let c = r.children.get(i)?;
+    Some(Reply {
+        kind: c.kind,
+        len: c.len,
+        text: r.child_text(i).unwrap_or_default().to_vec(),
+        first_ts: r.last_ts,
+        last_ts: r.last_ts,
+        ..Reply::default()
+    })
+}
+
+/// `r` is Redis refusing `head`'s request for a reason the decoder could not know (the limits
+/// for clients not yet authenticated, an inline line whose fate depended on Redis's reads), and
+/// `head` is shaped so that it could be.
+fn refused_by_server(head: &Entry, r: &Reply) -> Option<ProtocolError> {
+    let pe = ProtocolError::from_reply(&r.text)?;
+    let fits = match pe {
+        ProtocolError::InlineTooLong => head.req_bytes > 64 * 1024,
+        // More than 10 arguments, name and subcommand included.
+        ProtocolError::UnauthMultibulkLength => head.argc >= 9,
+        ProtocolError::UnauthBulkLength => head.req_bytes > 16 * 1024,
+        _ => false,
+    };
+    fits.then_some(pe)
 }

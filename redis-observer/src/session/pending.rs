@@ -35,7 +35,8 @@ pub(super) enum Role {
     Quit,
     Hello,
     Monitor,
-    /// Not a command: the `-ERR Protocol error` the server sends before closing.
+    /// A request Redis refused (`-ERR Protocol error: …`, then it closes): logged with that
+    /// reply, never counted as a command.
     ProtocolError,
     /// A replica's `PSYNC`: `+FULLRESYNC` / `+CONTINUE` start a replication link.
     Psync,
@@ -92,6 +93,12 @@ pub(super) struct Entry {
     pub secret_reply: bool,
     /// A pub/sub command got at least one confirmation.
     pub got: bool,
+    /// The command can block (see `commands::is_blocking`).
+    pub blocking: bool,
+    /// AUTH, or HELLO with AUTH: answered only with OK, a HELLO reply or an error.
+    pub auth: bool,
+    /// Role `ProtocolError`: which one.
+    pub proto: Option<crate::resp::ProtocolError>,
 }
 
 /// Shrink a queue's buffers back to this once it empties (bytes or elements), so one burst does

@@ -291,7 +291,7 @@ impl Link {
                 bytes += req.wire_len;
             }
             RequestEvent::Empty => {}
-            RequestEvent::ProtocolError(_) => {
+            RequestEvent::ProtocolError(..) => {
                 (bad, dead) = (Some(DesyncReason::BadByte), true);
             }
             RequestEvent::Desync(r) => bad = Some(r),

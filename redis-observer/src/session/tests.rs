@@ -66,6 +66,12 @@ impl Sink for Collect {
         if r.in_transaction {
             line.push_str(" tx");
         }
+        if r.protocol_error.is_some() {
+            line.push_str(" refused");
+        }
+        if r.blocking {
+            line.push_str(" blocking");
+        }
         self.events.push(line.clone());
         self.recs.push(Rec {
             line,
@@ -271,7 +277,24 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
 #[case::null_bulk(vec![c("GET nope"), s("$-1\r\n")], &["GET [nope] ok null(-1)"])]
 #[case::blocking_command(
     vec![c("BLPOP q 0"), c("PING"), s("*2\r\n$1\r\nq\r\n$1\r\nx\r\n+PONG\r\n")],
-    &["BLPOP [q 0] ok array(2)", "PING [] ok simple:PONG"],
+    &["BLPOP [q 0] ok array(2) blocking", "PING [] ok simple:PONG"],
+)]
+#[case::blocking_only_when_it_can_block(
+    vec![
+        c("XREAD COUNT 1 STREAMS s 0"),
+        c("XREAD BLOCK 10 STREAMS s 0"),
+        c("WAIT 0 0"),
+        s("*-1\r\n*-1\r\n:0\r\n"),
+    ],
+    &[
+        "XREAD [COUNT 1 STREAMS s 0] ok null(-1)",
+        "XREAD [BLOCK 10 STREAMS s 0] ok null(-1) blocking",
+        "WAIT [0 0] ok integer:0 blocking",
+    ],
+)]
+#[case::nothing_blocks_in_a_transaction(
+    vec![c("MULTI"), c("BLPOP q 1"), c("EXEC"), s("+OK\r\n+QUEUED\r\n*1\r\n*-1\r\n")],
+    &["MULTI [] ok simple:OK", "BLPOP [q 1] ok null(-1) tx", "EXEC [] ok array(1)"],
 )]
 // CLIENT REPLY
 #[case::client_reply_off_on(
@@ -720,7 +743,10 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
         s("$1\r\n1\r\n-ERR Protocol error: unbalanced quotes in request\r\n"),
         Step::Close,
     ],
-    &["notice Desync { dir: Request, reason: BadByte }", "GET [a] ok bulk:1"],
+    &[
+        "GET [a] ok bulk:1",
+        "SET [a b] error error:ERR Protocol error: unbalanced quotes in request refused",
+    ],
 )]
 #[case::protocol_error_bad_bulk_length(
     vec![
@@ -728,7 +754,45 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
         raw("*1\r\n$-5\r\n"),
         s("+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"),
     ],
-    &["notice Desync { dir: Request, reason: BadLength }", "PING [] ok simple:PONG"],
+    &["PING [] ok simple:PONG", " [] error error:ERR Protocol error: invalid bulk length refused"],
+)]
+#[case::protocol_error_named_multibulk(
+    vec![
+        raw("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n:1\r\n"),
+        s("-ERR Protocol error: expected '$', got ':'\r\n"),
+    ],
+    &["SET [k] error error:ERR Protocol error: expected '$', got ':' refused"],
+)]
+#[case::protocol_error_closed_before_reply(
+    vec![raw("SET k \"v\r\n"), Step::Close],
+    &["SET [k v] error error:ERR Protocol error: unbalanced quotes in request refused"],
+)]
+#[case::protocol_error_under_reply_off(
+    vec![c("CLIENT REPLY OFF"), raw("*1\r\n$x\r\n"), Step::Close],
+    &[
+        "CLIENT REPLY [OFF] no_reply -",
+        " [] error error:ERR Protocol error: invalid bulk length refused",
+    ],
+)]
+#[case::protocol_error_secret_args_stay_redacted(
+    vec![raw("AUTH u \"pw\r\n"), s("-ERR Protocol error: unbalanced quotes in request\r\n")],
+    &["AUTH [(redacted) (redacted)] error error:ERR Protocol error: unbalanced quotes in request refused"],
+)]
+#[case::unauthenticated_limit_from_the_reply(
+    vec![
+        c("MSET a 1 b 2 c 3 d 4 e 5"),
+        c("PING"),
+        s("-ERR Protocol error: unauthenticated multibulk length\r\n"),
+        Step::Close,
+    ],
+    &[
+        "MSET [a 1 b 2 c 3 d 4 e 5] error error:ERR Protocol error: unauthenticated multibulk length refused",
+        "PING [] unanswered -",
+    ],
+)]
+#[case::unauthenticated_text_from_a_small_command_is_an_error(
+    vec![c("EVAL x 0"), s("-ERR Protocol error: unauthenticated multibulk length\r\n")],
+    &["EVAL [x 0] error error:ERR Protocol error: unauthenticated multibulk length"],
 )]
 #[case::http_guard_closes(
     vec![raw("PING\r\nHost: example.com\r\nGET a\r\n"), s("+PONG\r\n"), Step::Close],
@@ -752,6 +816,55 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
     &[
         "AUTH [(redacted) (redacted)] ok simple:OK",
         "AUTH [(redacted)] error error:WRONGPASS invalid username-password pair",
+    ],
+)]
+#[case::dropped_auth_reply(
+    vec![c("PING"), c("AUTH u wrong"), c("PING"), s("+PONG\r\n+PONG\r\n")],
+    &[
+        "PING [] ok simple:PONG",
+        "AUTH [(redacted) (redacted)] reply_dropped -",
+        "PING [] ok simple:PONG",
+    ],
+)]
+#[case::dropped_auth_reply_after_a_good_one(
+    vec![c("AUTH pw"), c("AUTH wrong"), c("PING"), s("+OK\r\n+PONG\r\n")],
+    &[
+        "AUTH [(redacted)] ok simple:OK",
+        "AUTH [(redacted)] reply_dropped -",
+        "PING [] ok simple:PONG",
+    ],
+)]
+#[case::dropped_hello_auth_reply(
+    vec![c("PING"), c("HELLO 3 AUTH u wrong"), c("GET a"), s("+PONG\r\n$1\r\n1\r\n")],
+    &[
+        "PING [] ok simple:PONG",
+        "HELLO [3 AUTH (redacted) (redacted)] reply_dropped -",
+        "GET [a] ok bulk:1",
+    ],
+)]
+#[case::hello_auth_answered(
+    vec![c("PING"), c("HELLO 3 AUTH u pw"), s("+PONG\r\n"), s(&hello3_reply())],
+    &["PING [] ok simple:PONG", "HELLO [3 AUTH (redacted) (redacted)] ok map(7)"],
+)]
+#[case::dropped_auth_reply_in_a_transaction(
+    vec![
+        c("MULTI"),
+        c("PING"),
+        c("AUTH u wrong"),
+        c("PING"),
+        c("EXEC"),
+        c("GET a"),
+        c("PING"),
+        s("+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+PONG\r\n+PONG\r\n$1\r\n1\r\n+PONG\r\n"),
+    ],
+    &[
+        "MULTI [] ok simple:OK",
+        "PING [] ok simple:PONG tx",
+        "AUTH [(redacted) (redacted)] reply_dropped - tx",
+        "PING [] ok simple:PONG tx",
+        "EXEC [] ok array(3)",
+        "GET [a] ok bulk:1",
+        "PING [] ok simple:PONG",
     ],
 )]
 #[case::hello_auth_redacted(
@@ -1813,4 +1926,27 @@ fn rdb_gap_is_skipped_by_length() {
             .any(|e| e.contains("Stream { commands: 1, bytes: 27, offset: Some(27)")),
         "{ev:#?}"
     );
+}
+
+#[test]
+fn refused_while_the_request_is_still_arriving() {
+    // Redis gave up on an inline line after 64 KiB (it read it in small pieces); its reply comes
+    // before the line's end, which then arrives but never runs.
+    let head = format!("PING\r\nSET k {}", "v".repeat(70_000));
+    let got = events(&[
+        raw(&head),
+        s("+PONG\r\n-ERR Protocol error: too big inline request\r\n"),
+        raw("vvvv\r\nGET k\r\n"),
+        Step::Close,
+    ]);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], "PING [] ok simple:PONG");
+    assert!(
+        got[1].starts_with("SET [k vvvv")
+            && got[1].ends_with("] error error:ERR Protocol error: too big inline request refused"),
+        "{got:?}"
+    );
+    // A protocol-error text with nothing arriving is an orphan reply as before.
+    let got = events(&[s("-ERR Protocol error: too big inline request\r\n")]);
+    assert_eq!(got, vec!["notice OrphanReply"]);
 }

@@ -58,6 +58,8 @@ fn rec<'a>(
         req_bytes: 30,
         resp_bytes: 9,
         in_transaction: false,
+        blocking: false,
+        protocol_error: None,
     }
 }
 
