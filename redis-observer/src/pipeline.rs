@@ -144,6 +144,17 @@ impl Conn {
             deliver(session, tap, dir, ev, sink);
         });
         report_missing(session.meta(), &before, stream.stats(), sink);
+        if session.ignored() {
+            // Not decoded (not RESP), but Redis may run what it carries: counted, never silent.
+            let n = seg.data.len() as u64 + u64::from(seg.missing);
+            sink.flow(
+                session.meta(),
+                FlowEvent::BytesMissed {
+                    reason: MissReason::Ignored,
+                    n,
+                },
+            );
+        }
     }
 
     /// End of the connection: everything held goes out, pending commands become unanswered.
@@ -431,5 +442,113 @@ pub fn canonical(a: SocketAddr) -> SocketAddr {
             None => a,
         },
         SocketAddr::V4(_) => a,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::CommandRecord;
+
+    #[derive(Default)]
+    struct Flows {
+        opened: u32,
+        closed: u32,
+        commands: Vec<String>,
+    }
+
+    impl Sink for Flows {
+        fn flow(&mut self, _c: &crate::conn::ConnMeta, e: FlowEvent) {
+            match e {
+                FlowEvent::Opened => self.opened += 1,
+                FlowEvent::Closed => self.closed += 1,
+                _ => {}
+            }
+        }
+        fn command(&mut self, r: &CommandRecord<'_>) {
+            self.commands.push(format!(
+                "{} {}",
+                String::from_utf8_lossy(r.name),
+                r.status.as_str()
+            ));
+        }
+
+    }
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// The client half-closes after GET; the server's reply, and the FIN on its last segment,
+    /// never reach the observer (lost with a full ring). The connection must not stay open.
+    #[test]
+    fn one_fin_and_silence_closes_the_connection() {
+        let (c, s): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:6379".parse().unwrap(),
+        );
+        let mut p = Pipeline::new(PipelineConfig::default());
+        let mut f = Flows::default();
+        let seg = |ts, src, dst, seq, flags, ack, data| Segment {
+            ts_ns: ts,
+            src,
+            dst,
+            seq,
+            flags,
+            ack,
+            data,
+            missing: 0,
+            iface: None,
+        };
+        let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        p.segment(&seg(SEC, c, s, 100, TCP_SYN, 0, &[]), &mut f);
+        p.segment(&seg(SEC, s, c, 500, TCP_SYN | TCP_ACK, 101, &[]), &mut f);
+        p.segment(&seg(SEC, c, s, 101, TCP_ACK, 501, get), &mut f);
+        let fin_seq = 101 + get.len() as u32;
+        p.segment(
+            &seg(SEC, c, s, fin_seq, TCP_FIN | TCP_ACK, 501, &[]),
+            &mut f,
+        );
+        p.tick(3 * SEC, &mut f);
+        assert_eq!((f.opened, f.closed, p.flows()), (1, 0, 1));
+        // Still silent 5 s after its last segment: closed out, the GET unanswered.
+        p.tick(6 * SEC + 1, &mut f);
+        assert_eq!((f.opened, f.closed, p.flows()), (1, 1, 0));
+        assert_eq!(f.commands, vec!["GET unanswered"]);
+    }
+
+    /// Traffic after one FIN (the server still sending its reply) keeps the connection.
+    #[test]
+    fn one_fin_with_traffic_stays_open() {
+        let (c, s): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40001".parse().unwrap(),
+            "127.0.0.1:6379".parse().unwrap(),
+        );
+        let mut p = Pipeline::new(PipelineConfig::default());
+        let mut f = Flows::default();
+        let seg = |ts, src, dst, seq, flags, ack, data| Segment {
+            ts_ns: ts,
+            src,
+            dst,
+            seq,
+            flags,
+            ack,
+            data,
+            missing: 0,
+            iface: None,
+        };
+        p.segment(&seg(SEC, c, s, 100, TCP_SYN, 0, &[]), &mut f);
+        p.segment(&seg(SEC, s, c, 500, TCP_SYN | TCP_ACK, 101, &[]), &mut f);
+        p.segment(
+            &seg(SEC, c, s, 101, TCP_FIN | TCP_ACK, 501, b"PING\r\n"),
+            &mut f,
+        );
+        p.segment(&seg(5 * SEC, s, c, 501, TCP_ACK, 108, b"+PO"), &mut f);
+        p.tick(9 * SEC, &mut f);
+        assert_eq!(p.flows(), 1);
+        p.segment(
+            &seg(9 * SEC, s, c, 504, TCP_ACK | TCP_FIN, 108, b"NG\r\n"),
+            &mut f,
+        );
+        assert_eq!((f.closed, p.flows()), (1, 0));
+        assert_eq!(f.commands, vec!["PING ok"]);
     }
 }

@@ -123,6 +123,9 @@ pub enum MissReason {
     NotCaptured,
     /// Lost: ring buffer full, packets dropped, or held out-of-order data over the bound.
     Gap,
+    /// Seen but not decoded: the connection is ignored as not RESP (a TLS handshake, HTTP), yet
+    /// Redis may run what it carries. Counted so that nothing on the port goes unaccounted.
+    Ignored,
 }
 
 impl MissReason {
@@ -130,6 +133,7 @@ impl MissReason {
         match self {
             MissReason::NotCaptured => "not_captured",
             MissReason::Gap => "gap",
+            MissReason::Ignored => "ignored",
         }
     }
 }

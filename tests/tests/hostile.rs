@@ -1009,6 +1009,15 @@ fn tls_and_http_on_the_redis_port() {
         },
         |d| {
             d.expect("not_resp desyncs", d.desync("not_resp", "request"), 6)?;
+            // Not decoded, but counted: every byte the clients sent, and any reply.
+            d.expect_at_least(
+                "bytes ignored",
+                d.m(
+                    "redis_observer_bytes_missed_total",
+                    &[("reason", "ignored")],
+                ),
+                (5 * hello.len() + http.len()) as u64,
+            )?;
             d.expect(
                 "commands",
                 d.m("redis_commands_total", &[]),

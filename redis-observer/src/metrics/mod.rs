@@ -102,7 +102,11 @@ impl LostReason {
 }
 
 /// Reasons of `redis_observer_bytes_missed_total`, created at start.
-const MISS_REASONS: [MissReason; 2] = [MissReason::NotCaptured, MissReason::Gap];
+const MISS_REASONS: [MissReason; 3] = [
+    MissReason::NotCaptured,
+    MissReason::Gap,
+    MissReason::Ignored,
+];
 
 /// A counter fed with running totals: adds the difference from the last total. A total smaller
 /// than the last one (the source restarted) counts from zero again.
