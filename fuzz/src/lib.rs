@@ -427,6 +427,13 @@ impl Checker {
                 assert!(r.latency_ns.is_none(), "latency without a reply");
                 assert!(r.reply.is_none(), "reply on an unanswered command");
             }
+            Status::ReplyDropped => {
+                assert!(r.reply.is_none(), "reply on a command whose reply was dropped");
+                assert!(
+                    r.latency_ns.is_none() || r.in_transaction,
+                    "latency without a reply"
+                );
+            }
             Status::Aborted => {
                 assert!(r.in_transaction, "aborted outside a transaction");
                 assert!(r.latency_ns.is_none(), "latency on an aborted command");

@@ -177,7 +177,7 @@ impl Formatter {
         let status_sgr = match status {
             "ok" => GREEN,
             "error" => BOLD_RED,
-            "unanswered" => YELLOW,
+            "unanswered" | "reply_dropped" => YELLOW,
             "no_reply" | "aborted" => DIM,
             _ => PLAIN,
         };
