@@ -472,7 +472,6 @@ mod tests {
                 r.status.as_str()
             ));
         }
-
     }
 
     const SEC: u64 = 1_000_000_000;
