@@ -22,7 +22,7 @@
 //! servers seen (the rest share `other`), every `reason` from a fixed set in this file or a
 //! `&'static str` chosen in code.
 
-mod errors;
+pub(crate) mod errors;
 mod http;
 mod repl;
 
@@ -567,7 +567,8 @@ impl Metrics {
         }
         if rec.status == Status::Error {
             let text = match rec.reply {
-                Some(r) if r.kind == Kind::Error && !r.redacted => r.text,
+                // A redacted error keeps its class word, which is all the label needs.
+                Some(r) if r.kind == Kind::Error => r.text,
                 _ => &[],
             };
             let class = error_class(text);
