@@ -566,7 +566,7 @@ fn push_summary(out: &mut Vec<u8>, reply: &Reply, b: &Bounds, mode: Mode) {
             let mut line = Vec::with_capacity(reply.text.len() + 16);
             redact::monitor_line(&reply.text, &mut line);
             let full = line.len() as u64;
-            bounded(out, &line, full, b.max_reply_bytes, mode);
+            bounded(out, &line, full, b.reply_bytes, mode);
             return;
         }
         let summary = ReplySummary {

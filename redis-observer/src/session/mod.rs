@@ -1114,7 +1114,7 @@ impl Core {
                 let latency = Some(r.first_ts.saturating_sub(head.ts_last));
                 let o = Outcome {
                     status: Status::Ok,
-                    reply: Some(summary(r, false)),
+                    reply: Some(summary(r)),
                     latency_ns: latency,
                     resp_bytes: r.wire_len,
                     in_transaction: false,
