@@ -809,7 +809,7 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
 )]
 #[case::unknown_subcommand_of_secret_container(
     vec![c("ACL SETUSR alice >s3cret"), s("-ERR unknown subcommand 'SETUSR'. Try ACL HELP.\r\n")],
-    &["ACL [(redacted) (redacted) (redacted)] error error:ERR (redacted)"],
+    &["ACL SETUSR [(redacted) (redacted)] error error:ERR (redacted)"],
 )]
 #[case::name_cut_by_gap_hides_everything(
     vec![raw("*3\r\n$4\r\nAU"), Step::CMiss(2), raw("\r\n$1\r\nu\r\n$6\r\ns3cret\r\n"), s("-ERR unknown\r\n")],
@@ -919,7 +919,7 @@ fn args_and_names_are_bounded() {
     assert_eq!(
         r.sink.events,
         [
-            "CONFIG NOS [x] error error:ERR a",
+            "CONFIG NOS [(redacted)] error error:ERR (redacted)",
             "CLIENT BOG [] error error:ERR b",
             "NOSUCH [bogus] error error:ERR c",
             "CLIENTELEM [bogus] error error:ERR d",
