@@ -21,13 +21,14 @@ use std::{
 use anyhow::{Context as _, bail};
 
 /// Every target in `fuzz/Cargo.toml`.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "resp_request",
     "resp_reply",
     "inline",
     "reassembly",
     "session",
     "pipeline",
+    "redaction",
 ];
 
 /// Shared flags of `cargo fuzz build` and `run`: debug assertions on (integer overflow is a

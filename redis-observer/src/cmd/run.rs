@@ -231,7 +231,8 @@ fn spawn_stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--dump-events`: one line per kernel event, no decoding (debugging the capture).
+/// `--dump-events`: one line per kernel event, no decoding (debugging the capture). Payload
+/// bytes are never printed (they may hold secrets): their length and FNV-1a hash identify them.
 async fn dump_events(mut cap: Capture) -> anyhow::Result<()> {
     use std::io::Write as _;
     tracing::info!("attached; dumping events");
@@ -262,7 +263,7 @@ fn dump_event(out: &mut impl std::io::Write, rec: &[u8], clock: capture::Clock) 
         Ok((h, s)) => {
             let _ = writeln!(
                 out,
-                "{} {} -> {} seq={} flags={:#04x} len={} off={} payload={} missing={} fnv={:016x} {:?}",
+                "{} {} -> {} seq={} flags={:#04x} len={} off={} payload={} missing={} fnv={:016x}",
                 s.ts_ns,
                 s.src,
                 s.dst,
@@ -273,7 +274,6 @@ fn dump_event(out: &mut impl std::io::Write, rec: &[u8], clock: capture::Clock) 
                 h.payload_len,
                 s.missing,
                 fnv1a(s.data),
-                String::from_utf8_lossy(&s.data[..s.data.len().min(64)])
             );
         }
         Err(e) => tracing::warn!(error = %e, "bad ring-buffer record"),

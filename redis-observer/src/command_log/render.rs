@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::commands::redact;
 use crate::conn::ConnMeta;
 use crate::record::{CommandRecord, Notice, ReplySummary};
 use crate::resp::{Child, Kind, Reply};
@@ -512,6 +513,11 @@ fn aggregate(out: &mut Vec<u8>, kind: Kind, len: i64) {
 
 fn error_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode) {
     if r.redacted {
+        // The redaction layer left only the error's class (`ERR`), from a fixed set.
+        if !r.text.is_empty() {
+            escape(out, r.text, mode);
+            out.push(b' ');
+        }
         out.extend_from_slice(REDACTED);
         return;
     }
@@ -574,6 +580,14 @@ fn element(out: &mut Vec<u8>, el: Element<'_>, b: &Bounds, mode: Mode) {
 /// `message [3 items]`: the push's kind word (its first element, if a string) and its size.
 fn push_summary(out: &mut Vec<u8>, reply: &Reply, b: &Bounds, mode: Mode) {
     if !reply.kind.is_aggregate() {
+        if reply.kind == Kind::Simple && redact::is_monitor_line(&reply.text) {
+            // Redis redacts only the commands it parsed: the table applies to every line.
+            let mut line = Vec::with_capacity(reply.text.len() + 16);
+            redact::monitor_line(&reply.text, &mut line);
+            let full = line.len() as u64;
+            bounded(out, &line, full, b.reply_bytes, mode);
+            return;
+        }
         let summary = ReplySummary {
             kind: reply.kind,
             len: reply.len,

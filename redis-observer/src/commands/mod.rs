@@ -8,9 +8,14 @@
 //! open-addressing hash table built at compile time from the generated entries. A name that is
 //! not in the table resolves to [`UNKNOWN`], so clients can never create metric label values.
 
+pub mod redact;
 mod table;
 
+pub use redact::{SECRET_CONFIGS, is_secret_arg, reply_is_secret};
 pub use table::{COMMAND_COUNT, SERVERS, acl, flag, key_flag};
+
+#[cfg(test)]
+use redact::glob_match;
 
 use crate::resp::Request;
 
@@ -746,163 +751,6 @@ pub fn is_blocking(id: CommandId, req: &Request) -> bool {
     (start..a.kept())
         .take_while(|&i| !a.is(i, "STREAMS"))
         .any(|i| a.is(i, "BLOCK"))
-}
-
-// ------------------------------------------------------------------------------------------------
-// Secrets
-
-/// Configuration parameters whose values are credentials: never logged in CONFIG SET, never
-/// rendered from CONFIG GET. The TLS key passphrases go beyond the contract's list (Redis 7.0
-/// itself does not redact them in SLOWLOG) because they are passwords all the same.
-pub const SECRET_CONFIGS: [&str; 5] = [
-    "requirepass",
-    "masterauth",
-    "masteruser",
-    "tls-key-file-pass",
-    "tls-client-key-file-pass",
-];
-
-/// Argument `i` (0 = the name) must be written as `"(redacted)"`:
-/// - AUTH: every argument;
-/// - HELLO: the two arguments after `AUTH` (username and password);
-/// - MIGRATE: the password after `AUTH`, username and password after `AUTH2`;
-/// - CONFIG SET: the value after any of [`SECRET_CONFIGS`] (any case, any number of pairs);
-/// - ACL SETUSER: rules that carry a password or its hash (`>pw`, `<pw`, `#hash`, `!hash`);
-/// - COMMAND GETKEYS / GETKEYSANDFLAGS: the rules above applied to the command they wrap.
-///
-/// Where capture cut a keyword short, an argument that might be a secret is treated as one.
-pub fn is_secret_arg(id: CommandId, req: &Request, i: usize) -> bool {
-    secret_in(id, Args::new(req), i, 0)
-}
-
-fn secret_in(id: CommandId, a: Args, i: usize, depth: u8) -> bool {
-    if i == 0 || i as u64 >= a.argc() {
-        return false;
-    }
-    match id {
-        AUTH => true,
-        // Every argument one or two after an AUTH token: covers `HELLO 3 AUTH user pass` and,
-        // erring on the safe side, malformed forms such as `HELLO AUTH user pass`.
-        HELLO => (1..i).rev().take(2).any(|j| a.may_be(j, "AUTH")),
-        MIGRATE => migrate_options(a, i).1,
-        CONFIG_SET => {
-            i >= 3 && i % 2 == 1 && SECRET_CONFIGS.iter().any(|name| a.may_be(i - 1, name))
-        }
-        ACL_SETUSER => {
-            i >= 3
-                && match a.get(i) {
-                    Some((b, len)) => match b.first() {
-                        Some(c) => matches!(c, b'>' | b'<' | b'#' | b'!'),
-                        None => len > 0, // nothing kept to look at: assume the worst
-                    },
-                    None => false,
-                }
-        }
-        COMMAND_GETKEYS | COMMAND_GETKEYSANDFLAGS if i >= 2 && depth < 4 => {
-            let inner = a.shifted(2);
-            let (inner_id, _) = resolve_in(inner);
-            secret_in(inner_id, inner, i - 2, depth + 1)
-        }
-        _ => false,
-    }
-}
-
-/// The reply holds secrets and must not be rendered: ACL GETUSER and ACL LIST (password hashes),
-/// and CONFIG GET when any pattern could match one of [`SECRET_CONFIGS`] (Redis glob rules, any
-/// case: `*`, `*pass*`, `master?uth`, `[mr]*`). A pattern not kept whole counts as matching.
-pub fn reply_is_secret(id: CommandId, req: &Request) -> bool {
-    match id {
-        ACL_GETUSER | ACL_LIST => true,
-        CONFIG_GET => {
-            let a = Args::new(req);
-            let argc = usize::try_from(a.argc()).unwrap_or(usize::MAX);
-            (2..argc).any(|i| match a.get(i) {
-                Some((pat, len)) if len == pat.len() as u64 => SECRET_CONFIGS
-                    .iter()
-                    .any(|name| glob_match(pat, name.as_bytes())),
-                _ => true,
-            })
-        }
-        _ => false,
-    }
-}
-
-/// Redis' `stringmatchlen` with `nocase`, without its recursion: `*`, `?`, `[...]` (with `^` and
-/// ranges), `\` escapes. The classic backtrack-to-the-last-star walk, O(pattern × text).
-fn glob_match(pat: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        match pat.get(p) {
-            Some(b'*') => {
-                p += 1;
-                star = Some((p, t));
-                continue;
-            }
-            Some(_) => {
-                if let Some(next) = text.get(t).and_then(|&c| glob_one(pat, p, c)) {
-                    p = next;
-                    t += 1;
-                    continue;
-                }
-            }
-            None if t == text.len() => return true,
-            None => {}
-        }
-        match star {
-            Some((sp, st)) if st < text.len() => {
-                star = Some((sp, st + 1));
-                p = sp;
-                t = st + 1;
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// If the single-character token at `pat[p]` matches `c`, the index after the token.
-fn glob_one(pat: &[u8], p: usize, c: u8) -> Option<usize> {
-    let eq = |a: u8, b: u8| a.eq_ignore_ascii_case(&b);
-    match *pat.get(p)? {
-        b'?' => Some(p + 1),
-        b'\\' => match pat.get(p + 1) {
-            Some(&lit) => eq(lit, c).then_some(p + 2),
-            None => eq(b'\\', c).then_some(p + 1),
-        },
-        b'[' => {
-            let mut q = p + 1;
-            let not = pat.get(q) == Some(&b'^');
-            if not {
-                q += 1;
-            }
-            let mut hit = false;
-            loop {
-                match (pat.get(q), pat.get(q + 1), pat.get(q + 2)) {
-                    (None, ..) => break, // unterminated: the class runs to the end
-                    (Some(b'\\'), Some(&lit), _) => {
-                        hit |= lit == c; // Redis compares escaped class members case-sensitively
-                        q += 2;
-                    }
-                    (Some(b']'), ..) => {
-                        q += 1;
-                        break;
-                    }
-                    (Some(&lo), Some(b'-'), Some(&hi)) => {
-                        let (lo, hi) = (lo.to_ascii_lowercase(), hi.to_ascii_lowercase());
-                        let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-                        hit |= (lo..=hi).contains(&c.to_ascii_lowercase());
-                        q += 3;
-                    }
-                    (Some(&lit), ..) => {
-                        hit |= eq(lit, c);
-                        q += 1;
-                    }
-                }
-            }
-            (hit != not).then_some(q)
-        }
-        lit => eq(lit, c).then_some(p + 1),
-    }
 }
 
 #[cfg(test)]

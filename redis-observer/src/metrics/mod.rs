@@ -22,7 +22,7 @@
 //! servers seen (the rest share `other`), every `reason` from a fixed set in this file or a
 //! `&'static str` chosen in code.
 
-mod errors;
+pub(crate) mod errors;
 mod http;
 mod repl;
 
@@ -173,6 +173,8 @@ struct CmdHandles {
 
 struct ServerSlot {
     label: String,
+    /// When its last connection closed (a count of such closes, as a clock); 0 if never open.
+    idle_at: u64,
     req_bytes: IntCounter,
     resp_bytes: IntCounter,
     conns_active: IntGauge,
@@ -192,7 +194,38 @@ impl ServerSlot {
             conns_total: fam.conns_total.with_label_values(&l),
             pushes: fam.pushes.with_label_values(&l),
             cmds: (0..commands::count().max(1)).map(|_| None).collect(),
+            idle_at: 0,
             label,
+        }
+    }
+
+    /// Removes every series this slot created, so its label value can be given to another server.
+    fn remove_series(&self, fam: &Families) {
+        let l = self.label.as_str();
+        for f in [
+            &fam.req_bytes,
+            &fam.resp_bytes,
+            &fam.conns_total,
+            &fam.pushes,
+        ] {
+            let _ = f.remove_label_values(&[l]);
+        }
+        let _ = fam.conns_active.remove_label_values(&[l]);
+        for (id, h) in self.cmds.iter().enumerate() {
+            let Some(h) = h else { continue };
+            let name = u16::try_from(id).map_or("UNKNOWN", |id| commands::name(CommandId(id)));
+            let _ = fam.duration.remove_label_values(&[l, name]);
+            for (st, c) in STATUSES.iter().zip(&h.status) {
+                if c.is_some() {
+                    let _ = fam.commands.remove_label_values(&[l, name, st.as_str()]);
+                }
+            }
+            for (k, c) in h.errors.iter().enumerate() {
+                if c.is_some() {
+                    let err = ERROR_CLASSES.get(k).copied().unwrap_or(errors::OTHER);
+                    let _ = fam.errors.remove_label_values(&[l, name, err]);
+                }
+            }
         }
     }
 
@@ -230,8 +263,20 @@ fn unreachable_slot() -> ! {
     unreachable!("command slot index checked against cmds.len()")
 }
 
-/// Maps server addresses to label slots, bounded.
+/// Connections to a server that has not answered in RESP yet: counted here, without a label, and
+/// moved to its slot when it does (refused `connect()`s never get one).
+#[derive(Clone, Copy, Default)]
+struct Candidate {
+    active: i64,
+    total: u64,
+}
+
+/// Maps server addresses to label slots, bounded. A slot goes only to a server that answered in
+/// RESP; when all are taken, the slot idle longest (no open connection) is reclaimed.
 struct Servers {
+    candidates: HashMap<SocketAddr, Candidate>,
+    /// Clock for `ServerSlot::idle_at`.
+    closes: u64,
     slots: Vec<ServerSlot>,
     /// Address of each real slot: `slots[i]` is `addrs[i]` (`other` is created only once the
     /// real slots are all taken, so it comes after them).
@@ -250,19 +295,13 @@ impl Servers {
         Some((slot, slot.cmds.get(usize::from(id.0))?.as_deref()?))
     }
 
-    fn slot(&mut self, fam: &Families, overflow: &IntCounter, addr: SocketAddr) -> &mut ServerSlot {
-        let i = self.find(fam, overflow, addr);
-        match self.slots.get_mut(i) {
-            Some(s) => s,
-            None => unreachable_slot(),
-        }
-    }
-
-    fn find(&mut self, fam: &Families, overflow: &IntCounter, addr: SocketAddr) -> usize {
-        if let Some((a, i)) = self.last {
-            if a == addr {
-                return i;
-            }
+    /// The slot of a server that has one (or was sent to `other`).
+    #[inline]
+    fn lookup(&mut self, addr: SocketAddr) -> Option<usize> {
+        if let Some((a, i)) = self.last
+            && a == addr
+        {
+            return Some(i);
         }
         // A few servers: a scan of their addresses beats hashing.
         let scanned = if self.addrs.len() <= SCAN_SERVERS {
@@ -270,35 +309,127 @@ impl Servers {
         } else {
             None
         };
-        let i = match scanned.or_else(|| self.index.get(&addr).copied()) {
-            Some(i) => i,
-            None if self.slots.len() - usize::from(self.other.is_some()) < self.max => {
-                let i = self.slots.len();
-                self.slots.push(ServerSlot::new(fam, addr.to_string()));
-                self.index.insert(addr, i);
-                self.addrs.push(addr);
-                i
-            }
-            None => {
-                overflow.inc();
-                let i = match self.other {
-                    Some(i) => i,
-                    None => {
-                        let i = self.slots.len();
-                        self.slots
-                            .push(ServerSlot::new(fam, OTHER_SERVER.to_string()));
-                        self.other = Some(i);
-                        i
-                    }
-                };
-                if self.index.len() < self.max + OVERFLOW_REMEMBERED {
-                    self.index.insert(addr, i);
+        let i = scanned.or_else(|| self.index.get(&addr).copied())?;
+        self.last = Some((addr, i));
+        Some(i)
+    }
+
+    fn real_slots(&self) -> usize {
+        self.slots.len() - usize::from(self.other.is_some())
+    }
+
+    /// A new slot for `addr` at index `i` (a fresh one, or a reclaimed one), with the
+    /// connections counted while it had none.
+    fn install(&mut self, fam: &Families, addr: SocketAddr, i: Option<usize>) -> usize {
+        let slot = ServerSlot::new(fam, addr.to_string());
+        if let Some(c) = self.candidates.remove(&addr) {
+            slot.conns_total.inc_by(c.total);
+            slot.conns_active.set(c.active.max(0));
+        }
+        let i = match i {
+            Some(i) => {
+                if let Some(old) = self.addrs.get(i).copied() {
+                    self.index.remove(&old);
+                }
+                if let (Some(s), Some(a)) = (self.slots.get_mut(i), self.addrs.get_mut(i)) {
+                    *s = slot;
+                    *a = addr;
                 }
                 i
             }
+            None => {
+                // `other`, if it exists, stays last among the real slots' indices: insert
+                // before it would shift indices, so real slots are pushed and `other` keeps
+                // its index wherever it is.
+                let i = self.slots.len();
+                self.slots.push(slot);
+                self.addrs.push(addr);
+                i
+            }
         };
+        self.index.insert(addr, i);
         self.last = Some((addr, i));
         i
+    }
+
+    /// The real slot with no open connection that has been idle longest.
+    fn idlest_free(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| Some(*i) != self.other && s.conns_active.get() == 0)
+            .min_by_key(|(_, s)| s.idle_at)
+            .map(|(i, _)| i)
+    }
+
+    fn other_slot(&mut self, fam: &Families) -> usize {
+        match self.other {
+            Some(i) => i,
+            None => {
+                let i = self.slots.len();
+                self.slots
+                    .push(ServerSlot::new(fam, OTHER_SERVER.to_string()));
+                // Keeps `addrs` index-aligned with `slots`.
+                self.addrs.push(SocketAddr::from(([0, 0, 0, 0], 0)));
+                self.other = Some(i);
+                i
+            }
+        }
+    }
+
+    /// `addr` goes to `other` (counted once while remembered).
+    fn overflow(&mut self, fam: &Families, overflow: &IntCounter, addr: SocketAddr) -> usize {
+        overflow.inc();
+        let i = self.other_slot(fam);
+        if self.index.len() < self.max + OVERFLOW_REMEMBERED {
+            self.index.insert(addr, i);
+            // Its connections are `other`'s from now on (their closes will find it there).
+            if let (Some(c), Some(o)) = (self.candidates.remove(&addr), self.slots.get(i)) {
+                o.conns_total.inc_by(c.total);
+                o.conns_active.add(c.active.max(0));
+            }
+        }
+        self.last = Some((addr, i));
+        i
+    }
+
+    /// A connection to `addr` opened (`+1`) or closed (`-1`).
+    fn connection(&mut self, addr: SocketAddr, delta: i64) {
+        match self.lookup(addr).and_then(|i| self.slots.get_mut(i)) {
+            Some(slot) => {
+                if delta > 0 {
+                    slot.conns_total.inc();
+                    slot.conns_active.inc();
+                } else if slot.conns_active.get() > 0 {
+                    // Never below zero, even if a caller closes what it did not open.
+                    slot.conns_active.dec();
+                    if slot.conns_active.get() == 0 {
+                        self.closes += 1;
+                        slot.idle_at = self.closes;
+                    }
+                }
+            }
+            None => {
+                if delta > 0 && self.candidates.len() >= OVERFLOW_REMEMBERED {
+                    // Bounded: forget the candidates with nothing open (refused connects).
+                    self.candidates.retain(|_, c| c.active > 0);
+                    if self.candidates.len() >= OVERFLOW_REMEMBERED {
+                        return;
+                    }
+                }
+                if let Some(c) = match delta > 0 {
+                    true => Some(self.candidates.entry(addr).or_default()),
+                    false => self.candidates.get_mut(&addr),
+                } {
+                    if delta > 0 {
+                        c.active += 1;
+                        c.total += 1;
+                    } else {
+                        c.active = (c.active - 1).max(0);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -551,6 +682,8 @@ impl Metrics {
             repl_fam: repl::Families::new(&r),
             repl: repl::Links::default(),
             servers: Servers {
+                candidates: HashMap::new(),
+                closes: 0,
                 slots: Vec::new(),
                 addrs: Vec::new(),
                 index: HashMap::new(),
@@ -580,9 +713,9 @@ impl Metrics {
             self.record_refused(rec, pe);
             return;
         }
-        let si = self
-            .servers
-            .find(&self.fam, &self.servers_overflow, rec.conn.server);
+        // An `ok` or `error` status means the server answered in RESP: it may take a slot.
+        let proven = matches!(rec.status, Status::Ok | Status::Error);
+        let si = self.server_slot(rec.conn.server, proven);
         let Some(slot) = self.servers.slots.get_mut(si) else {
             unreachable_slot()
         };
@@ -619,7 +752,8 @@ impl Metrics {
         }
         if rec.status == Status::Error {
             let text = match rec.reply {
-                Some(r) if r.kind == Kind::Error && !r.redacted => r.text,
+                // A redacted error keeps its class word, which is all the label needs.
+                Some(r) if r.kind == Kind::Error => r.text,
                 _ => &[],
             };
             let class = error_class(text);
@@ -643,16 +777,21 @@ impl Metrics {
         if let Some(c) = i.and_then(|i| self.protocol_errors.get(i)) {
             c.inc();
         }
-        let slot = self
-            .servers
-            .slot(&self.fam, &self.servers_overflow, rec.conn.server);
+        // The refusal is the server's own RESP error: it may take a slot.
+        let si = self.server_slot(rec.conn.server, true);
+        let Some(slot) = self.servers.slots.get_mut(si) else {
+            unreachable_slot()
+        };
         slot.req_bytes.inc_by(rec.req_bytes);
         slot.resp_bytes.inc_by(rec.resp_bytes);
     }
 
     /// Counts a push or pub/sub message of `wire_len` bytes delivered to a client of `server`.
     pub fn record_push(&mut self, server: SocketAddr, wire_len: u64) {
-        let slot = self.servers.slot(&self.fam, &self.servers_overflow, server);
+        let si = self.server_slot(server, true);
+        let Some(slot) = self.servers.slots.get_mut(si) else {
+            unreachable_slot()
+        };
         slot.pushes.inc();
         slot.resp_bytes.inc_by(wire_len);
     }
@@ -664,24 +803,46 @@ impl Metrics {
 
     /// Counts a replication link's progress (`redis_replication_*`).
     pub fn record_replication(&mut self, server: SocketAddr, replica: SocketAddr, ev: ReplEvent) {
-        let slot = self.servers.slot(&self.fam, &self.servers_overflow, server);
+        // A replication link is RESP the server answered.
+        let si = self.server_slot(server, true);
+        let Some(slot) = self.servers.slots.get(si) else {
+            unreachable_slot()
+        };
         self.repl.record(&self.repl_fam, &slot.label, replica, ev);
     }
 
     /// A connection to `server` started being observed.
     pub fn connection_opened(&mut self, server: SocketAddr) {
-        let slot = self.servers.slot(&self.fam, &self.servers_overflow, server);
-        slot.conns_total.inc();
-        slot.conns_active.inc();
+        self.servers.connection(server, 1);
     }
 
     /// A connection opened with [`Metrics::connection_opened`] ended (or was evicted).
     pub fn connection_closed(&mut self, server: SocketAddr) {
-        let slot = self.servers.slot(&self.fam, &self.servers_overflow, server);
-        // Never below zero, even if a caller closes what it did not open.
-        if slot.conns_active.get() > 0 {
-            slot.conns_active.dec();
+        self.servers.connection(server, -1);
+    }
+
+    /// The slot counting `server`: its own; a new one if it answered in RESP (`proven`) and
+    /// there is room or an idle slot to reclaim; else `other`.
+    fn server_slot(&mut self, server: SocketAddr, proven: bool) -> usize {
+        if let Some(i) = self.servers.lookup(server) {
+            return i;
         }
+        if !proven {
+            return self.servers.other_slot(&self.fam);
+        }
+        if self.servers.real_slots() < self.servers.max {
+            return self.servers.install(&self.fam, server, None);
+        }
+        if let Some(victim) = self.servers.idlest_free() {
+            // Pending local counts go to the old label before its series are removed.
+            self.flush_local();
+            if let Some(old) = self.servers.slots.get(victim) {
+                old.remove_series(&self.fam);
+            }
+            return self.servers.install(&self.fam, server, Some(victim));
+        }
+        self.servers
+            .overflow(&self.fam, &self.servers_overflow, server)
     }
 
     /// Connection state dropped before the connection closed (idle, table full...). `reason`
@@ -816,6 +977,16 @@ fn table_id(id: CommandId) -> CommandId {
 }
 
 /// Slot of a status in [`CmdHandles::status`]: its discriminant (`Status` is `repr(u8)`).
+/// Statuses by [`status_index`], for removing a reclaimed slot's series.
+const STATUSES: [Status; 5] = [
+    Status::Ok,
+    Status::Error,
+    Status::Unanswered,
+    Status::NoReply,
+    Status::Aborted,
+];
+const _: () = assert!(Status::Aborted as usize == 4 && Status::Ok as usize == 0);
+
 fn status_index(s: Status) -> usize {
     s as usize
 }

@@ -634,3 +634,68 @@ fn replication_series_are_bounded_and_ended_links_lose_their_gauges() {
         "{t}"
     );
 }
+
+/// Some sample line (not a comment) holds `what`.
+fn series(text: &str, what: &str) -> bool {
+    text.lines()
+        .any(|l| !l.starts_with('#') && l.contains(what))
+}
+
+#[test]
+fn refused_connects_never_take_a_server_slot() {
+    let mut m = Metrics::new();
+    // 78 other loopback addresses on the port: SYN, RST, nothing in RESP.
+    for i in 0..78u8 {
+        let other = SocketAddr::from(([127, 0, 0, 2 + i], 6379));
+        m.connection_opened(other);
+        m.connection_closed(other);
+    }
+    let real = sa("127.0.0.1:6379");
+    m.connection_opened(real);
+    m.record_command(&rec(real, 1, Status::Ok, None, Some(1_000)));
+    let text = m.encode_text();
+    assert_eq!(
+        sample(&text, "redis_connections_total{server=\"127.0.0.1:6379\"}"),
+        Some(1.0)
+    );
+    assert!(!series(&text, "server=\"other\""), "{text}");
+    assert!(
+        !series(&text, "127.0.0.2:"),
+        "no slot for a refused connect"
+    );
+}
+
+#[test]
+fn idle_server_slots_are_reclaimed() {
+    let mut m = Metrics::new();
+    let server = |i: u32| SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 6379));
+    for i in 0..MAX_SERVERS as u32 {
+        m.connection_opened(server(i));
+        m.record_command(&rec(server(i), 1, Status::Ok, None, Some(1_000)));
+        m.connection_closed(server(i));
+    }
+    // All slots taken, all idle: a new server reclaims the one idle longest (the first).
+    let new = server(1000);
+    m.connection_opened(new);
+    m.record_command(&rec(new, 1, Status::Ok, None, Some(1_000)));
+    let text = m.encode_text();
+    assert_eq!(
+        sample(
+            &text,
+            "redis_connections_active{server=\"10.1.3.232:6379\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(!series(&text, "server=\"10.1.0.0:6379\""), "reclaimed");
+    assert!(series(&text, "server=\"10.1.0.1:6379\""));
+    assert!(!series(&text, "server=\"other\""));
+    // A server with an open connection is never reclaimed: with every slot busy, `other`.
+    for i in 1..MAX_SERVERS as u32 {
+        m.connection_opened(server(i));
+    }
+    let late = server(2000);
+    m.record_command(&rec(late, 1, Status::Ok, None, Some(1_000)));
+    let text = m.encode_text();
+    assert!(series(&text, "server=\"other\""));
+    assert!(series(&text, "server=\"10.1.0.1:6379\""));
+}

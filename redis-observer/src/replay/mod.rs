@@ -4,6 +4,7 @@
 //! [`PacketReader`], IPv4 and IPv6, and hands out one [`Segment`] per TCP packet.
 
 mod decode;
+mod resync;
 #[cfg(test)]
 mod testutil;
 
@@ -16,6 +17,7 @@ use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 
 use crate::segment::Segment;
 use decode::{Decoded, Link};
+use resync::{Framing, Judge};
 
 /// Why a capture could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,10 @@ pub struct ReplayStats {
     pub last_unsupported_link_type: Option<i32>,
     /// The file ends in the middle of a record (a capture that was cut off).
     pub file_truncated: bool,
+    /// Damaged records (a corrupt length, garbage between records): bytes skipped to reach the
+    /// next plausible record, and in how many places.
+    pub skipped_bytes: u64,
+    pub resyncs: u64,
 }
 
 /// Initial read buffer; it doubles up to `MAX_BUFFER` for larger blocks.
@@ -78,6 +84,10 @@ pub struct PacketReader<R: Read> {
     stats: ReplayStats,
     io_error: Arc<Mutex<Option<io::Error>>>,
     done: bool,
+    /// How records are framed, to check each before the parser trusts its length.
+    framing: Option<Framing>,
+    /// A block was read (for legacy pcap: the file header, which is not a record).
+    started: bool,
 }
 
 enum Inner<R: Read> {
@@ -97,6 +107,7 @@ impl<R: Read> PacketReader<R> {
             return Err(ReplayError::NotACapture);
         }
         let io_error = Arc::new(Mutex::new(None));
+        let framing = Framing::from_magic(head);
         let src = Source {
             head,
             head_pos: 0,
@@ -121,6 +132,8 @@ impl<R: Read> PacketReader<R> {
             stats: ReplayStats::default(),
             io_error,
             done: false,
+            framing,
+            started: matches!(framing, Some(Framing::Ng { .. })),
         })
     }
 
@@ -135,6 +148,7 @@ impl<R: Read> PacketReader<R> {
             if self.done {
                 return Ok(None);
             }
+            self.check_head()?;
             let step = match self.inner.next() {
                 Ok((size, block)) => Step::Block(size, self.links.take(&block, &mut self.stats)),
                 Err(e) => Step::Err(Fail::from(&e)),
@@ -142,9 +156,13 @@ impl<R: Read> PacketReader<R> {
             match step {
                 Step::Block(size, Some(found)) => {
                     self.pending = size;
+                    self.started = true;
                     break found;
                 }
-                Step::Block(size, None) => self.inner.consume(size),
+                Step::Block(size, None) => {
+                    self.inner.consume(size);
+                    self.started = true;
+                }
                 Step::Err(Fail::Eof) => self.done = true,
                 Step::Err(Fail::UnexpectedEof) => {
                     self.stats.file_truncated = true;
@@ -213,6 +231,61 @@ impl<R: Read> PacketReader<R> {
 
     pub fn stats(&self) -> &ReplayStats {
         &self.stats
+    }
+
+    /// Makes sure the record at the head of the buffer is plausible before the parser trusts its
+    /// length; otherwise skips to the next plausible one (counted in the stats). A record cut off
+    /// by the end of the file with nothing plausible after it is left to the parser, which
+    /// reports a cut-off capture.
+    fn check_head(&mut self) -> Result<(), ReplayError> {
+        let Some(mut framing) = self.framing.filter(|_| self.started) else {
+            return Ok(());
+        };
+        let step = framing.step();
+        let mut skipped = 0u64;
+        loop {
+            let eof = self.inner.exhausted();
+            let data = self.inner.data();
+            let first = framing.judge(data, eof, skipped > 0);
+            let (skip, verdict) = match first {
+                Judge::Good | Judge::NeedMore => (0, first),
+                Judge::Bad | Judge::Cut => {
+                    // The next offset where a record plausibly starts (or more bytes are needed
+                    // to tell); past the end, nothing was found.
+                    let found = (step..data.len())
+                        .step_by(step)
+                        .map(|p| {
+                            let rest = data.get(p..).unwrap_or_default();
+                            (p, framing.judge(rest, eof, true))
+                        })
+                        .find(|(_, v)| matches!(v, Judge::Good | Judge::NeedMore));
+                    match found {
+                        Some(hit) => hit,
+                        // A cut-off last record: the parser reports it.
+                        None if first == Judge::Cut => (0, Judge::Good),
+                        None => (data.len(), Judge::Good),
+                    }
+                }
+            };
+            if skip > 0 {
+                self.inner.consume(skip);
+                skipped += skip as u64;
+            }
+            if verdict != Judge::NeedMore {
+                break;
+            }
+            let before = self.inner.available();
+            self.refill()?;
+            if self.inner.available() == before && !self.inner.exhausted() {
+                self.grow()?;
+            }
+        }
+        self.framing = Some(framing);
+        if skipped > 0 {
+            self.stats.skipped_bytes += skipped;
+            self.stats.resyncs += 1;
+        }
+        Ok(())
     }
 
     fn refill(&mut self) -> Result<(), ReplayError> {
@@ -324,9 +397,12 @@ impl<R: Read> Inner<R> {
         }
     }
     fn available(&self) -> usize {
+        self.data().len()
+    }
+    fn data(&self) -> &[u8] {
         match self {
-            Inner::Legacy(r) => r.data().len(),
-            Inner::Ng(r) => r.data().len(),
+            Inner::Legacy(r) => r.data(),
+            Inner::Ng(r) => r.data(),
         }
     }
 }
@@ -1093,15 +1169,56 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_block_is_an_error() {
+    fn corrupt_block_is_skipped_and_counted() {
         let mut w = Ng::new(false);
         w.idb(101, 0, None, None);
+        let start = w.out.len();
         w.epb(0, 0, &tcp_v4(PING), 0);
         let n = w.out.len();
         // Trailing block length disagrees with the leading one.
         w.out[n - 1] ^= 0x40;
-        let err = for_each_segment(Cursor::new(w.out), |_| {}).unwrap_err();
-        assert!(matches!(err, ReplayError::Corrupt { .. }), "{err}");
+        w.epb(0, 0, &tcp_v4(PING), 0);
+        let (segs, stats) = read_all(w.out);
+        assert_eq!(segs.len(), 1);
+        assert_eq!(stats.resyncs, 1);
+        assert_eq!(stats.skipped_bytes, (n - start) as u64);
+    }
+
+    #[test]
+    fn corrupt_record_length_resynchronises() {
+        for ng in [false, true] {
+            let t0 = 1_700_000_000_000_000_000;
+            let pkts: Vec<Pkt> = (0..6)
+                .map(|i| Pkt::new(t0 + i * 1000, tcp_v4(PING)))
+                .collect();
+            // Where each record starts.
+            let mut at = Vec::new();
+            let file = if ng {
+                let mut w = Ng::new(false);
+                w.idb(101, 0, None, None);
+                for p in &pkts {
+                    at.push(w.out.len());
+                    w.epb(0, p.ts_ns, &p.data, p.data.len() as u32);
+                }
+                at.push(w.out.len());
+                w.out
+            } else {
+                let f = pcap(101, false, false, &pkts);
+                let rec = 16 + pkts[0].data.len();
+                at.extend((0..=6).map(|i| 24 + i * rec));
+                f
+            };
+            assert_eq!(read_all(file.clone()).0.len(), 6);
+            // Corrupt the length field of the third record.
+            let mut bad = file.clone();
+            let len_field = at[2] + if ng { 4 } else { 8 };
+            bad[len_field..len_field + 4].copy_from_slice(&0x0012_3456u32.to_le_bytes());
+            let (segs, stats) = read_all(bad);
+            assert_eq!(segs.len(), 5, "ng={ng}");
+            assert_eq!(stats.resyncs, 1, "ng={ng}");
+            assert_eq!(stats.skipped_bytes, (at[3] - at[2]) as u64, "ng={ng}");
+            assert!(!stats.file_truncated, "ng={ng}");
+        }
     }
 
     fn any_linktype() -> impl Strategy<Value = u32> {

@@ -54,6 +54,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
+use crate::commands::redact::{self, Policy};
 use crate::commands::{self, CommandId, UNKNOWN};
 use crate::conn::ConnMeta;
 use crate::limits::RecordLimits;
@@ -143,6 +144,7 @@ impl Session {
         if self.core.req_closed || self.core.ignored || self.core.closed {
             return;
         }
+        self.core.reply_idle = self.replies.is_idle();
         let core = &mut self.core;
         core.now = ts;
         self.requests.feed(ts, data, &mut |ev: RequestEvent<'_>| {
@@ -154,6 +156,7 @@ impl Session {
         if self.core.req_closed || self.core.ignored || self.core.closed {
             return;
         }
+        self.core.reply_idle = self.replies.is_idle();
         let core = &mut self.core;
         core.now = ts;
         self.requests.missing(ts, n, &mut |ev: RequestEvent<'_>| {
@@ -385,6 +388,11 @@ struct Core {
     resync: bool,
     /// Pending commands sent before the last request-side gap: they pair without that check.
     barrier: usize,
+    /// A gap (or a mid-stream start) left the pairing in doubt: replies show no text until a
+    /// command is sent with nothing pending and the reply stream between replies.
+    uncertain: bool,
+    /// The reply decoder is between replies (set before each request-side feed).
+    reply_idle: bool,
     ignored: bool,
     /// `close` ran: nothing more is produced.
     closed: bool,
@@ -432,6 +440,8 @@ impl Core {
             skip_replies: 0,
             resync: mid_stream,
             barrier: 0,
+            uncertain: mid_stream,
+            reply_idle: false,
             ignored: false,
             closed: false,
             link_watch: false,
@@ -609,6 +619,7 @@ impl Core {
                     // pending now.
                     self.barrier = self.pending.len();
                     self.resync = true;
+                    self.uncertain = true;
                 }
             }
         }
@@ -616,6 +627,10 @@ impl Core {
 
     fn on_command(&mut self, req: &Request, sink: &mut impl Sink) {
         self.await_command = false;
+        if self.uncertain && self.reply_idle && self.pending.is_empty() && self.tx.is_empty() {
+            // Everything the server sent before this command was consumed: pairing is sure again.
+            self.uncertain = false;
+        }
         let (id, name_args) = self.resolver.resolve(req);
         if id == UNKNOWN && is_http_guard(req) {
             // Redis's securityWarningCommand: closes without a reply, counts nothing.
@@ -858,7 +873,7 @@ impl Core {
         let mut buf = [0u8; 48];
         let (reply, latency, resp_bytes) = match r {
             Some(r) => (
-                summary(r, false),
+                summary(r),
                 Some(r.first_ts.saturating_sub(e.ts_last)),
                 r.wire_len,
             ),
@@ -932,7 +947,7 @@ impl Core {
             role,
             reply_kind: Kind::Null,
             has_key: false,
-            secret_reply: false,
+            redact: Policy::NONE,
             got: false,
             blocking: false,
             auth: false,
@@ -947,7 +962,8 @@ impl Core {
         e.ts_last = req.last_ts;
         e.req_bytes = req.wire_len;
         e.argc = req.argc.saturating_sub(name_args as u64);
-        e.secret_reply = commands::reply_is_secret(id, req);
+        let policy = redact::policy(id, req);
+        e.redact = policy;
         e.blocking = commands::is_blocking(id, req);
         e.auth = id == commands::AUTH
             || (id == commands::HELLO
@@ -985,7 +1001,7 @@ impl Core {
                 break;
             };
             let start = rel(&self.bytes);
-            let arg = if commands::is_secret_arg(id, req, i) {
+            let arg = if policy.secret_arg(id, req, i) {
                 RecordArg {
                     start,
                     kept: 0,
@@ -1011,7 +1027,7 @@ impl Core {
         // A key past the kept arguments (EVAL's, say) is kept on its own.
         if let Some(k) = key.filter(|_| !e.has_key)
             && let Some((prefix, _)) = req.arg(k)
-            && !commands::is_secret_arg(id, req, k)
+            && !policy.secret_arg(id, req, k)
         {
             let kept = prefix.get(..self.keep_arg_bytes).unwrap_or(prefix);
             (e.has_key, e.key_start, e.key_len) = (true, rel(&self.bytes), len32(kept.len()));
@@ -1247,7 +1263,7 @@ impl Core {
                 let latency = Some(r.first_ts.saturating_sub(head.ts_last));
                 let o = Outcome {
                     status: Status::Ok,
-                    reply: Some(summary(r, false)),
+                    reply: Some(summary(r)),
                     latency_ns: latency,
                     resp_bytes: r.wire_len,
                     in_transaction: false,
@@ -1275,7 +1291,7 @@ impl Core {
             &head,
             Outcome {
                 status,
-                reply: Some(summary(r, head.secret_reply)),
+                reply: Some(summary(r)),
                 latency_ns: latency,
                 resp_bytes: r.wire_len,
                 in_transaction: false,
@@ -1340,17 +1356,11 @@ impl Core {
                 let idx = usize::try_from(first + (j - unmatched)).unwrap_or(usize::MAX);
                 match r.children.get(idx) {
                     Some(ch) => {
-                        let redacted = q.secret_reply && ch.kind != Kind::Error;
-                        let text = if redacted {
-                            &[][..]
-                        } else {
-                            r.child_text(idx).unwrap_or_default()
-                        };
                         let s = ReplySummary {
                             kind: ch.kind,
                             len: ch.len,
-                            text,
-                            redacted,
+                            text: r.child_text(idx).unwrap_or_default(),
+                            redacted: false,
                         };
                         let status = if ch.kind == Kind::Error {
                             Status::Error
@@ -1399,12 +1409,12 @@ impl Core {
             let text = r.child_text(idx).unwrap_or_default();
             match ch {
                 Some(ch) if !q.auth || auth_reply_fits(q.id, ch.kind, text) => {
-                    let redacted = q.secret_reply && ch.kind != Kind::Error;
+                    // Secret replies are redacted when emitted (`redact::reply`).
                     let s = ReplySummary {
                         kind: ch.kind,
                         len: ch.len,
-                        text: if redacted { &[][..] } else { text },
-                        redacted,
+                        text,
+                        redacted: false,
                     };
                     let status = if ch.kind == Kind::Error {
                         Status::Error
@@ -1448,7 +1458,7 @@ impl Core {
             let o = match end {
                 TxEnd::Aborted(r) => Outcome {
                     status: Status::Aborted,
-                    reply: Some(summary(r, false)),
+                    reply: Some(summary(r)),
                     latency_ns: None,
                     resp_bytes: q.resp_bytes,
                     in_transaction: true,
@@ -1506,6 +1516,7 @@ impl Core {
         self.skip_replies = 0;
         self.barrier = 0;
         self.resync = true;
+        self.uncertain = true;
         self.pubsub.unknown = true;
     }
 
@@ -1584,6 +1595,14 @@ impl Core {
     }
 
     fn emit(&self, e: &Entry, o: Outcome<'_>, sink: &mut impl Sink) {
+        // Every reply a record shows passes the redaction table's rules here.
+        // Commands sent before a request-side gap (`barrier`) still pair for sure.
+        let policy = if self.uncertain && self.barrier == 0 {
+            e.redact.union(redact::UNCERTAIN_REPLY)
+        } else {
+            e.redact
+        };
+        let reply = o.reply.map(|r| redact::reply(r, policy));
         let arg_buf = self.bytes.slice(e.bytes_at, e.bytes_len as usize);
         let name: &[u8] = if e.id == UNKNOWN {
             arg_buf.get(..e.name_len as usize).unwrap_or_default()
@@ -1606,7 +1625,7 @@ impl Core {
             arg_buf,
             argc: e.argc,
             status: o.status,
-            reply: o.reply,
+            reply,
             latency_ns: o.latency_ns,
             req_bytes: e.req_bytes,
             resp_bytes: o.resp_bytes,
@@ -1626,10 +1645,9 @@ fn wants(role: Role, c: &Confirmation) -> bool {
     }
 }
 
-fn summary(r: &Reply, secret: bool) -> ReplySummary<'_> {
-    // Error texts stay visible (the error label needs them; they hold no configured secret).
-    let redacted = secret && r.kind != Kind::Error;
-    let text = if redacted || r.kind.is_aggregate() {
+/// The reply as it came; [`Core::emit`] redacts it.
+fn summary(r: &Reply) -> ReplySummary<'_> {
+    let text = if r.kind.is_aggregate() {
         &[][..]
     } else {
         &r.text[..]
@@ -1638,7 +1656,7 @@ fn summary(r: &Reply, secret: bool) -> ReplySummary<'_> {
         kind: r.kind,
         len: r.len,
         text,
-        redacted,
+        redacted: false,
     }
 }
 

@@ -90,7 +90,8 @@ pub(super) struct Entry {
     pub role: Role,
     pub reply_kind: Kind,
     pub has_key: bool,
-    pub secret_reply: bool,
+    /// How its arguments and reply are redacted.
+    pub redact: crate::commands::redact::Policy,
     /// A pub/sub command got at least one confirmation.
     pub got: bool,
     /// The command can block (see `commands::is_blocking`).

@@ -137,13 +137,7 @@ impl PubSub {
 
 /// A `MONITOR` feed line: `1700000000.123456 [0 127.0.0.1:50000] "get" "k"`.
 pub(super) fn is_monitor_line(text: &[u8]) -> bool {
-    let digits = |t: &[u8]| t.iter().take_while(|b| b.is_ascii_digit()).count();
-    let secs = digits(text);
-    let Some(rest) = text.get(secs..).and_then(|r| r.strip_prefix(b".")) else {
-        return false;
-    };
-    let micros = digits(rest);
-    secs > 0 && micros > 0 && rest.get(micros..).is_some_and(|r| r.starts_with(b" ["))
+    crate::commands::redact::is_monitor_line(text)
 }
 
 #[cfg(test)]
