@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use redis_observer::{
     command_log::{Format, NoticeLine, Renderer},
+    conn::ConnMeta,
     record::{CommandRecord, Notice, Sink},
     resp::Reply,
     session::{Session, SessionLimits},
@@ -36,7 +37,9 @@ const TEMPLATES: [&[&str]; 20] = [
     &["ACL", "SETUSER", "alice", "(>{} ~k)", "(~x +get)"],
     &["ACL", "SETUSR", "alice", ">{}"],
     &["MIGRATE", "h", "1", "", "0", "5", "AUTH", "{}", "KEYS", "k"],
-    &["MIGRATE", "h", "1", "k", "0", "5", "COPY", "AUTH2", "u", "{}"],
+    &[
+        "MIGRATE", "h", "1", "k", "0", "5", "COPY", "AUTH2", "u", "{}",
+    ],
     &["SENTINEL", "SET", "m", "auth-pass", "{}"],
     &["SENTINEL", "SET", "m", "quorum", "2", "auth-user", "{}"],
     &["SENTINEL", "CONFIG", "SET", "sentinel-pass", "{}"],
@@ -87,7 +90,13 @@ fn multibulk(args: &[Vec<u8>]) -> Vec<u8> {
 
 /// Pushes `bytes` as steps, maybe with a run of them reported missing instead.
 fn add(steps: &mut Vec<Step>, bytes: Vec<u8>, client: bool, cut: Option<(usize, usize)>) {
-    let wrap = |b: Vec<u8>| if client { Step::Client(b) } else { Step::Server(b) };
+    let wrap = |b: Vec<u8>| {
+        if client {
+            Step::Client(b)
+        } else {
+            Step::Server(b)
+        }
+    };
     match cut {
         Some((at, n)) if !bytes.is_empty() => {
             let at = at % bytes.len();
@@ -173,17 +182,16 @@ impl Input {
             };
             let reply = match kind {
                 0 => b"+OK\r\n".to_vec(),
-                1 => format!(
-                    "-ERR Error in ACL SETUSER modifier '>{tok}': Syntax error\r\n"
-                )
-                .into_bytes(),
-                2 => format!(
-                    "*2\r\n$11\r\nrequirepass\r\n${}\r\n{tok}\r\n",
-                    tok.len()
-                )
-                .into_bytes(),
-                _ => format!("-ERR unknown command '{}', with args beginning with: '{tok}'\r\n", t[0])
+                1 => format!("-ERR Error in ACL SETUSER modifier '>{tok}': Syntax error\r\n")
                     .into_bytes(),
+                2 => {
+                    format!("*2\r\n$11\r\nrequirepass\r\n${}\r\n{tok}\r\n", tok.len()).into_bytes()
+                }
+                _ => format!(
+                    "-ERR unknown command '{}', with args beginning with: '{tok}'\r\n",
+                    t[0]
+                )
+                .into_bytes(),
             };
             if pipelined {
                 replies.push((reply, server_cut));
@@ -228,17 +236,15 @@ impl Sink for Render {
         self.text.command(rec, &mut self.out);
         self.check();
     }
-    fn push(&mut self, ts: u64, client: SocketAddr, server: SocketAddr, reply: &Reply) {
-        self.json.push(ts, client, server, reply, &mut self.out);
-        self.text.push(ts, client, server, reply, &mut self.out);
+    fn push(&mut self, conn: &ConnMeta, ts: u64, reply: &Reply) {
+        self.json.push(ts, conn, reply, &mut self.out);
+        self.text.push(ts, conn, reply, &mut self.out);
         self.check();
     }
-    fn notice(&mut self, client: SocketAddr, server: SocketAddr, n: Notice) {
+    fn notice(&mut self, conn: &ConnMeta, ts: u64, n: Notice) {
         let line = NoticeLine::Pipeline(&n);
-        self.json
-            .notice(0, Some(client), Some(server), line, &mut self.out);
-        self.text
-            .notice(0, Some(client), Some(server), line, &mut self.out);
+        self.json.notice(ts, Some(conn), line, &mut self.out);
+        self.text.notice(ts, Some(conn), line, &mut self.out);
         self.check();
     }
 }
@@ -251,7 +257,7 @@ fuzz_target!(|input: Input| {
     };
     let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let server: SocketAddr = "10.0.0.2:6379".parse().unwrap();
-    let mut s = Session::new(client, server, &lim, input.mid_stream);
+    let mut s = Session::new(ConnMeta::new(client, server), &lim, input.mid_stream);
     let mut sink = Render {
         json: Renderer::new(Format::Json),
         text: Renderer::new(Format::Text),

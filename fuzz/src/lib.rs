@@ -428,7 +428,10 @@ impl Checker {
                 assert!(r.reply.is_none(), "reply on an unanswered command");
             }
             Status::ReplyDropped => {
-                assert!(r.reply.is_none(), "reply on a command whose reply was dropped");
+                assert!(
+                    r.reply.is_none(),
+                    "reply on a command whose reply was dropped"
+                );
                 assert!(
                     r.latency_ns.is_none() || r.in_transaction,
                     "latency without a reply"
