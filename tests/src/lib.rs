@@ -969,6 +969,7 @@ pub fn log_counts(log: &[serde_json::Value], statuses: &[&str]) -> BTreeMap<Stri
 /// SETINFO on Redis 7.0), but Redis counts such a command nowhere in INFO commandstats: for the
 /// oracle it was not executed.
 pub fn unknown_to_server(log: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let table = command_table();
     let mut m = BTreeMap::new();
     for v in log {
         let (Some(cmd), Some("error"), Some(err)) = (
@@ -978,7 +979,12 @@ pub fn unknown_to_server(log: &[serde_json::Value]) -> BTreeMap<String, u64> {
         ) else {
             continue;
         };
-        if err.starts_with("ERR unknown command") || err.starts_with("ERR unknown subcommand") {
+        // The error says so, or (its text redacted, for commands that can carry secrets) the
+        // name is in no server's table at all: no server has a commandstats entry for it.
+        if err.starts_with("ERR unknown command")
+            || err.starts_with("ERR unknown subcommand")
+            || !table.contains_key(cmd)
+        {
             *m.entry(cmd.to_owned()).or_insert(0) += 1;
         }
     }

@@ -161,11 +161,16 @@ fn assert_matches_redis(o: &Outcome) {
             "tcpdump dropped packets, the replay saw no gap, yet counts differ"
         );
     }
-    // Every command with a reply has one latency observation.
+    // Every command with a reply has one latency observation: in the blocking histogram for
+    // commands that can block (WAITAOF, BLPOP, ...), in the other one for the rest.
     for (cmd, n) in o.live.commands_by_name(&["ok", "error"]) {
         let h = o
             .live
-            .sum("redis_command_duration_seconds_count", &[("command", &cmd)]);
+            .sum("redis_command_duration_seconds_count", &[("command", &cmd)])
+            + o.live.sum(
+                "redis_blocking_command_duration_seconds_count",
+                &[("command", &cmd)],
+            );
         assert_eq!(h as u64, n, "histogram count for {cmd}");
     }
     assert_eq!(
