@@ -136,6 +136,16 @@ pub struct TailArgs {
     /// Only commands seen on this interface (repeatable: any of them).
     #[arg(long = "iface")]
     pub ifaces: Vec<String>,
+    /// Only commands of this client: its CLIENT SETNAME name, else its process name, else its
+    /// library name (exact).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only commands of connections authenticated as this ACL user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only commands of this local client process (needs process attribution).
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// Pass matching lines through as JSON.
     #[arg(long)]
     pub json: bool,
