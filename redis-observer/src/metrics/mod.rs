@@ -600,7 +600,7 @@ impl Metrics {
                 let name = "redis_client_command_duration_seconds";
                 let opts = HistogramOpts::new(
                     name,
-                    "Command latency (as redis_command_duration_seconds), by server and client.",
+                    "Latency of non-blocking commands (as redis_command_duration_seconds), by server and client.",
                 )
                 .buckets(DURATION_BUCKETS.to_vec());
                 let h = HistogramVec::new(opts, &["server", "client"])
@@ -770,7 +770,9 @@ impl Metrics {
                     &slot.label,
                     st,
                     status,
-                    rec.latency_ns,
+                    // Blocking commands wait for data, not for the server: kept out, as in
+                    // redis_command_duration_seconds.
+                    rec.latency_ns.filter(|_| !rec.blocking),
                 );
                 if !h.dirty.replace(true) {
                     self.dirty_clients.push((si, ci));
