@@ -46,6 +46,11 @@ pub struct OutputArgs {
     pub log: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// What names a client in `redis_client_*` metrics: its CLIENT SETNAME name, its local
+    /// process, or its library (the others follow as fallbacks), or `none` for no per-client
+    /// series.
+    #[arg(long, value_enum, default_value_t = crate::metrics::ClientLabel::Name)]
+    pub client_label: crate::metrics::ClientLabel,
     /// Log only commands at least this slow (metrics still count every command).
     #[arg(long, value_parser = parse_duration)]
     pub slow: Option<Duration>,
@@ -131,6 +136,16 @@ pub struct TailArgs {
     /// Only commands seen on this interface (repeatable: any of them).
     #[arg(long = "iface")]
     pub ifaces: Vec<String>,
+    /// Only commands of this client: its CLIENT SETNAME name, else its process name, else its
+    /// library name (exact).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only commands of connections authenticated as this ACL user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only commands of this local client process (needs process attribution).
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// Pass matching lines through as JSON.
     #[arg(long)]
     pub json: bool,

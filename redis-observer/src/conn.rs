@@ -5,6 +5,7 @@
 //! and later who is calling) is added here once and reaches every output without touching the
 //! stages in between.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,6 +19,9 @@ pub struct ConnMeta {
     /// Name of the interface the connection's segments were captured on; `None` when the source
     /// does not say (a pcap file without interface names).
     pub iface: Option<Arc<str>>,
+    /// Who the client says it is, learned from the protocol by the session; a change applies
+    /// to the records produced after it.
+    pub ident: Identity,
 }
 
 impl ConnMeta {
@@ -27,6 +31,7 @@ impl ConnMeta {
             client,
             server,
             iface: None,
+            ident: Identity::default(),
         }
     }
 
@@ -69,4 +74,55 @@ impl IfaceNames {
     pub fn get(&self, index: u32) -> Option<&Arc<str>> {
         self.names.iter().find(|(i, _)| *i == index).map(|(_, n)| n)
     }
+}
+
+/// Bytes kept of a client name, library name or version, or user (longer values are cut).
+pub const IDENT_BYTES: usize = 64;
+
+/// The identity a client announces in the protocol (see `docs/contract.md`). Every field is
+/// `None` when unknown (a connection picked up mid-stream, before the command that tells).
+/// Values are raw bytes, cut to [`IDENT_BYTES`]; outputs escape them as they escape arguments.
+/// Passwords are never stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `CLIENT SETNAME` / `HELLO … SETNAME` once accepted; cleared by an empty name or RESET.
+    pub client_name: Option<Box<[u8]>>,
+    /// `CLIENT SETINFO LIB-NAME`, as sent (the server may be too old to accept it).
+    pub lib_name: Option<Box<[u8]>>,
+    /// `CLIENT SETINFO LIB-VER`, as sent.
+    pub lib_ver: Option<Box<[u8]>>,
+    /// The ACL user of the last successful AUTH (`default` for a one-argument AUTH, or from the
+    /// start of a connection that never authenticated).
+    pub user: Option<Box<[u8]>>,
+    /// The selected database.
+    pub db: Option<u32>,
+    /// The protocol version (2 or 3).
+    pub resp: Option<u8>,
+    /// The metrics' per-client label slot for this connection plus one (0: not resolved yet),
+    /// reset when the fields it is chosen from change: the per-command path never looks it up.
+    pub metrics_slot: Cell<u32>,
+}
+
+impl Identity {
+    /// What a connection seen from its first byte is: user `default`, db 0, RESP2.
+    #[must_use]
+    pub fn fresh() -> Self {
+        Identity {
+            user: Some(Box::from(&b"default"[..])),
+            db: Some(0),
+            resp: Some(2),
+            ..Identity::default()
+        }
+    }
+
+    /// Forgets the metrics label slot: the next command resolves it again.
+    pub fn label_changed(&self) {
+        self.metrics_slot.set(0);
+    }
+}
+
+/// `v` cut to [`IDENT_BYTES`], boxed (per connection, on the rare command that sets it).
+#[must_use]
+pub fn ident_value(v: &[u8]) -> Box<[u8]> {
+    Box::from(v.get(..IDENT_BYTES).unwrap_or(v))
 }

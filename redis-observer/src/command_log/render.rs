@@ -253,6 +253,52 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
         }
         None => out.extend_from_slice(b"null"),
     }
+    let id = conn.map(|m| &m.ident);
+    let text = |out: &mut Vec<u8>, field: &[u8], v: Option<&[u8]>| {
+        out.extend_from_slice(field);
+        match v {
+            Some(v) => {
+                out.push(b'"');
+                escape(out, v, Mode::Json);
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+    };
+    text(
+        out,
+        b",\"client_name\":",
+        id.and_then(|i| i.client_name.as_deref()),
+    );
+    out.extend_from_slice(b",\"client_lib\":");
+    match id.map(|i| (i.lib_name.as_deref(), i.lib_ver.as_deref())) {
+        None | Some((None, None)) => out.extend_from_slice(b"null"),
+        Some((name, ver)) => {
+            out.push(b'"');
+            escape(out, name.unwrap_or_default(), Mode::Json);
+            if name.is_some() && ver.is_some() {
+                out.push(b' ');
+            }
+            escape(out, ver.unwrap_or_default(), Mode::Json);
+            out.push(b'"');
+        }
+    }
+    text(out, b",\"user\":", id.and_then(|i| i.user.as_deref()));
+    out.extend_from_slice(b",\"db\":");
+    match id.and_then(|i| i.db) {
+        Some(db) => push_u64(out, u64::from(db)),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"resp\":");
+    match id.and_then(|i| i.resp) {
+        Some(v) => push_u64(out, u64::from(v)),
+        None => out.extend_from_slice(b"null"),
+    }
+    // Reserved for local process attribution (not implemented yet).
+    out.extend_from_slice(
+        b",\"client_pid\":null,\"client_comm\":null,\"client_container\":null,\
+          \"server_pid\":null,\"server_comm\":null",
+    );
 }
 
 fn json_addr(out: &mut Vec<u8>, cache: &mut AddrCache, a: Option<SocketAddr>) {

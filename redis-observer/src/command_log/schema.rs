@@ -43,6 +43,30 @@ pub struct LogLine {
     /// Interface the connection was seen on.
     #[serde(default)]
     pub iface: Option<String>,
+    /// Identity the client announced (`CLIENT SETNAME`, `HELLO … SETNAME`).
+    #[serde(default)]
+    pub client_name: Option<String>,
+    /// `"name version"` from `CLIENT SETINFO`.
+    #[serde(default)]
+    pub client_lib: Option<String>,
+    /// ACL user (never a password).
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub db: Option<u32>,
+    #[serde(default)]
+    pub resp: Option<u8>,
+    /// Reserved for local process attribution: null for now.
+    #[serde(default)]
+    pub client_pid: Option<u32>,
+    #[serde(default)]
+    pub client_comm: Option<String>,
+    #[serde(default)]
+    pub client_container: Option<String>,
+    #[serde(default)]
+    pub server_pid: Option<u32>,
+    #[serde(default)]
+    pub server_comm: Option<String>,
 }
 
 impl LogLine {
@@ -77,8 +101,16 @@ mod tests {
     #[test]
     fn every_kind_of_line_round_trips() {
         let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let conn =
+        let mut conn =
             ConnMeta::new(sa("10.0.0.7:53422"), sa("[::1]:6379")).with_iface(Some("eth0".into()));
+        conn.ident = crate::conn::Identity {
+            client_name: Some(Box::from(&b"orders\"api\n"[..])),
+            lib_name: Some(Box::from(&b"redis-py"[..])),
+            lib_ver: Some(Box::from(&b"5.0.8"[..])),
+            user: Some(Box::from(&b"app"[..])),
+            db: Some(3),
+            ..crate::conn::Identity::fresh()
+        };
         let args = [RecordArg {
             start: 0,
             kept: 3,
@@ -114,6 +146,13 @@ mod tests {
         let l = round_trip(&out);
         assert_eq!(l.command.as_deref(), Some("SET"));
         assert_eq!(l.iface.as_deref(), Some("eth0"));
+        assert_eq!(l.client_name.as_deref(), Some("orders\"api\n"));
+        assert_eq!(l.client_lib.as_deref(), Some("redis-py 5.0.8"));
+        assert_eq!(
+            (l.user.as_deref(), l.db, l.resp),
+            (Some("app"), Some(3), Some(2))
+        );
+        assert_eq!((l.client_pid, l.client_comm.as_deref()), (None, None));
         assert_eq!(l.server.as_deref(), Some("[::1]:6379"));
         assert_eq!(l.key.as_deref(), Some("k\\xff"));
         assert!(l.in_transaction && l.is_command());

@@ -383,6 +383,9 @@ pub const ACL_LIST: CommandId = known("ACL LIST");
 pub const ACL_SETUSER: CommandId = known("ACL SETUSER");
 pub const AUTH: CommandId = known("AUTH");
 pub const CLIENT_REPLY: CommandId = known("CLIENT REPLY");
+pub const CLIENT_SETNAME: CommandId = known("CLIENT SETNAME");
+/// Redis 7.2+: `UNKNOWN` with an older table (the session then recognises it by its words).
+pub const CLIENT_SETINFO: CommandId = id_of("CLIENT SETINFO");
 pub const CLIENT_TRACKING: CommandId = known("CLIENT TRACKING");
 pub const COMMAND_GETKEYS: CommandId = known("COMMAND GETKEYS");
 pub const COMMAND_GETKEYSANDFLAGS: CommandId = known("COMMAND GETKEYSANDFLAGS");

@@ -22,6 +22,7 @@
 //! servers seen (the rest share `other`), every `reason` from a fixed set in this file or a
 //! `&'static str` chosen in code.
 
+mod clients;
 pub(crate) mod errors;
 mod http;
 mod repl;
@@ -41,6 +42,7 @@ use crate::commands::{self, CommandId};
 use crate::record::{CommandRecord, FlowEvent, MissReason, Notice, ReplEvent, Status};
 use crate::resp::{DesyncReason, Kind, ProtocolError};
 
+pub use clients::{ClientLabel, MAX_CLIENTS, OTHER_CLIENT, UNKNOWN_CLIENT};
 pub use errors::{ERROR_CLASSES, error_class};
 pub use http::serve;
 pub use repl::MAX_REPLICAS;
@@ -147,6 +149,8 @@ struct Families {
     conns_active: IntGaugeVec,
     conns_total: IntCounterVec,
     pushes: IntCounterVec,
+    client_commands: IntCounterVec,
+    client_duration: HistogramVec,
 }
 
 /// Handles of one (server, command) pair, resolved on first use.
@@ -182,6 +186,7 @@ struct ServerSlot {
     pushes: IntCounter,
     /// Indexed by command id.
     cmds: Vec<Option<Box<CmdHandles>>>,
+    clients: clients::Clients,
 }
 
 impl ServerSlot {
@@ -195,6 +200,7 @@ impl ServerSlot {
             pushes: fam.pushes.with_label_values(&l),
             cmds: (0..commands::count().max(1)).map(|_| None).collect(),
             idle_at: 0,
+            clients: clients::Clients::default(),
             label,
         }
     }
@@ -227,6 +233,8 @@ impl ServerSlot {
                 }
             }
         }
+        self.clients
+            .remove_series(l, &fam.client_commands, &fam.client_duration);
     }
 
     /// This server's label and the handles for a command id (ids outside the table count as
@@ -440,6 +448,10 @@ pub struct Metrics {
     servers: Servers,
     /// (server slot, command id) pairs whose local histogram holds observations.
     dirty: Vec<(usize, CommandId)>,
+    /// `--client-label`.
+    client_label: ClientLabel,
+    /// (server slot, client slot) pairs holding unflushed counts.
+    dirty_clients: Vec<(usize, usize)>,
     servers_overflow: IntCounter,
     events_lost: [IntCounter; LostReason::ALL.len()],
     bytes_missed: [IntCounter; MISS_REASONS.len()],
@@ -578,6 +590,24 @@ impl Metrics {
                 "Pub/sub messages and RESP3 pushes delivered to clients.",
                 &["server"],
             ),
+            client_commands: counter_vec(
+                &r,
+                "redis_client_commands_total",
+                "Commands seen, by server, client (as --client-label chooses) and outcome.",
+                &["server", "client", "status"],
+            ),
+            client_duration: {
+                let name = "redis_client_command_duration_seconds";
+                let opts = HistogramOpts::new(
+                    name,
+                    "Latency of non-blocking commands (as redis_command_duration_seconds), by server and client.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec());
+                let h = HistogramVec::new(opts, &["server", "client"])
+                    .unwrap_or_else(|e| bad_metric(name, &e));
+                register(&r, name, Box::new(h.clone()));
+                h
+            },
         };
         let events_lost_vec = counter_vec(
             &r,
@@ -681,6 +711,8 @@ impl Metrics {
             dirty: Vec::new(),
             repl_fam: repl::Families::new(&r),
             repl: repl::Links::default(),
+            client_label: ClientLabel::default(),
+            dirty_clients: Vec::new(),
             servers: Servers {
                 candidates: HashMap::new(),
                 closes: 0,
@@ -699,6 +731,11 @@ impl Metrics {
     /// The registry, for the HTTP endpoint (clones share the metrics).
     pub fn registry(&self) -> Registry {
         self.registry.clone()
+    }
+
+    /// What names a client in the per-client series (`--client-label`).
+    pub fn set_client_label(&mut self, mode: ClientLabel) {
+        self.client_label = mode;
     }
 
     /// Counters for the command log writer.
@@ -720,9 +757,30 @@ impl Metrics {
             unreachable_slot()
         };
         let fam = &self.fam;
+        let st = status_index(rec.status);
+        if self.client_label != ClientLabel::None {
+            let ident = &rec.conn.ident;
+            let ci = slot
+                .clients
+                .slot(&fam.client_duration, &slot.label, self.client_label, ident);
+            if let Some(h) = slot.clients.slots.get_mut(ci) {
+                let status = rec.status.as_str();
+                h.count(
+                    &fam.client_commands,
+                    &slot.label,
+                    st,
+                    status,
+                    // Blocking commands wait for data, not for the server: kept out, as in
+                    // redis_command_duration_seconds.
+                    rec.latency_ns.filter(|_| !rec.blocking),
+                );
+                if !h.dirty.replace(true) {
+                    self.dirty_clients.push((si, ci));
+                }
+            }
+        }
         let (label, h) = slot.cmd(fam, rec.command);
         let name = commands::name(table_id(rec.command));
-        let st = status_index(rec.status);
         if let (Some(c), Some(n)) = (h.status.get_mut(st), h.status_local.get(st)) {
             c.get_or_insert_with(|| {
                 fam.commands
@@ -921,6 +979,7 @@ impl Metrics {
     pub fn flush_local(&mut self) {
         self.flush_dirty(true);
         self.dirty.clear();
+        self.dirty_clients.clear();
     }
 
     /// Adds every dirty pair's local counts to the registry, leaving them zero; with `done`,
@@ -944,6 +1003,20 @@ impl Metrics {
             }
             slot.req_bytes.inc_by(h.req_bytes_local.take());
             slot.resp_bytes.inc_by(h.resp_bytes_local.take());
+        }
+        for &(si, ci) in &self.dirty_clients {
+            let Some(h) = self
+                .servers
+                .slots
+                .get(si)
+                .and_then(|s| s.clients.slots.get(ci))
+            else {
+                continue;
+            };
+            if done {
+                h.dirty.set(false);
+            }
+            h.flush();
         }
     }
 

@@ -78,6 +78,8 @@ fn every_contract_metric_is_exported() {
         "redis_connections_active",
         "redis_connections_total",
         "redis_push_messages_total",
+        "redis_client_commands_total",
+        "redis_client_command_duration_seconds",
         "redis_observer_packets_total",
         "redis_observer_events_lost_total",
         "redis_observer_bytes_missed_total",
@@ -698,4 +700,48 @@ fn idle_server_slots_are_reclaimed() {
     let text = m.encode_text();
     assert!(series(&text, "server=\"other\""));
     assert!(series(&text, "server=\"10.1.0.1:6379\""));
+}
+
+#[test]
+fn client_series_are_bounded_and_follow_identity_changes() {
+    let mut m = Metrics::new();
+    let server = sa("10.0.0.1:6379");
+    let mut r = rec(server, 1, Status::Ok, None, Some(1000));
+    let mut conn = ConnMeta::new(sa("10.0.0.7:40000"), server);
+    conn.ident.lib_name = Some(Box::from(&b"redis-py"[..]));
+    // Library only: named by it.
+    r.conn = Box::leak(Box::new(conn.clone()));
+    m.record_command(&r);
+    let text = m.encode_text();
+    assert_eq!(
+        sample(
+            &text,
+            "redis_client_commands_total{client=\"redis-py\",server=\"10.0.0.1:6379\",status=\"ok\"}"
+        ),
+        Some(1.0)
+    );
+    // 10,000 names: 50 values, then `other`.
+    for i in 0..10_000 {
+        conn.ident.client_name = Some(format!("name-{i}").into_bytes().into_boxed_slice());
+        conn.ident.label_changed();
+        let r = rec(server, 1, Status::Ok, None, Some(1000));
+        m.record_command(&CommandRecord { conn: &conn, ..r });
+    }
+    m.flush_local();
+    let text = m.encode_text();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("redis_client_commands_total{"))
+        .count();
+    assert_eq!(series, MAX_CLIENTS + 1);
+    let other =
+        "redis_client_commands_total{client=\"other\",server=\"10.0.0.1:6379\",status=\"ok\"}";
+    assert_eq!(
+        sample(&text, other),
+        Some((10_000 - (MAX_CLIENTS - 1)) as f64)
+    );
+    let mut none = Metrics::new();
+    none.set_client_label(ClientLabel::None);
+    none.record_command(&rec(server, 1, Status::Ok, None, None));
+    assert!(!none.encode_text().contains("redis_client_commands_total{"));
 }

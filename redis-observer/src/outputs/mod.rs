@@ -133,10 +133,11 @@ pub enum LogMode {
 /// dropped).
 pub fn build(
     args: &OutputArgs,
-    metrics: Metrics,
+    mut metrics: Metrics,
     log_target: Target,
     mode: LogMode,
 ) -> io::Result<(Outputs, Reopener)> {
+    metrics.set_client_label(args.client_label);
     let renderer = Renderer::new(crate::cmd::run::format(args.log_format));
     let log = match mode {
         LogMode::Queued => CommandLog::spawn(log_target, renderer, metrics.log_counters())?,

@@ -45,6 +45,7 @@
 //! awaiting a reply plus commands queued in MULTI), the oldest command is dropped
 //! ([`Notice::PendingOverflow`]) and its reply skipped (a queued one: absent from EXEC's outcome).
 
+mod ident;
 mod pending;
 mod pubsub;
 mod repl;
@@ -409,7 +410,10 @@ struct Core {
 }
 
 impl Core {
-    fn new(meta: ConnMeta, l: &SessionLimits, mid_stream: bool) -> Self {
+    fn new(mut meta: ConnMeta, l: &SessionLimits, mid_stream: bool) -> Self {
+        if !mid_stream {
+            meta.ident = crate::conn::Identity::fresh();
+        }
         Core {
             meta,
             now: 0,
@@ -866,7 +870,7 @@ impl Core {
 
     /// A refused request's record: with the server's reply when it came, else with the text
     /// Redis sends.
-    fn emit_refused(&self, e: &Entry, r: Option<&Reply>, sink: &mut impl Sink) {
+    fn emit_refused(&mut self, e: &Entry, r: Option<&Reply>, sink: &mut impl Sink) {
         let Some(pe) = e.proto else {
             return;
         };
@@ -943,6 +947,7 @@ impl Core {
             key_len: 0,
             args_len: 0,
             name_len: 0,
+            ident_len: 0,
             id,
             role,
             reply_kind: Kind::Null,
@@ -1034,6 +1039,8 @@ impl Core {
             self.bytes.extend(kept);
         }
         e.bytes_len = rel(&self.bytes);
+        // After the record's bytes, so freed with them; never shown.
+        e.ident_len = ident::encode(id, req, &mut self.bytes);
         e
     }
 
@@ -1594,7 +1601,9 @@ impl Core {
         }
     }
 
-    fn emit(&self, e: &Entry, o: Outcome<'_>, sink: &mut impl Sink) {
+    /// Hands the record to `sink`, then applies the identity change it carries (later commands
+    /// see it, this one does not).
+    fn emit(&mut self, e: &Entry, o: Outcome<'_>, sink: &mut impl Sink) {
         // Every reply a record shows passes the redaction table's rules here.
         // Commands sent before a request-side gap (`barrier`) still pair for sure.
         let policy = if self.uncertain && self.barrier == 0 {
@@ -1633,6 +1642,14 @@ impl Core {
             blocking: e.blocking && !o.in_transaction,
             protocol_error: e.proto,
         });
+        // A refused request never ran: it changes nothing.
+        if e.ident_len > 0 && e.proto.is_none() {
+            let at = e.bytes_at.wrapping_add(u64::from(e.bytes_len));
+            let change = self.bytes.slice(at, usize::from(e.ident_len));
+            if ident::apply(&mut self.meta.ident, change, o.status, o.reply.as_ref()) {
+                self.meta.ident.label_changed();
+            }
+        }
     }
 }
 

@@ -86,6 +86,8 @@ pub(super) struct Entry {
     pub args_len: u32,
     /// Unknown command: its upper-cased name is the first `name_len` kept bytes.
     pub name_len: u32,
+    /// Identity change (see `ident.rs`) kept right after the record's `bytes_len` bytes.
+    pub ident_len: u16,
     pub id: CommandId,
     pub role: Role,
     pub reply_kind: Kind,

@@ -12,6 +12,12 @@ pub struct Filter {
     errors: bool,
     /// `--iface`: interface names (any of them).
     ifaces: Vec<String>,
+    /// `--client`: the line's client name, else process name, else library name.
+    client: Option<String>,
+    /// `--user`.
+    user: Option<String>,
+    /// `--pid`: the client process.
+    pid: Option<u32>,
 }
 
 impl Filter {
@@ -27,6 +33,9 @@ impl Filter {
             min_latency_ns: min_latency.map(|d| d.as_nanos() as f64),
             errors,
             ifaces: Vec::new(),
+            client: None,
+            user: None,
+            pid: None,
         }
     }
 
@@ -37,8 +46,43 @@ impl Filter {
         self
     }
 
+    /// Also requires the line's client (`--client`), user and client process to be these.
+    #[must_use]
+    pub fn with_identity(
+        mut self,
+        client: Option<String>,
+        user: Option<String>,
+        pid: Option<u32>,
+    ) -> Self {
+        self.client = client.filter(|c| !c.is_empty());
+        self.user = user.filter(|u| !u.is_empty());
+        self.pid = pid;
+        self
+    }
+
     /// A command line of the log (the caller checks `line.is_command()`).
     pub fn matches_line(&self, line: &crate::command_log::LogLine) -> bool {
+        if let Some(c) = &self.client {
+            // The library as logged is "name version": its name is the first word.
+            let lib = line
+                .client_lib
+                .as_deref()
+                .map(|l| l.split(' ').next().unwrap_or(l));
+            let who = line
+                .client_name
+                .as_deref()
+                .or(line.client_comm.as_deref())
+                .or(lib);
+            if who != Some(c.as_str()) {
+                return false;
+            }
+        }
+        if self.user.is_some() && line.user != self.user {
+            return false;
+        }
+        if self.pid.is_some() && line.client_pid != self.pid {
+            return false;
+        }
         if !self.ifaces.is_empty()
             && !line
                 .iface
@@ -60,6 +104,9 @@ impl Filter {
             || self.min_latency_ns.is_some()
             || self.errors
             || !self.ifaces.is_empty()
+            || self.client.is_some()
+            || self.user.is_some()
+            || self.pid.is_some()
     }
 
     /// `command` as logged (`CONFIG GET`), `status` (`ok`, `error`, ...), `latency_us` (null for
@@ -201,5 +248,34 @@ mod tests {
             command: Some("SET".into()),
             ..line(Some("lo"))
         }));
+    }
+
+    #[test]
+    fn identity() {
+        use crate::command_log::LogLine;
+        let line = |name: Option<&str>, lib: Option<&str>, user: Option<&str>| LogLine {
+            command: Some("GET".into()),
+            status: "ok".into(),
+            client_name: name.map(Into::into),
+            client_lib: lib.map(Into::into),
+            user: user.map(Into::into),
+            ..LogLine::default()
+        };
+        let by = |c: &str| f(&[], None, false).with_identity(Some(c.into()), None, None);
+        let orders = by("orders-api");
+        assert!(orders.is_active());
+        assert!(orders.matches_line(&line(Some("orders-api"), Some("redis-py 5.0.8"), None)));
+        assert!(!orders.matches_line(&line(Some("billing"), None, None)));
+        assert!(!orders.matches_line(&line(None, None, None)));
+        // No name: the library's name stands in; a name wins over the library.
+        assert!(by("redis-py").matches_line(&line(None, Some("redis-py 5.0.8"), None)));
+        assert!(!by("redis-py").matches_line(&line(Some("x"), Some("redis-py 5.0.8"), None)));
+        let alice = f(&[], None, false).with_identity(None, Some("alice".into()), None);
+        assert!(alice.matches_line(&line(None, None, Some("alice"))));
+        assert!(!alice.matches_line(&line(None, None, Some("default"))));
+        assert!(!alice.matches_line(&line(None, None, None)));
+        // No process attribution yet: `--pid` matches nothing.
+        let pid = f(&[], None, false).with_identity(None, None, Some(42));
+        assert!(!pid.matches_line(&line(None, None, None)));
     }
 }

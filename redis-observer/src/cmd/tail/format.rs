@@ -91,7 +91,7 @@ const BOLD_CYAN: &str = "1;36";
 const PLAIN: &str = "";
 
 /// Fields every line has; the others are shown as `name=value` on push and notice lines.
-const STANDARD_FIELDS: [&str; 10] = [
+const STANDARD_FIELDS: [&str; 20] = [
     "ts",
     "client",
     "server",
@@ -102,6 +102,17 @@ const STANDARD_FIELDS: [&str; 10] = [
     "latency_us",
     "req_bytes",
     "resp_bytes",
+    // The connection's identity: in the client column of command lines, noise elsewhere.
+    "client_name",
+    "client_lib",
+    "user",
+    "db",
+    "resp",
+    "client_pid",
+    "client_comm",
+    "client_container",
+    "server_pid",
+    "server_comm",
 ];
 
 /// Renders lines; keeps the column widths seen so far.
@@ -140,6 +151,11 @@ impl Formatter {
         }
         let status = str_field(m, "status").unwrap_or("");
         time_of(m, &mut self.cells[TIME]);
+        // Who is calling: `name@address` when the client named itself (or its process is known).
+        if let Some(who) = str_field(m, "client_name").or_else(|| str_field(m, "client_comm")) {
+            sanitize_into(&mut self.cells[CLIENT], who);
+            self.cells[CLIENT].push('@');
+        }
         sanitize_into(
             &mut self.cells[CLIENT],
             str_field(m, "client").unwrap_or("-"),
@@ -639,6 +655,23 @@ mod tests {
         assert_eq!(
             render(&mut f, &get),
             r#"12:34:56.123456  127.0.0.1:51234  GET             user:1         182us  ok          "alice""#
+        );
+    }
+
+    #[test]
+    fn client_name_in_the_client_column() {
+        let mut f = Formatter::new(PLAIN_STYLE);
+        let get = line(
+            "GET",
+            r#""k""#,
+            r#"["k"]"#,
+            "ok",
+            r#""reply_type":"null","reply":"(nil)","error":null,"latency_us":100,"client_name":"orders-api","user":"default","db":0"#,
+        );
+        assert!(
+            render(&mut f, &get).starts_with("12:34:56.123456  orders-api@127.0.0.1:51234  GET"),
+            "{}",
+            render(&mut f, &get)
         );
     }
 

@@ -59,7 +59,9 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         width: if tty { terminal_width() } else { None },
     };
     let printer = Printer::new(
-        Filter::new(&args.commands, args.min_latency, args.errors).with_ifaces(&args.ifaces),
+        Filter::new(&args.commands, args.min_latency, args.errors)
+            .with_ifaces(&args.ifaces)
+            .with_identity(args.client.clone(), args.user.clone(), args.pid),
         style,
         args.json,
     );
