@@ -115,6 +115,24 @@ pub mod iface {
     pub const CONFIGURED: u32 = 1 << 9;
 }
 
+/// What the header parsers accept, the same in the kernel program and in `replay`: a packet one
+/// of them captures, the other captures too, with the same addresses, ports and payload.
+pub mod parse {
+    /// Ethertypes of in-band VLAN tags (802.1Q, 802.1ad, the old QinQ 0x9100), skipped in any
+    /// order.
+    pub const VLAN_ETHERTYPES: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+    /// VLAN tags skipped at most (QinQ is two); a frame with more is not IP to either parser.
+    pub const MAX_VLAN_TAGS: usize = 2;
+    /// IPv6 extension headers (hop-by-hop, routing, destination options, authentication, and an
+    /// atomic fragment header) skipped at most before the TCP header; past it, unparsed.
+    pub const MAX_IPV6_EXT_HEADERS: usize = 4;
+    /// A TCP data offset below this is malformed (unparsed).
+    pub const MIN_TCP_HEADER: u32 = 20;
+    /// An IPv6 fragment header's offset and M flag (bits of its second 16-bit word): zero in an
+    /// atomic fragment, which holds a whole packet.
+    pub const IPV6_FRAG_OFFSET_MORE: u16 = 0xfff9;
+}
+
 /// Indexes of the per-CPU counters array (`COUNTERS`).
 pub mod counter {
     /// Packets the program ran on.

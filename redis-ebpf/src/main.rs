@@ -22,7 +22,7 @@ use aya_log_ebpf::warn;
 use network_types::eth::EthHdr;
 use redis_ebpf_common::{
     CLASS_SIZES, Counters, Event, EventHeader, FAMILY_V4, FAMILY_V6, KIND_SEGMENT, MAX_CHUNK,
-    MAX_CHUNKS, TCP_FIN, TCP_RST, TCP_SYN, counter, iface, setting,
+    MAX_CHUNKS, TCP_FIN, TCP_RST, TCP_SYN, counter, iface, parse, setting,
 };
 
 /// Payload chunks and payload-less SYN/FIN/RST segments. Userspace may resize it at load time.
@@ -59,8 +59,6 @@ static WAKEUP_BYTES: u64 = 1 << 20;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_TCP: u8 = 6;
 const PACKET_OUTGOING: u32 = 4;
 
@@ -197,6 +195,12 @@ fn be16(b: &[u8], i: usize) -> u16 {
 }
 
 #[inline(always)]
+fn is_vlan(ethertype: u16) -> bool {
+    let t = parse::VLAN_ETHERTYPES;
+    ethertype == t[0] || ethertype == t[1] || ethertype == t[2]
+}
+
+#[inline(always)]
 fn be32(b: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
@@ -219,16 +223,14 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
     if l3 >= EthHdr::LEN as u32 {
         let eth = rd.get::<2>(l3 - 2).ok_or(Skip::NotOurs)?;
         proto = be16(&eth, 0);
-        // Up to two in-band VLAN tags (accelerated tags are not in the packet data).
-        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        // In-band VLAN tags (accelerated tags are not in the packet data), as `replay` skips
+        // them: `parse::MAX_VLAN_TAGS` of any `parse::VLAN_ETHERTYPES`.
+        let mut tags = 0;
+        while tags < parse::MAX_VLAN_TAGS && is_vlan(proto) {
             let t = rd.get::<2>(l3 + 2).ok_or(Skip::NotOurs)?;
             proto = be16(&t, 0);
             l3 += 4;
-            if proto == ETH_P_8021Q {
-                let t = rd.get::<2>(l3 + 2).ok_or(Skip::NotOurs)?;
-                proto = be16(&t, 0);
-                l3 += 4;
-            }
+            tags += 1;
         }
     } else {
         // No link-layer header: the IP version nibble tells.
@@ -273,7 +275,7 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
         let mut off = l3 + 40;
         // Walk a bounded chain of extension headers.
         let mut i = 0;
-        while i < 4 && next != IPPROTO_TCP {
+        while i < parse::MAX_IPV6_EXT_HEADERS && next != IPPROTO_TCP {
             match next {
                 0 | 43 | 60 => {
                     let e = rd.get::<2>(off).ok_or(Skip::Unparsed)?;
@@ -285,8 +287,16 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
                     next = e[0];
                     off += (u32::from(e[1]) + 2) * 4;
                 }
-                // Fragments (44) and anything else: not a TCP segment we can read.
-                44 => return Err(Skip::Unparsed),
+                // A fragment header: an atomic fragment (offset 0, no more fragments) holds a
+                // whole packet; a real fragment is not a TCP segment we can read.
+                44 => {
+                    let e = rd.get::<4>(off).ok_or(Skip::Unparsed)?;
+                    if be16(&e, 2) & parse::IPV6_FRAG_OFFSET_MORE != 0 {
+                        return Err(Skip::Unparsed);
+                    }
+                    next = e[0];
+                    off += 8;
+                }
                 _ => return Err(Skip::NotOurs),
             }
             i += 1;
@@ -313,6 +323,9 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
     hdr.ack = be32(&tcp, 8);
     hdr.tcp_flags = tcp[13];
     let doff = u32::from(tcp[12] >> 4) * 4;
+    if doff < parse::MIN_TCP_HEADER {
+        return Err(Skip::Unparsed);
+    }
     let payload = l4 + doff;
     // Ethernet padding may follow the IP payload; a truncated skb may end before it.
     let end = if l4_end < skb_len { l4_end } else { skb_len };

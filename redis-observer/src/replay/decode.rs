@@ -7,6 +7,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
+use redis_ebpf_common::parse::{
+    IPV6_FRAG_OFFSET_MORE, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, MIN_TCP_HEADER, VLAN_ETHERTYPES,
+};
+
 /// Link types this reader decodes (tcpdump's LINKTYPE_* numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Link {
@@ -69,13 +73,11 @@ pub(crate) enum Decoded {
     Unparsable,
 }
 
+// What the parser accepts (VLAN tags, IPv6 extension headers, TCP data offset) is shared with
+// the kernel program (`redis_ebpf_common::parse`): a packet captured live and the same packet
+// read from a capture file are decoded alike.
 const ETH_IPV4: u16 = 0x0800;
 const ETH_IPV6: u16 = 0x86dd;
-const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
-/// Stacked VLAN tags followed (QinQ is 2; more is not a real network).
-const MAX_VLAN_TAGS: usize = 4;
-/// IPv6 extension headers followed before giving up.
-const MAX_EXT_HEADERS: usize = 16;
 const PROTO_TCP: u8 = 6;
 
 pub(crate) fn decode(link: Link, p: &[u8]) -> Decoded {
@@ -125,7 +127,7 @@ fn by_family(af: u32, p: &[u8]) -> Option<Decoded> {
 
 fn ethertype(mut et: u16, p: &[u8], mut off: usize) -> Option<Decoded> {
     for _ in 0..MAX_VLAN_TAGS {
-        if !ETH_VLAN.contains(&et) {
+        if !VLAN_ETHERTYPES.contains(&et) {
             break;
         }
         // Tag: 2 bytes TCI, then the inner ethertype.
@@ -186,7 +188,8 @@ fn ipv6(p: &[u8], off: usize) -> Option<Decoded> {
     // Payload length 0: jumbogram or TSO; the capture is all there is.
     let mut left = (payload_len != 0).then_some(payload_len);
     let mut pos = off + 40;
-    for _ in 0..MAX_EXT_HEADERS {
+    // The extension headers, then the TCP header's turn.
+    for _ in 0..=MAX_IPV6_EXT_HEADERS {
         let len = match next {
             PROTO_TCP => {
                 return tcp(
@@ -203,7 +206,7 @@ fn ipv6(p: &[u8], off: usize) -> Option<Decoded> {
             51 => (usize::from(*p.get(pos + 1)?) + 2) * 4,
             44 => {
                 // Offset 0 and no more fragments: an atomic fragment, i.e. a whole packet.
-                if be16(p, pos + 2)? & 0xfff9 != 0 {
+                if be16(p, pos + 2)? & IPV6_FRAG_OFFSET_MORE != 0 {
                     return Some(Decoded::Fragment);
                 }
                 8
@@ -234,7 +237,7 @@ fn tcp(p: &[u8], off: usize, l4_len: Option<usize>, src: IpAddr, dst: IpAddr) ->
     let flags = *hdr.get(13)?;
     let captured = p.len().saturating_sub(off);
     let l4_len = l4_len.unwrap_or(captured);
-    if doff < 20 || l4_len < doff {
+    if doff < MIN_TCP_HEADER as usize || l4_len < doff {
         return Some(Decoded::Unparsable);
     }
     let payload_len = l4_len - doff;

@@ -842,19 +842,30 @@ mod tests {
 
     #[test]
     fn ipv6_extension_headers_are_followed() {
+        // As many as the kernel program follows (`parse::MAX_IPV6_EXT_HEADERS`, 4).
         let mut rest = ext(43, 0); // hop-by-hop -> routing
-        rest.extend(ext(60, 1)); // routing -> destination options
-        rest.extend(ext(51, 0)); // destination options -> AH
+        rest.extend(ext(51, 1)); // routing -> AH
         rest.extend_from_slice(&[6, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]); // AH (12 bytes) -> TCP
         rest.extend(frag6(6, 0, false)); // an atomic fragment is a whole packet
         let mut rest2 = rest.clone();
         // Patch AH's next header to the fragment header.
         let ah = rest2.len() - 8 - 12;
         rest2[ah] = 44;
+        let mut five = rest2.clone();
         rest2.extend(tcp(40000, 6379, 1000, PSH_ACK, &[], PING));
         let frame = eth(0x86dd, &[], &ipv6(C6, S6, 0, &rest2));
         let (segs, stats) = read_all(pcap(1, false, false, &[Pkt::new(0, frame)]));
         assert_eq!(segs, vec![want(true, 0, PING, 0)], "{stats:?}");
+        // One more (destination options after the fragment header): past the limit, unparsed,
+        // as in the kernel.
+        let f = five.len() - 8;
+        five[f] = 60;
+        five.extend(ext(6, 0));
+        five.extend(tcp(40000, 6379, 1000, PSH_ACK, &[], PING));
+        let frame = eth(0x86dd, &[], &ipv6(C6, S6, 0, &five));
+        let (segs, stats) = read_all(pcap(1, false, false, &[Pkt::new(0, frame)]));
+        assert!(segs.is_empty(), "{segs:?}");
+        assert_eq!(stats.unparsable, 1, "{stats:?}");
     }
 
     #[test]
