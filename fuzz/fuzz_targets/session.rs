@@ -117,7 +117,11 @@ fuzz_target!(|input: Input| {
     };
     let mut commands = 0u64;
     let mut count = |e: RequestEvent<'_>| {
-        if matches!(e, RequestEvent::Command(_)) {
+        // A request the server refuses is logged as one record too.
+        if matches!(
+            e,
+            RequestEvent::Command(_) | RequestEvent::ProtocolError(..)
+        ) {
             commands += 1;
         }
     };

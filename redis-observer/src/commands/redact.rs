@@ -179,7 +179,8 @@ pub const RULES: [Rule; 14] = [
 
 /// Containers whose unknown subcommands show no arguments (`ACL SETUSR alice >pw` is a typo
 /// away from a password).
-const SECRET_CONTAINERS: [&str; 3] = ["ACL", "CONFIG", "SENTINEL"];
+// COMMAND wraps other commands (GETKEYS, GETKEYSANDFLAGS): their secrets are its arguments.
+const SECRET_CONTAINERS: [&str; 4] = ["ACL", "COMMAND", "CONFIG", "SENTINEL"];
 
 /// `RULE_OF[id]`: 1 + the index in [`RULES`] of the rule for command `id`, 0 for none. Built at
 /// compile time, so finding a command's rule is one array read.
