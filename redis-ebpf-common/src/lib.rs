@@ -126,6 +126,10 @@ pub mod parse {
     /// IPv6 extension headers (hop-by-hop, routing, destination options, authentication, and an
     /// atomic fragment header) skipped at most before the TCP header; past it, unparsed.
     pub const MAX_IPV6_EXT_HEADERS: usize = 4;
+    /// Those extension headers' next-header numbers: hop-by-hop, routing, fragment, destination
+    /// options, authentication. Past the limit one of these still makes the packet unparsed;
+    /// any other protocol there is simply not TCP.
+    pub const IPV6_EXT_HEADERS: [u8; 5] = [0, 43, 44, 60, 51];
     /// A TCP data offset below this is malformed (unparsed).
     pub const MIN_TCP_HEADER: u32 = 20;
     /// An IPv6 fragment header's offset and M flag (bits of its second 16-bit word): zero in an
@@ -147,8 +151,10 @@ pub mod counter {
     pub const EVENTS_LOST: u32 = 4;
     /// Payload bytes of those events.
     pub const BYTES_LOST: u32 = 5;
-    /// Packets on a watched port that could not be parsed (IPv6 extension chains too long,
-    /// fragments, truncated headers).
+    /// Packets that could not be parsed and may have been on a watched port: IP fragments,
+    /// IPv6 extension chains too long, IP or TCP headers cut short or inconsistent (an IP
+    /// length that ends inside the headers, a TCP data offset below 20). A malformed packet
+    /// whose TCP ports were read and are not watched is not counted.
     pub const UNPARSED: u32 = 6;
     /// `bpf_skb_load_bytes` failures (payload bytes not copied, reported as lost).
     pub const LOAD_FAILED: u32 = 7;

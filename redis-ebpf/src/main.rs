@@ -143,10 +143,15 @@ fn read_global<T: Copy>(g: &T) -> T {
 /// Loads `N` bytes at `off` into a stack array.
 #[inline(always)]
 unsafe fn load<const N: usize>(skb: *mut __sk_buff, off: u32) -> Option<[u8; N]> {
-    let mut buf = [0u8; N];
+    // Not zeroed first: the helper writes all N bytes (or zeroes them on failure), and a zeroed
+    // array is a memset call whose byte loop the verifier walks again at every header read, on
+    // every path (with the stricter header checks the TC program went past the verifier's
+    // limit of 1M instructions).
+    let mut buf = core::mem::MaybeUninit::<[u8; N]>::uninit();
     // SAFETY: the destination is a stack array of exactly N bytes.
     let ret = unsafe { bpf_skb_load_bytes(skb.cast(), off, buf.as_mut_ptr().cast(), N as u32) };
-    (ret == 0).then_some(buf)
+    // SAFETY: the helper succeeded, so it wrote all N bytes.
+    (ret == 0).then(|| unsafe { buf.assume_init() })
 }
 
 /// Reads header bytes of the packet.
@@ -200,6 +205,13 @@ fn is_vlan(ethertype: u16) -> bool {
     ethertype == t[0] || ethertype == t[1] || ethertype == t[2]
 }
 
+/// IPv6 extension headers the parser follows (`parse::IPV6_EXT_HEADERS`).
+#[inline(always)]
+fn is_ipv6_ext(next: u8) -> bool {
+    let t = parse::IPV6_EXT_HEADERS;
+    next == t[0] || next == t[1] || next == t[2] || next == t[3] || next == t[4]
+}
+
 #[inline(always)]
 fn be32(b: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
@@ -227,7 +239,7 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
         // them: `parse::MAX_VLAN_TAGS` of any `parse::VLAN_ETHERTYPES`.
         let mut tags = 0;
         while tags < parse::MAX_VLAN_TAGS && is_vlan(proto) {
-            let t = rd.get::<2>(l3 + 2).ok_or(Skip::NotOurs)?;
+            let t = rd.get::<2>(l3 + 2).ok_or(Skip::Unparsed)?;
             proto = be16(&t, 0);
             l3 += 4;
             tags += 1;
@@ -246,8 +258,13 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
     let l4: u32;
     let l4_end: u32; // end of the IP payload
     if proto == ETH_P_IP {
-        let ip = rd.get::<20>(l3).ok_or(Skip::NotOurs)?;
-        if ip[9] != IPPROTO_TCP || ip[0] >> 4 != 4 {
+        // Headers cut short or inconsistent are `Unparsed` (counted: they may have been on a
+        // watched port), in the order `replay` checks them (docs/packet-parsing.md).
+        let ip = rd.get::<20>(l3).ok_or(Skip::Unparsed)?;
+        if ip[0] >> 4 != 4 {
+            return Err(Skip::Unparsed);
+        }
+        if ip[9] != IPPROTO_TCP {
             return Err(Skip::NotOurs);
         }
         let ihl = u32::from(ip[0] & 0x0f) * 4;
@@ -266,7 +283,10 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
         // tot_len is 0 on BIG TCP super-packets: then the skb's end is the IP payload's end.
         l4_end = if tot == 0 { skb_len } else { l3 + tot };
     } else if proto == ETH_P_IPV6 {
-        let ip = rd.get::<40>(l3).ok_or(Skip::NotOurs)?;
+        let ip = rd.get::<40>(l3).ok_or(Skip::Unparsed)?;
+        if ip[0] >> 4 != 6 {
+            return Err(Skip::Unparsed);
+        }
         hdr.family = FAMILY_V6;
         hdr.saddr.copy_from_slice(&ip[8..24]);
         hdr.daddr.copy_from_slice(&ip[24..40]);
@@ -302,7 +322,13 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
             i += 1;
         }
         if next != IPPROTO_TCP {
-            return Err(Skip::Unparsed);
+            // Past the chain's limit: another extension header may still lead to TCP, anything
+            // else is another protocol.
+            return Err(if is_ipv6_ext(next) {
+                Skip::Unparsed
+            } else {
+                Skip::NotOurs
+            });
         }
         l4 = off;
         l4_end = if plen == 0 { skb_len } else { l3 + 40 + plen };
@@ -310,7 +336,7 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
         return Err(Skip::NotOurs);
     }
 
-    let tcp = rd.get::<20>(l4).ok_or(Skip::NotOurs)?;
+    let tcp = rd.get::<20>(l4).ok_or(Skip::Unparsed)?;
     hdr.sport = be16(&tcp, 0);
     hdr.dport = be16(&tcp, 2);
     let watched = |port: u16| PORTS.get(u32::from(port)).is_some_and(|&v| v != 0);
@@ -318,7 +344,6 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
     if !ours {
         return Err(Skip::NotOurs);
     }
-    count(cnt, counter::SEGMENTS, 1);
     hdr.seq = be32(&tcp, 4);
     hdr.ack = be32(&tcp, 8);
     hdr.tcp_flags = tcp[13];
@@ -331,15 +356,26 @@ unsafe fn capture(skb: *mut __sk_buff, rd: &impl Headers) -> Result<(), Skip> {
     let end = if l4_end < skb_len { l4_end } else { skb_len };
     let payload_len = end.saturating_sub(payload);
     hdr.payload_len = payload_len;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
 
     if payload_len == 0 {
+        // The IP length ends inside the TCP header (or the IP options, or the IPv6 extension
+        // headers): inconsistent. Checked here, on the path without payload, and not before the
+        // copy loop: a branch there multiplies the states the verifier walks through the loop
+        // past its limit.
+        if payload > end {
+            return Err(Skip::Unparsed);
+        }
+        count(cnt, counter::SEGMENTS, 1);
         if hdr.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+            // SAFETY: bpf_ktime_get_ns has no preconditions.
+            hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
             emit_empty(cnt, &hdr);
         }
         return Ok(());
     }
+    count(cnt, counter::SEGMENTS, 1);
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
 
     let limit = read_global(&CAPTURE_BYTES);
     let cap = if payload_len < limit {

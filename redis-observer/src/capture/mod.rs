@@ -3,6 +3,8 @@
 
 pub mod event;
 mod iface;
+#[cfg(test)]
+mod parity_tests;
 mod ring;
 
 use std::{

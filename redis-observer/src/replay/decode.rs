@@ -142,21 +142,26 @@ fn ethertype(mut et: u16, p: &[u8], mut off: usize) -> Option<Decoded> {
 }
 
 fn ipv4(p: &[u8], off: usize) -> Option<Decoded> {
-    let b0 = *p.get(off)?;
+    // The checks in the kernel program's order (docs/packet-parsing.md): the fixed header, the
+    // version, the protocol, fragments, then the header length.
+    let fixed = p.get(off..off + 20)?;
+    let b0 = *fixed.first()?;
+    if b0 >> 4 != 4 {
+        return Some(Decoded::Unparsable);
+    }
+    if *fixed.get(9)? != PROTO_TCP {
+        return Some(Decoded::NotTcp);
+    }
+    // More-fragments flag or a fragment offset (DF, 0x4000, is fine).
+    if be16(fixed, 6)? & 0x3fff != 0 {
+        return Some(Decoded::Fragment);
+    }
     let ihl = usize::from(b0 & 0x0f) * 4;
-    if b0 >> 4 != 4 || ihl < 20 {
+    if ihl < 20 {
         return Some(Decoded::Unparsable);
     }
     let hdr = p.get(off..off + ihl)?;
     let total = usize::from(be16(hdr, 2)?);
-    let frag = be16(hdr, 6)?;
-    if *hdr.get(9)? != PROTO_TCP {
-        return Some(Decoded::NotTcp);
-    }
-    // More-fragments flag or a fragment offset (DF, 0x4000, is fine).
-    if frag & 0x3fff != 0 {
-        return Some(Decoded::Fragment);
-    }
     let src: [u8; 4] = hdr.get(12..16)?.try_into().ok()?;
     let dst: [u8; 4] = hdr.get(16..20)?.try_into().ok()?;
     // Total length 0: a TSO super-packet captured on the sender; the capture is all there is.
@@ -228,7 +233,9 @@ fn ipv6(p: &[u8], off: usize) -> Option<Decoded> {
 /// The TCP header at `off`; `l4_len` is the segment length the IP header declares (`None`:
 /// whatever was captured).
 fn tcp(p: &[u8], off: usize, l4_len: Option<usize>, src: IpAddr, dst: IpAddr) -> Option<Decoded> {
-    let hdr = p.get(off..off + 14)?;
+    // The whole fixed header, as the kernel reads it (a capture cut inside it is unparsable;
+    // cut inside the options, the payload is missing).
+    let hdr = p.get(off..off + MIN_TCP_HEADER as usize)?;
     let sport = be16(hdr, 0)?;
     let dport = be16(hdr, 2)?;
     let seq = be32(hdr, 4)?;

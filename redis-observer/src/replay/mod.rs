@@ -3,10 +3,10 @@
 //! Reads with `pcap-parser` (streaming, constant memory), decodes the link types listed in
 //! [`PacketReader`], IPv4 and IPv6, and hands out one [`Segment`] per TCP packet.
 
-mod decode;
+pub(crate) mod decode;
 mod resync;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
