@@ -448,3 +448,211 @@ fn sync_from_redis_cli_replica() {
     assert!(sum("redis_replication_rdb_bytes_total") > 50.0);
     assert_eq!(sum("redis_replication_links_active"), 0.0);
 }
+
+/// `WAIT` and `WAITAOF` (Redis ≥ 7.2: the master sends `REPLCONF GETACK *` inside the stream,
+/// the replica answers `REPLCONF ACK <offset> FACK <aof offset>`) with the append-only file on
+/// master and replicas, and a chained replica, on the newer servers.
+#[test]
+fn wait_waitaof_and_chained_replica_redis_8_2() {
+    wait_waitaof_and_chained_replica("redis-8.2");
+}
+
+#[test]
+fn wait_waitaof_and_chained_replica_valkey_8_1() {
+    wait_waitaof_and_chained_replica("valkey-8.1");
+}
+
+/// M with replica R1, and R2 a replica of R1, all with `appendonly yes`; M's and R1's ports are
+/// watched, R1 and R2 sync while observed. On M: writes, `WAIT` (answered at once and timing
+/// out), `WAITAOF` for the local AOF and the replica's. Oracle: M's INFO commandstats delta,
+/// per command, live and in replay; on R1's port the handshake commands (PING, PSYNC) exactly,
+/// and REPLCONF as R1's delta minus the `GETACK`s M sent R1 (R1 runs those from its master
+/// link, not on its own port; counted in the capture of M's port).
+fn wait_waitaof_and_chained_replica(server: &str) {
+    let _g = e2e_lock();
+    require_root();
+    let bin = server_bin(server);
+    let dir = temp_dir(&format!("waitaof-{server}"));
+    let start_on = |name: &str, extra: &[&str]| {
+        let mut args = server_args(&temp_dir(name), extra);
+        args.extend(
+            // No PINGs in the stream (they would run on R1 too, uncounted on its port).
+            ["--appendonly", "yes", "--appendfsync", "always"]
+                .iter()
+                .chain(["--repl-ping-replica-period", "3600"].iter())
+                .map(|s| s.to_string()),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Redis::start_bin(&bin, &refs)
+    };
+    let m = start_on("waitaof-m", &[]);
+    let r1 = start_on("waitaof-r1", &[]);
+    let r2 = start_on("waitaof-r2", &[]);
+    let (mp, r1p) = (m.port.to_string(), r1.port.to_string());
+    let (ms, r1s) = (format!("127.0.0.1:{mp}"), format!("127.0.0.1:{r1p}"));
+
+    let mut dump = Tcpdump::start(None, "lo", m.port, &dir.join("capture.pcap"));
+    let log = dir.join("live.jsonl");
+    let mut obs = Observer::start(
+        None,
+        &[
+            "-i",
+            "lo",
+            "-p",
+            &mp,
+            "-p",
+            &r1p,
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let before_m = m.commandstats();
+    let before_r1 = r1.commandstats();
+    r1.admin(&["REPLICAOF", "127.0.0.1", &mp]);
+    wait_link_up(&r1);
+    r2.admin(&["REPLICAOF", "127.0.0.1", &r1p]);
+    wait_link_up(&r2);
+
+    for i in 0..5 {
+        m.cli(&["SET", &format!("k{i}"), "v"]);
+    }
+    m.cli(&["HSET", "h", "f", "1"]);
+    assert_eq!(m.cli(&["WAIT", "1", "5000"]).trim(), "1", "WAIT 1");
+    assert_eq!(
+        m.cli(&["WAITAOF", "1", "1", "5000"])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "1"],
+        "WAITAOF 1 1: the local AOF and R1's"
+    );
+    m.cli(&["INCR", "n"]);
+    assert_eq!(
+        m.cli(&["WAITAOF", "0", "1", "5000"])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "1"],
+        "WAITAOF 0 1"
+    );
+    // Two replicas wanted, one direct: times out after GETACKs.
+    assert_eq!(m.cli(&["WAIT", "2", "300"]).trim(), "1", "WAIT 2 times out");
+    // Pipelined: the WAITAOF's reply comes after the GETACK round trip.
+    let waits = "SET p 1\nWAITAOF 1 1 5000\nSET p 2\nWAIT 1 5000\n";
+    pipe(&m, waits);
+
+    // Quiescence: both replicas at M's offset.
+    let top = repl_offset(&m);
+    for r in [&r1, &r2] {
+        wait_until("replica caught up", Duration::from_secs(10), || {
+            info_field(r, "slave_repl_offset").and_then(|v| v.parse().ok()) == Some(top)
+        });
+    }
+    wait_until("observer lag 0", Duration::from_secs(10), || {
+        let live = obs.metrics();
+        let lag = by_replica(&live, "redis_replication_ack_lag_bytes", &ms);
+        let lag_r1 = by_replica(&live, "redis_replication_ack_lag_bytes", &r1s);
+        lag.len() == 1
+            && lag_r1.len() == 1
+            && lag.values().chain(lag_r1.values()).all(|v| *v == 0.0)
+    });
+    // Freeze the replicas (R2 first: R1 must still answer INFO), then read both sides.
+    r2.proc.signal(libc::SIGSTOP);
+    sleep(Duration::from_millis(400));
+    let after_r1 = r1.commandstats();
+    r1.proc.signal(libc::SIGSTOP);
+    sleep(Duration::from_millis(400));
+    let after_m = m.commandstats();
+    let live_text = http_get(&obs.metrics_addr, "/metrics").expect("metrics");
+    let live = Metrics::parse(&live_text);
+    obs.stop();
+    let tcpdump_dropped = dump.stop();
+    for r in [&r1, &r2] {
+        r.proc.signal(libc::SIGCONT);
+    }
+    let live_log = parse_log(&std::fs::read_to_string(&log).expect("live log"));
+
+    let mut want_m = before_m.delta(&after_m);
+    want_m.remove("INFO");
+    eprintln!("{server} M: {want_m:?}");
+    for c in ["PSYNC", "REPLCONF", "WAIT", "WAITAOF"] {
+        assert!(want_m.contains_key(c), "{c} ran on M: {want_m:?}");
+    }
+    assert_eq!(
+        commands_of(&live, &ms),
+        want_m,
+        "M: live metrics vs INFO commandstats"
+    );
+    assert_eq!(log_counts_of(&live_log, &ms), want_m, "M: live log");
+
+    // R1: R2's handshake and acknowledgements. The GETACKs M sent R1 ran on R1 from its master
+    // link (and R1 passed them on to R2 on its own port: R2's ACKs are what R1's port shows).
+    let capture = std::fs::read(&dump.path).expect("capture");
+    let getacks = capture
+        .windows(b"$6\r\nGETACK\r\n".len())
+        .filter(|w| w.eq_ignore_ascii_case(b"$6\r\nGETACK\r\n"))
+        .count() as u64;
+    assert!(getacks > 0, "M sent no GETACK");
+    let delta_r1 = before_r1.delta(&after_r1);
+    let mut want_r1: BTreeMap<String, u64> = delta_r1
+        .iter()
+        .filter(|(k, _)| ["PING", "REPLCONF", "PSYNC", "SYNC"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    if tcpdump_dropped == 0 {
+        let rc = want_r1.get_mut("REPLCONF").expect("REPLCONF ran on R1");
+        *rc = rc.checked_sub(getacks).expect("R1 ran every GETACK M sent");
+    }
+    let got_r1 = commands_of(&live, &r1s);
+    eprintln!("{server} R1: {got_r1:?}; {getacks} GETACKs from M");
+    if tcpdump_dropped == 0 {
+        assert_eq!(got_r1, want_r1, "R1: live metrics vs INFO commandstats");
+        assert_eq!(log_counts_of(&live_log, &r1s), want_r1, "R1: live log");
+    } else {
+        for c in ["PING", "PSYNC"] {
+            assert_eq!(got_r1.get(c), want_r1.get(c), "R1: {c}");
+        }
+    }
+
+    no_losses(&live, "live");
+    let notices: Vec<&Value> = live_log.iter().filter(|v| v["command"].is_null()).collect();
+    assert!(notices.is_empty(), "notice lines: {notices:?}");
+    let sum = |name: &str, server: &str| live.sum(name, &[("server", server)]);
+    assert_eq!(sum("redis_replication_full_syncs_total", &ms), 1.0, "R1");
+    assert_eq!(sum("redis_replication_full_syncs_total", &r1s), 1.0, "R2");
+    let label = |r: &Redis| format!("127.0.0.1:{}", r.port);
+    for name in [
+        "redis_replication_stream_offset",
+        "redis_replication_acked_offset",
+    ] {
+        assert_eq!(
+            by_replica(&live, name, &ms),
+            [(label(&r1), top as f64)].into(),
+            "{name} on M"
+        );
+        assert_eq!(
+            by_replica(&live, name, &r1s),
+            [(label(&r2), top as f64)].into(),
+            "{name} on R1"
+        );
+    }
+    // WAIT and WAITAOF are blocking commands: in their own histogram.
+    for c in ["WAIT", "WAITAOF"] {
+        assert!(
+            live.sum(
+                "redis_blocking_command_duration_seconds_count",
+                &[("server", &ms), ("command", c)]
+            ) > 0.0,
+            "{c} in the blocking histogram"
+        );
+    }
+
+    let rep = replay(&dump.path, m.port);
+    if tcpdump_dropped == 0 {
+        assert_eq!(commands_of(&rep.metrics, &ms), want_m, "M: replay metrics");
+        assert_eq!(log_counts_of(&rep.log, &ms), want_m, "M: replay log");
+        no_losses(&rep.metrics, "replay");
+        let notices: Vec<&Value> = rep.log.iter().filter(|v| v["command"].is_null()).collect();
+        assert!(notices.is_empty(), "replay notice lines: {notices:?}");
+    } else {
+        eprintln!("tcpdump dropped {tcpdump_dropped} packets: replay not compared");
+    }
+}
