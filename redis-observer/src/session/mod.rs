@@ -1219,6 +1219,13 @@ impl Core {
             return;
         }
         if head.role == Role::ProtocolError {
+            if r.kind != Kind::Error {
+                // Redis answers a refused request only with `-ERR Protocol error: …`, then
+                // closes: this reply is no known command's. The refusal may still come; if not,
+                // `close` logs the refused request with Redis's text.
+                self.notice(sink, Notice::OrphanReply);
+                return;
+            }
             self.emit_refused(&head, Some(r), sink);
             self.pop_pending();
             return;

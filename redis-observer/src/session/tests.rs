@@ -766,6 +766,27 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
     ],
     &["SET [k] error error:ERR Protocol error: expected '$', got ':' refused"],
 )]
+// Fuzz finding (session): a non-error reply at a refused request's turn was logged as its
+// reply with status error.
+#[case::protocol_error_takes_only_an_error_reply(
+    vec![
+        raw("PING\r\n*x\r\n"),
+        s("+PONG\r\n*1\r\n:1\r\n-ERR Protocol error: invalid multibulk length\r\n"),
+    ],
+    &[
+        "PING [] ok simple:PONG",
+        "notice OrphanReply",
+        " [] error error:ERR Protocol error: invalid multibulk length refused",
+    ],
+)]
+#[case::protocol_error_without_its_reply_at_close(
+    vec![raw("PING\r\n*x\r\n"), s("+PONG\r\n*1\r\n:1\r\n"), Step::Close],
+    &[
+        "PING [] ok simple:PONG",
+        "notice OrphanReply",
+        " [] error error:ERR Protocol error: invalid multibulk length refused",
+    ],
+)]
 #[case::protocol_error_closed_before_reply(
     vec![raw("SET k \"v\r\n"), Step::Close],
     &["SET [k v] error error:ERR Protocol error: unbalanced quotes in request refused"],
