@@ -61,7 +61,7 @@ impl Renderer {
             Format::Text => {
                 self.text.json.clear();
                 json_command(&mut self.text.json, rec, &self.bounds, &mut self.cache);
-                self.text.lay_out(out);
+                self.text.lay_out_command(out);
             }
         }
     }
@@ -366,6 +366,21 @@ impl Default for TextLayout {
 }
 
 impl TextLayout {
+    /// [`TextLayout::lay_out`] for a command's line, which always fits [`LogLine`]: read only
+    /// as that (half the cost of reading it as a generic object too).
+    fn lay_out_command(&mut self, out: &mut Vec<u8>) {
+        match serde_json::from_slice::<LogLine>(&self.json) {
+            Ok(l) if l.command.is_some() => {
+                self.line.clear();
+                self.fmt.command(&l, &mut self.line);
+                out.extend_from_slice(self.line.as_bytes());
+                out.push(b'\n');
+            }
+            // A refused request with no name: `tail` shows it as another line.
+            _ => self.lay_out(out),
+        }
+    }
+
     /// Lays out the JSON line in `self.json` and appends it, with its `\n`, to `out`.
     fn lay_out(&mut self, out: &mut Vec<u8>) {
         self.line.clear();
