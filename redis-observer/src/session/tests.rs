@@ -2023,3 +2023,30 @@ fn refused_while_the_request_is_still_arriving() {
     let got = events(&[s("-ERR Protocol error: too big inline request\r\n")]);
     assert_eq!(got, vec!["notice OrphanReply"]);
 }
+
+/// Fuzz finding (session): a multibulk count line refused for its length (`*` and no `\r` within
+/// the line limit) was logged with no request bytes.
+#[test]
+fn refused_count_line_has_its_bytes() {
+    let resp = crate::resp::Limits {
+        max_line: 4,
+        max_request_args: 2,
+        max_bulk: 4,
+        max_depth: 1,
+        keep_args: 0,
+        keep_arg_bytes: 0,
+        keep_reply_bytes: 0,
+        keep_children: 0,
+    };
+    let lim = SessionLimits {
+        resp,
+        ..SessionLimits::default()
+    };
+    let bytes = b"*\n\x00\r$omHELP.\r\n\xf8'\x00*3\rgoal\r\n\xf9\x04\x00:1\r\n".to_vec();
+    let r = run_with(&lim, false, &[Step::C(bytes.clone()), Step::Close]);
+    assert_eq!(
+        r.sink.events,
+        [" [] error error:ERR Protocol error: too big mbulk count string refused"]
+    );
+    assert_eq!(r.sink.recs[0].req_bytes, bytes.len() as u64);
+}
