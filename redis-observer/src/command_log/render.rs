@@ -1,12 +1,18 @@
-//! Rendering records as log lines (JSON or text), by hand into a reused buffer: no serde, no
-//! `fmt` on the common path (IPv6 addresses excepted), no allocation beyond the buffer's growth.
+//! Rendering records as log lines, by hand into a reused buffer: no serde, no `fmt` on the JSON
+//! path (IPv6 addresses excepted), no allocation beyond the buffer's growth. The text format is
+//! the JSON line laid out as `tail` shows it (see [`TextLayout`]).
 
 use std::net::SocketAddr;
 
+use serde_json::Value;
+
+use crate::cmd::tail::{Formatter, Style};
 use crate::commands::redact;
 use crate::conn::ConnMeta;
 use crate::record::{CommandRecord, Notice, ReplySummary};
 use crate::resp::{Child, Kind, Reply};
+
+use super::LogLine;
 
 mod primitives;
 
@@ -17,7 +23,7 @@ use primitives::*;
 pub enum Format {
     /// One JSON object per line (the contract's fields).
     Json,
-    /// One aligned human-readable line per command.
+    /// One aligned human-readable line per command: `tail`'s layout.
     Text,
 }
 
@@ -31,6 +37,7 @@ pub struct Renderer {
     pub format: Format,
     pub bounds: Bounds,
     cache: Cache,
+    text: TextLayout,
 }
 
 impl Renderer {
@@ -43,6 +50,7 @@ impl Renderer {
             format,
             bounds,
             cache: Cache::default(),
+            text: TextLayout::default(),
         }
     }
 
@@ -50,7 +58,11 @@ impl Renderer {
     pub fn command(&mut self, rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
         match self.format {
             Format::Json => json_command(out, rec, &self.bounds, &mut self.cache),
-            Format::Text => text_command(out, rec, &self.bounds, &mut self.cache),
+            Format::Text => {
+                self.text.json.clear();
+                json_command(&mut self.text.json, rec, &self.bounds, &mut self.cache);
+                self.text.lay_out_command(out);
+            }
         }
     }
 
@@ -58,7 +70,19 @@ impl Renderer {
     pub fn push(&mut self, ts_ns: u64, conn: &ConnMeta, reply: &Reply, out: &mut Vec<u8>) {
         match self.format {
             Format::Json => json_push(out, ts_ns, conn, reply, &self.bounds, &mut self.cache),
-            Format::Text => text_push(out, ts_ns, conn, reply, &self.bounds, &mut self.cache),
+            Format::Text => {
+                let t = &mut self.text;
+                t.json.clear();
+                json_push(
+                    &mut t.json,
+                    ts_ns,
+                    conn,
+                    reply,
+                    &self.bounds,
+                    &mut self.cache,
+                );
+                t.lay_out(out);
+            }
         }
     }
 
@@ -72,7 +96,11 @@ impl Renderer {
     ) {
         match self.format {
             Format::Json => json_notice(out, ts_ns, conn, what, &mut self.cache),
-            Format::Text => text_notice(out, ts_ns, conn, what, &mut self.cache),
+            Format::Text => {
+                self.text.json.clear();
+                json_notice(&mut self.text.json, ts_ns, conn, what, &mut self.cache);
+                self.text.lay_out(out);
+            }
         }
     }
 }
@@ -91,9 +119,10 @@ pub fn write_json(rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
     json_command(out, rec, &Bounds::default(), &mut Cache::default());
 }
 
-/// The text-format line for a command, with the default [`Bounds`].
+/// The text-format line for a command, with the default [`Bounds`] (columns as wide as this
+/// one line needs).
 pub fn write_text(rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
-    text_command(out, rec, &Bounds::default(), &mut Cache::default());
+    Renderer::new(Format::Text).command(rec, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -106,13 +135,13 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
         out.extend_from_slice(b",\"command\":null,\"key\":");
     } else {
         out.extend_from_slice(b",\"command\":\"");
-        command_name(out, rec, b, Mode::Json);
+        command_name(out, rec, b);
         out.extend_from_slice(b"\",\"key\":");
     }
     match rec.key {
         Some(k) => {
             out.push(b'"');
-            bounded(out, k, k.len() as u64, b.key_bytes, Mode::Json);
+            bounded(out, k, k.len() as u64, b.key_bytes);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
@@ -127,7 +156,7 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
         out.push(b'"');
         match arg {
             ArgView::Redacted => out.extend_from_slice(REDACTED),
-            ArgView::Bytes(bytes, len) => bounded(out, bytes, len, b.arg_bytes, Mode::Json),
+            ArgView::Bytes(bytes, len) => bounded(out, bytes, len, b.arg_bytes),
             ArgView::More(n) => more_marker(out, n),
         }
         out.push(b'"');
@@ -147,7 +176,7 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
     match rec.reply {
         Some(r) if r.kind != Kind::Error => {
             out.push(b'"');
-            reply_content(out, &r, b, Mode::Json);
+            reply_content(out, &r, b);
             out.push(b'"');
         }
         _ => out.extend_from_slice(b"null"),
@@ -156,7 +185,7 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
     match rec.reply {
         Some(r) if r.kind == Kind::Error => {
             out.push(b'"');
-            error_content(out, &r, b, Mode::Json);
+            error_content(out, &r, b);
             out.push(b'"');
         }
         _ => out.extend_from_slice(b"null"),
@@ -200,13 +229,13 @@ fn json_push(
         }
         first = false;
         out.push(b'"');
-        element(out, el, b, Mode::Json);
+        element(out, el, b);
         out.push(b'"');
     });
     out.extend_from_slice(b"],\"status\":\"push\",\"reply_type\":\"");
     out.extend_from_slice(reply.kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"reply\":\"");
-    push_summary(out, reply, b, Mode::Json);
+    push_summary(out, reply, b);
     out.extend_from_slice(b"\",\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":");
     push_u64(out, reply.wire_len);
     json_conn_tail(out, Some(conn));
@@ -248,7 +277,7 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
     match conn.and_then(|m| m.iface.as_deref()) {
         Some(name) => {
             out.push(b'"');
-            escape(out, name.as_bytes(), Mode::Json);
+            escape(out, name.as_bytes());
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
@@ -259,7 +288,7 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
         match v {
             Some(v) => {
                 out.push(b'"');
-                escape(out, v, Mode::Json);
+                escape(out, v);
                 out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),
@@ -275,11 +304,11 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
         None | Some((None, None)) => out.extend_from_slice(b"null"),
         Some((name, ver)) => {
             out.push(b'"');
-            escape(out, name.unwrap_or_default(), Mode::Json);
+            escape(out, name.unwrap_or_default());
             if name.is_some() && ver.is_some() {
                 out.push(b' ');
             }
-            escape(out, ver.unwrap_or_default(), Mode::Json);
+            escape(out, ver.unwrap_or_default());
             out.push(b'"');
         }
     }
@@ -315,124 +344,61 @@ fn json_addr(out: &mut Vec<u8>, cache: &mut AddrCache, a: Option<SocketAddr>) {
 // ---------------------------------------------------------------------------------------------
 // Text
 
-/// Column widths of the text format (characters); a longer value pushes the rest right.
-const W_ADDR: usize = 21; // "255.255.255.255:65535"
-const W_COMMAND: usize = 18;
-const W_KEY: usize = 24;
-const W_STATUS: usize = 10;
-const W_LATENCY: usize = 10;
+/// `--log-format text`: the line is rendered as JSON, read back as `tail` reads it, and laid out
+/// by `tail`'s [`Formatter`], so a text log and `tail` on a JSON log show the same bytes. Costs
+/// a parse per line, paid only in text mode (the JSON path is untouched).
+#[derive(Clone, Debug)]
+struct TextLayout {
+    fmt: Formatter,
+    json: Vec<u8>,
+    line: String,
+}
 
-fn text_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut Cache) {
-    text_head(out, c, rec.ts_ns, Some(rec.conn));
-    let col = out.len();
-    command_name(out, rec, b, Mode::Text);
-    pad(out, col, W_COMMAND);
-    let col = out.len();
-    match rec.key {
-        // Cut to the column, so the columns after it stay aligned.
-        Some(k) => bounded(
-            out,
-            k,
-            k.len() as u64,
-            W_KEY.saturating_sub(1),
-            Mode::TextShort,
-        ),
-        None => out.push(b'-'),
-    }
-    pad(out, col, W_KEY);
-    let col = out.len();
-    out.extend_from_slice(rec.status.as_str().as_bytes());
-    pad(out, col, W_STATUS);
-    let mut lat = [0u8; 24];
-    let n = match rec.latency_ns {
-        Some(ns) => latency_human(&mut lat, ns),
-        None => {
-            lat[0] = b'-';
-            1
+impl Default for TextLayout {
+    fn default() -> Self {
+        TextLayout {
+            // A file: no colors, no terminal to fit.
+            fmt: Formatter::new(Style::default()),
+            json: Vec::new(),
+            line: String::new(),
         }
-    };
-    let lat = lat.get(..n).unwrap_or(&[]);
-    out.extend(std::iter::repeat_n(
-        b' ',
-        W_LATENCY.saturating_sub(lat.len()),
-    ));
-    out.extend_from_slice(lat);
-    out.push(b' ');
-    match rec.reply {
-        Some(r) if r.kind == Kind::Error => {
-            out.extend_from_slice(b"(error) ");
-            error_content(out, &r, b, Mode::Text);
+    }
+}
+
+impl TextLayout {
+    /// [`TextLayout::lay_out`] for a command's line, which always fits [`LogLine`]: read only
+    /// as that (half the cost of reading it as a generic object too).
+    fn lay_out_command(&mut self, out: &mut Vec<u8>) {
+        match serde_json::from_slice::<LogLine>(&self.json) {
+            Ok(l) if l.command.is_some() => {
+                self.line.clear();
+                self.fmt.command(&l, &mut self.line);
+                out.extend_from_slice(self.line.as_bytes());
+                out.push(b'\n');
+            }
+            // A refused request with no name: `tail` shows it as another line.
+            _ => self.lay_out(out),
         }
-        Some(r) => reply_content(out, &r, b, Mode::Text),
-        None => out.push(b'-'),
     }
-    if rec.in_transaction {
-        out.extend_from_slice(b" (in MULTI)");
-    }
-    if rec.protocol_error.is_some() {
-        out.extend_from_slice(b" (refused)");
-    }
-    out.push(b'\n');
-}
 
-fn text_push(
-    out: &mut Vec<u8>,
-    ts_ns: u64,
-    conn: &ConnMeta,
-    reply: &Reply,
-    b: &Bounds,
-    c: &mut Cache,
-) {
-    text_head(out, c, ts_ns, Some(conn));
-    let col = out.len();
-    out.extend_from_slice(b"(push)");
-    pad(out, col, W_COMMAND);
-    push_summary(out, reply, b, Mode::Text);
-    for_each_push_element(reply, b, |el| {
-        out.push(b' ');
-        element(out, el, b, Mode::Text);
-    });
-    out.push(b'\n');
-}
-
-fn text_notice(
-    out: &mut Vec<u8>,
-    ts_ns: u64,
-    conn: Option<&ConnMeta>,
-    what: NoticeLine<'_>,
-    c: &mut Cache,
-) {
-    text_head(out, c, ts_ns, conn);
-    let col = out.len();
-    out.extend_from_slice(b"(notice)");
-    pad(out, col, W_COMMAND);
-    notice_text(out, what);
-    out.push(b'\n');
-}
-
-fn text_head(out: &mut Vec<u8>, c: &mut Cache, ts_ns: u64, conn: Option<&ConnMeta>) {
-    c.timestamp(out, ts_ns);
-    out.push(b' ');
-    let (client, server) = (conn.map(|m| m.client), conn.map(|m| m.server));
-    for (cache, a) in [(&mut c.client, client), (&mut c.server, server)] {
-        let col = out.len();
-        match a {
-            Some(a) => cache.write(out, &a),
-            None => out.push(b'-'),
+    /// Lays out the JSON line in `self.json` and appends it, with its `\n`, to `out`.
+    fn lay_out(&mut self, out: &mut Vec<u8>) {
+        self.line.clear();
+        match serde_json::from_slice::<Value>(&self.json) {
+            Ok(Value::Object(m)) => {
+                let typed = m
+                    .get("command")
+                    .is_some_and(Value::is_string)
+                    .then(|| serde_json::from_slice::<LogLine>(&self.json).ok())
+                    .flatten();
+                self.fmt.object(&m, typed.as_ref(), &mut self.line);
+            }
+            // Not reached: the renderer writes JSON objects.
+            _ => self.fmt.raw(self.json.trim_ascii_end(), &mut self.line),
         }
-        pad(out, col, W_ADDR);
+        out.extend_from_slice(self.line.as_bytes());
+        out.push(b'\n');
     }
-}
-
-/// Pads what was written since `start` with spaces to `width` characters, plus one separator.
-fn pad(out: &mut Vec<u8>, start: usize, width: usize) {
-    let chars = out
-        .get(start..)
-        .unwrap_or(&[])
-        .iter()
-        .filter(|&&b| b & 0xc0 != 0x80)
-        .count();
-    out.extend(std::iter::repeat_n(b' ', width.saturating_sub(chars) + 1));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,13 +411,13 @@ fn nameless(rec: &CommandRecord<'_>) -> bool {
     rec.protocol_error.is_some() && rec.name.is_empty() && rec.command == crate::commands::UNKNOWN
 }
 
-fn command_name(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, mode: Mode) {
+fn command_name(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds) {
     let name = if rec.name.is_empty() {
         crate::commands::name(rec.command).as_bytes()
     } else {
         rec.name
     };
-    bounded(out, name, name.len() as u64, b.name_bytes, mode);
+    bounded(out, name, name.len() as u64, b.name_bytes);
 }
 
 /// One argument of a record, as the log shows it.
@@ -493,22 +459,19 @@ fn more_marker(out: &mut Vec<u8>, n: u64) {
 
 /// Writes at most `max` bytes of `bytes` (cut on a character boundary), escaped, and
 /// `…(+N bytes)` if `full_len` (the value's length on the wire) is longer than what was shown.
-fn bounded(out: &mut Vec<u8>, bytes: &[u8], full_len: u64, max: usize, mode: Mode) {
+fn bounded(out: &mut Vec<u8>, bytes: &[u8], full_len: u64, max: usize) {
     let shown = cut(bytes, max);
-    escape(out, shown, mode);
+    escape(out, shown);
     let rest = full_len.saturating_sub(shown.len() as u64);
     if rest > 0 {
-        out.extend_from_slice("…".as_bytes());
-        if mode != Mode::TextShort {
-            out.extend_from_slice(b"(+");
-            push_u64(out, rest);
-            out.extend_from_slice(b" bytes)");
-        }
+        out.extend_from_slice("…(+".as_bytes());
+        push_u64(out, rest);
+        out.extend_from_slice(b" bytes)");
     }
 }
 
 /// The content of `reply` (without the JSON quotes around it).
-fn reply_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode) {
+fn reply_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds) {
     if r.redacted {
         out.extend_from_slice(REDACTED);
         return;
@@ -516,13 +479,13 @@ fn reply_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode
     let full = u64::try_from(r.len).unwrap_or(0).max(r.text.len() as u64);
     match r.kind {
         Kind::Simple | Kind::Integer | Kind::Double | Kind::BigNumber | Kind::Error => {
-            bounded(out, r.text, full, b.reply_bytes, mode);
+            bounded(out, r.text, full, b.reply_bytes);
         }
         Kind::Bulk | Kind::Verbatim => {
-            escape(out, b"\"", mode);
+            escape(out, b"\"");
             let shown = cut(r.text, b.reply_bytes);
-            escape(out, shown, mode);
-            escape(out, b"\"", mode);
+            escape(out, shown);
+            escape(out, b"\"");
             let rest = full.saturating_sub(shown.len() as u64);
             if rest > 0 {
                 out.extend_from_slice("…(+".as_bytes());
@@ -533,7 +496,7 @@ fn reply_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode
         Kind::Boolean => match r.text.first() {
             Some(b't') => out.extend_from_slice(b"true"),
             Some(b'f') => out.extend_from_slice(b"false"),
-            _ => bounded(out, r.text, full, b.reply_bytes, mode),
+            _ => bounded(out, r.text, full, b.reply_bytes),
         },
         Kind::Null => out.extend_from_slice(b"(nil)"),
         Kind::Array | Kind::Set | Kind::Push | Kind::Map => aggregate(out, r.kind, r.len),
@@ -557,18 +520,18 @@ fn aggregate(out: &mut Vec<u8>, kind: Kind, len: i64) {
     });
 }
 
-fn error_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds, mode: Mode) {
+fn error_content(out: &mut Vec<u8>, r: &ReplySummary<'_>, b: &Bounds) {
     if r.redacted {
         // The redaction layer left only the error's class (`ERR`), from a fixed set.
         if !r.text.is_empty() {
-            escape(out, r.text, mode);
+            escape(out, r.text);
             out.push(b' ');
         }
         out.extend_from_slice(REDACTED);
         return;
     }
     let full = u64::try_from(r.len).unwrap_or(0).max(r.text.len() as u64);
-    bounded(out, r.text, full, b.error_bytes, mode);
+    bounded(out, r.text, full, b.error_bytes);
 }
 
 /// One element of a push, for `args`.
@@ -609,14 +572,14 @@ fn child_text<'a>(reply: &'a Reply, c: &Child) -> &'a [u8] {
         .unwrap_or(&[])
 }
 
-fn element(out: &mut Vec<u8>, el: Element<'_>, b: &Bounds, mode: Mode) {
+fn element(out: &mut Vec<u8>, el: Element<'_>, b: &Bounds) {
     match el {
         Element::Child(c, text) => match c.kind {
             Kind::Null => out.extend_from_slice(b"(nil)"),
             k if k.is_aggregate() => aggregate(out, k, c.len),
             _ => {
                 let full = u64::try_from(c.len).unwrap_or(0).max(text.len() as u64);
-                bounded(out, text, full, b.arg_bytes, mode);
+                bounded(out, text, full, b.arg_bytes);
             }
         },
         Element::More(n) => more_marker(out, n),
@@ -624,14 +587,14 @@ fn element(out: &mut Vec<u8>, el: Element<'_>, b: &Bounds, mode: Mode) {
 }
 
 /// `message [3 items]`: the push's kind word (its first element, if a string) and its size.
-fn push_summary(out: &mut Vec<u8>, reply: &Reply, b: &Bounds, mode: Mode) {
+fn push_summary(out: &mut Vec<u8>, reply: &Reply, b: &Bounds) {
     if !reply.kind.is_aggregate() {
         if reply.kind == Kind::Simple && redact::is_monitor_line(&reply.text) {
             // Redis redacts only the commands it parsed: the table applies to every line.
             let mut line = Vec::with_capacity(reply.text.len() + 16);
             redact::monitor_line(&reply.text, &mut line);
             let full = line.len() as u64;
-            bounded(out, &line, full, b.reply_bytes, mode);
+            bounded(out, &line, full, b.reply_bytes);
             return;
         }
         let summary = ReplySummary {
@@ -640,14 +603,14 @@ fn push_summary(out: &mut Vec<u8>, reply: &Reply, b: &Bounds, mode: Mode) {
             text: &reply.text,
             redacted: false,
         };
-        reply_content(out, &summary, b, mode);
+        reply_content(out, &summary, b);
         return;
     }
     if let Some(c) = reply.children.first() {
         if matches!(c.kind, Kind::Bulk | Kind::Simple | Kind::Verbatim) {
             let text = child_text(reply, c);
             let full = u64::try_from(c.len).unwrap_or(0).max(text.len() as u64);
-            bounded(out, text, full, 32, mode);
+            bounded(out, text, full, 32);
             out.push(b' ');
         }
     }

@@ -298,7 +298,7 @@ fn without_slow_everything_is_logged_and_pushes_on_request() {
     let text = out.text();
     assert!(text.contains(" key-1 "));
     assert!(text.contains(" key-2 "));
-    assert!(text.contains(" (push) "));
+    assert!(text.contains(" push "));
 }
 
 #[test]

@@ -453,6 +453,8 @@ impl RequestDecoder {
                         return data.len();
                     }
                     Hdr::TooLong => {
+                        // Read (and refused) by Redis: the request's bytes.
+                        self.req.wire_len += (data.len() - pos) as u64;
                         self.fail(ProtocolError::TooBigMbulkCount, on);
                         return data.len();
                     }
@@ -485,6 +487,8 @@ impl RequestDecoder {
                         return data.len();
                     }
                     Hdr::TooLong => {
+                        // Read (and refused) by Redis: the request's bytes.
+                        self.req.wire_len += (data.len() - pos) as u64;
                         self.fail(ProtocolError::TooBigBulkCount, on);
                         return data.len();
                     }

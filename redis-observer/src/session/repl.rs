@@ -11,9 +11,14 @@
 
 use std::net::SocketAddr;
 
+use crate::commands::{self, UNKNOWN};
 use crate::conn::ConnMeta;
-use crate::record::{Dir, Notice, ReplEvent, Sink, SyncKind};
-use crate::resp::{DesyncReason, Limits, RequestDecoder, RequestEvent};
+use crate::record::{Dir, Notice, ReplEvent, Sink, Status, SyncKind};
+use crate::resp::{DesyncReason, Kind, Limits, Reply, Request, RequestDecoder, RequestEvent};
+
+use super::emit::Outcome;
+use super::pending::{Entry, Role};
+use super::{Core, parse_u64};
 
 /// Length of the diskless transfer's end mark.
 const MARK: usize = 40;
@@ -331,4 +336,147 @@ impl Link {
         };
         sink.replication(&n.meta, n.replica, ev);
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The session's side: recognising a link and handing the server's bytes to it
+
+impl Core {
+    /// The link's names for its events, while there is a link.
+    pub(super) fn link_names(&self) -> Option<Names> {
+        self.link.as_ref()?;
+        let client = self.meta.client;
+        let replica = if self.repl_port == 0 {
+            client
+        } else {
+            SocketAddr::new(client.ip(), self.repl_port)
+        };
+        Some(Names {
+            meta: self.meta.clone(),
+            replica,
+        })
+    }
+
+    /// A PSYNC or SYNC awaits its answer.
+    pub(super) fn awaits_link(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|e| matches!(e.role, Role::Psync | Role::Sync))
+    }
+
+    pub(super) fn sync_at_head(&self) -> bool {
+        self.pending.front().is_some_and(|e| e.role == Role::Sync)
+    }
+
+    /// The stream started where SYNC's reply would be: SYNC ran, and the stream is its answer.
+    pub(super) fn start_sync(&mut self, ts: u64, sink: &mut impl Sink) {
+        let Some(h) = self.pending.front().copied() else {
+            return;
+        };
+        let o = Outcome {
+            latency_ns: Some(ts.saturating_sub(h.ts_last)),
+            ..Outcome::bare(Status::Ok, 0, false)
+        };
+        self.emit(&h, o, sink);
+        self.pop_pending();
+        self.start_link(SyncKind::Full, None, sink);
+    }
+
+    /// From here on the server side is a replication stream, and the client a replica whose
+    /// commands (ACKs) the master never answers.
+    pub(super) fn start_link(&mut self, kind: SyncKind, base: Option<u64>, sink: &mut impl Sink) {
+        if let Some(n) = self.link_names() {
+            // A second handshake on one connection: the old link ends here.
+            sink.replication(&n.meta, n.replica, ReplEvent::Down);
+        }
+        self.link = Some(Box::new(Link::new(kind, base)));
+        self.link_watch = true;
+        self.reply_off = true;
+        if let Some(n) = self.link_names() {
+            sink.replication(&n.meta, n.replica, ReplEvent::Up(kind));
+        }
+    }
+
+    /// `REPLCONF ACK <offset>`: only a replica sends it, so it also reveals a link picked up
+    /// mid-stream.
+    pub(super) fn on_ack(&mut self, req: &Request, sink: &mut impl Sink) {
+        let mut i = 1;
+        let offset = loop {
+            let Some((opt, len)) = req.arg(i) else {
+                return; // GETACK: no link is implied
+            };
+            if len == 3 && opt.eq_ignore_ascii_case(b"ack") {
+                break req.arg(i + 1).and_then(|(v, _)| parse_u64(v));
+            }
+            i += 2;
+        };
+        if self.link.is_none() {
+            self.start_link(SyncKind::Unknown, None, sink);
+        }
+        let (Some(offset), Some(n)) = (offset, self.link_names()) else {
+            return;
+        };
+        let lag = self.link.as_deref_mut().and_then(|l| l.ack(offset));
+        sink.replication(&n.meta, n.replica, ReplEvent::Ack { offset, lag });
+    }
+
+    /// PSYNC's answer: `+FULLRESYNC <replid> <offset>` or `+CONTINUE [<replid>]` start a link.
+    pub(super) fn on_psync_reply(&mut self, psync: &Entry, r: &Reply, sink: &mut impl Sink) {
+        if r.kind != Kind::Simple {
+            return;
+        }
+        let mut words = r.text.split(|&b| b == b' ');
+        match words.next() {
+            Some(b"FULLRESYNC") => {
+                let base = words.nth(1).and_then(parse_u64);
+                self.start_link(SyncKind::Full, base, sink);
+            }
+            Some(b"CONTINUE") => {
+                // The master resumes at the offset the replica asked for.
+                let asked = self.entry_arg(psync, 1).and_then(parse_u64);
+                self.start_link(SyncKind::Partial, asked.map(|o| o.saturating_sub(1)), sink);
+            }
+            _ => {}
+        }
+    }
+
+    /// Kept bytes of argument `i` (after the name) of a pending entry.
+    pub(super) fn entry_arg(&self, e: &Entry, i: usize) -> Option<&[u8]> {
+        let a = self.args.slice(e.args_at, e.args_len as usize).get(i)?;
+        if a.redacted || u64::from(a.kept) != a.len {
+            return None;
+        }
+        let buf = self.bytes.slice(e.bytes_at, e.bytes_len as usize);
+        buf.get(a.start as usize..(a.start + a.kept) as usize)
+    }
+
+    /// A reply nothing waits for. A replication stream picked up mid-stream (or whose handshake
+    /// was lost) shows itself here: arrays of bulk strings naming a command, sent by the server.
+    #[cold]
+    pub(super) fn orphan(&mut self, r: &Reply, sink: &mut impl Sink) {
+        if self.link.is_none() && is_command_array(r) {
+            self.start_link(SyncKind::Unknown, None, sink);
+        }
+        if let Some(n) = self.link_names() {
+            // The rest of the feed that revealed the link was read as replies: count its
+            // commands, drop the rest quietly.
+            if let Some(link) = self.link.as_deref_mut()
+                && is_command_array(r)
+            {
+                link.streamed(1, 0, &n, sink);
+            }
+            return;
+        }
+        self.notice(sink, Notice::OrphanReply);
+    }
+}
+
+/// A RESP2 array of bulk strings whose first names a command: what a master propagates.
+pub(super) fn is_command_array(r: &Reply) -> bool {
+    r.kind == Kind::Array
+        && r.len >= 1
+        && r.children.len() as i64 == r.len
+        && r.children.iter().all(|c| c.kind == Kind::Bulk)
+        && r.child_text(0)
+            .is_some_and(|name| commands::by_name(name) != UNKNOWN)
 }

@@ -766,6 +766,27 @@ const EXECABORT: &str = "EXECABORT Transaction discarded because of previous err
     ],
     &["SET [k] error error:ERR Protocol error: expected '$', got ':' refused"],
 )]
+// Fuzz finding (session): a non-error reply at a refused request's turn was logged as its
+// reply with status error.
+#[case::protocol_error_takes_only_an_error_reply(
+    vec![
+        raw("PING\r\n*x\r\n"),
+        s("+PONG\r\n*1\r\n:1\r\n-ERR Protocol error: invalid multibulk length\r\n"),
+    ],
+    &[
+        "PING [] ok simple:PONG",
+        "notice OrphanReply",
+        " [] error error:ERR Protocol error: invalid multibulk length refused",
+    ],
+)]
+#[case::protocol_error_without_its_reply_at_close(
+    vec![raw("PING\r\n*x\r\n"), s("+PONG\r\n*1\r\n:1\r\n"), Step::Close],
+    &[
+        "PING [] ok simple:PONG",
+        "notice OrphanReply",
+        " [] error error:ERR Protocol error: invalid multibulk length refused",
+    ],
+)]
 #[case::protocol_error_closed_before_reply(
     vec![raw("SET k \"v\r\n"), Step::Close],
     &["SET [k v] error error:ERR Protocol error: unbalanced quotes in request refused"],
@@ -2001,4 +2022,31 @@ fn refused_while_the_request_is_still_arriving() {
     // A protocol-error text with nothing arriving is an orphan reply as before.
     let got = events(&[s("-ERR Protocol error: too big inline request\r\n")]);
     assert_eq!(got, vec!["notice OrphanReply"]);
+}
+
+/// Fuzz finding (session): a multibulk count line refused for its length (`*` and no `\r` within
+/// the line limit) was logged with no request bytes.
+#[test]
+fn refused_count_line_has_its_bytes() {
+    let resp = crate::resp::Limits {
+        max_line: 4,
+        max_request_args: 2,
+        max_bulk: 4,
+        max_depth: 1,
+        keep_args: 0,
+        keep_arg_bytes: 0,
+        keep_reply_bytes: 0,
+        keep_children: 0,
+    };
+    let lim = SessionLimits {
+        resp,
+        ..SessionLimits::default()
+    };
+    let bytes = b"*\n\x00\r$omHELP.\r\n\xf8'\x00*3\rgoal\r\n\xf9\x04\x00:1\r\n".to_vec();
+    let r = run_with(&lim, false, &[Step::C(bytes.clone()), Step::Close]);
+    assert_eq!(
+        r.sink.events,
+        [" [] error error:ERR Protocol error: too big mbulk count string refused"]
+    );
+    assert_eq!(r.sink.recs[0].req_bytes, bytes.len() as u64);
 }

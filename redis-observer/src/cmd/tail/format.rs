@@ -1,6 +1,10 @@
 //! Rendering command-log lines as aligned columns, with ANSI colors on a terminal.
 //!
-//! Columns: time (UTC), client, command, key, latency, status, reply or error text, arguments.
+//! The one text layout of the command log: `tail` and `--log-format text` both print through
+//! [`Formatter::object`], so they write the same bytes for the same lines.
+//!
+//! Columns: time (UTC), client, command, key, latency, status, reply or error text (with
+//! ` (in MULTI)` / ` (refused)`), arguments.
 //! Columns are as wide as the widest value seen so far (up to a cap), so a stream stays aligned
 //! without reading ahead. Everything taken from the log is made safe to print: control and
 //! bidirectional-formatting characters are escaped, since keys and values come from clients and
@@ -9,6 +13,8 @@
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
+
+use crate::command_log::LogLine;
 
 /// How output looks.
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,6 +122,7 @@ const STANDARD_FIELDS: [&str; 20] = [
 ];
 
 /// Renders lines; keeps the column widths seen so far.
+#[derive(Clone, Debug)]
 pub struct Formatter {
     style: Style,
     widths: [usize; NCOLS],
@@ -144,27 +151,38 @@ impl Formatter {
         self.style.width = width;
     }
 
-    /// A command line (`command` is a string). Appends one line, without the newline, to `out`.
-    pub fn command(&mut self, m: &Map<String, Value>, command: &str, out: &mut String) {
+    /// One JSON object of the log: a command line when it is one of the log's own (`typed`,
+    /// with `command` set), anything else as [`Formatter::other`] shows it. This is the one text
+    /// layout: `tail` and `--log-format text` both come here. Appends one line, without the
+    /// newline, to `out`.
+    pub fn object(&mut self, m: &Map<String, Value>, typed: Option<&LogLine>, out: &mut String) {
+        match typed {
+            Some(l) if l.command.is_some() => self.command(l, out),
+            _ => self.other(m, out),
+        }
+    }
+
+    /// A command line (`command` is set). Appends one line, without the newline, to `out`.
+    pub fn command(&mut self, l: &LogLine, out: &mut String) {
         for c in &mut self.cells {
             c.clear();
         }
-        let status = str_field(m, "status").unwrap_or("");
-        time_of(m, &mut self.cells[TIME]);
+        let status = l.status.as_str();
+        time_into(&l.ts, &mut self.cells[TIME]);
         // Who is calling: `name@address` when the client named itself (or its process is known).
-        if let Some(who) = str_field(m, "client_name").or_else(|| str_field(m, "client_comm")) {
+        if let Some(who) = l.client_name.as_deref().or(l.client_comm.as_deref()) {
             sanitize_into(&mut self.cells[CLIENT], who);
             self.cells[CLIENT].push('@');
         }
+        sanitize_into(&mut self.cells[CLIENT], l.client.as_deref().unwrap_or("-"));
         sanitize_into(
-            &mut self.cells[CLIENT],
-            str_field(m, "client").unwrap_or("-"),
+            &mut self.cells[COMMAND],
+            l.command.as_deref().unwrap_or_default(),
         );
-        sanitize_into(&mut self.cells[COMMAND], command);
-        let key = m.get("key").filter(|k| !k.is_null());
+        let key = l.key.as_deref();
         let key_sgr = match key {
             Some(k) => {
-                value_into(&mut self.cells[KEY], k);
+                arg_into(&mut self.cells[KEY], k);
                 PLAIN
             }
             None => {
@@ -172,7 +190,7 @@ impl Formatter {
                 DIM
             }
         };
-        let latency = m.get("latency_us").and_then(Value::as_f64);
+        let latency = l.latency_us;
         let latency_sgr = match latency {
             Some(us) => {
                 latency_into(&mut self.cells[LATENCY], us);
@@ -198,10 +216,10 @@ impl Formatter {
             _ => PLAIN,
         };
         // The error text for errors, else the reply's rendering.
-        let (text, reply_sgr) = match (str_field(m, "error"), status) {
+        let (text, reply_sgr) = match (l.error.as_deref(), status) {
             (Some(e), _) => (Some(e), RED),
-            (None, "error") => (str_field(m, "reply"), RED),
-            (None, _) => (str_field(m, "reply"), PLAIN),
+            (None, "error") => (l.reply.as_deref(), RED),
+            (None, _) => (l.reply.as_deref(), PLAIN),
         };
         let reply_sgr = match text {
             Some(t) => {
@@ -213,8 +231,19 @@ impl Formatter {
                 DIM
             }
         };
-        if let Some(args) = m.get("args") {
-            args_into(&mut self.cells[ARGS], args, key);
+        // What the status alone does not say.
+        if l.in_transaction {
+            self.cells[REPLY].push_str(" (in MULTI)");
+        }
+        if l.protocol_error {
+            self.cells[REPLY].push_str(" (refused)");
+        }
+        let skip = usize::from(matches!((l.args.first(), key), (Some(a), Some(k)) if a == k));
+        for (i, a) in l.args.iter().skip(skip).enumerate() {
+            if i > 0 {
+                self.cells[ARGS].push(' ');
+            }
+            arg_into(&mut self.cells[ARGS], a);
         }
         self.key_cap = match self.style.width {
             Some(w) => {
@@ -424,10 +453,13 @@ fn str_field<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 
 /// `2024-05-01T12:34:56.123456Z` → `12:34:56.123456` (UTC, as logged); anything else as it is.
 fn time_of(m: &Map<String, Value>, out: &mut String) {
-    let Some(ts) = str_field(m, "ts") else {
-        out.push('-');
-        return;
-    };
+    match str_field(m, "ts") {
+        Some(ts) => time_into(ts, out),
+        None => out.push('-'),
+    }
+}
+
+fn time_into(ts: &str, out: &mut String) {
     match hms(ts) {
         Some((hms, frac)) => {
             out.push_str(hms);
@@ -579,11 +611,9 @@ mod tests {
 
     fn render(f: &mut Formatter, json: &str) -> String {
         let m = obj(json);
+        let typed = serde_json::from_str::<LogLine>(json).ok();
         let mut out = String::new();
-        match m.get("command").and_then(Value::as_str) {
-            Some(c) => f.command(&m, c, &mut out),
-            None => f.other(&m, &mut out),
-        }
+        f.object(&m, typed.as_ref(), &mut out);
         out
     }
 

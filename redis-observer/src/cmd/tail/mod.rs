@@ -168,11 +168,18 @@ impl Printer {
         self.text.clear();
         match serde_json::from_slice::<Value>(raw) {
             Ok(Value::Object(m)) => {
-                let show = match m.get("command").and_then(Value::as_str) {
-                    // A line of the log's own schema; a command line that does not fit it (from
-                    // another tool) is shown only without filters.
-                    Some(_) => serde_json::from_slice::<LogLine>(raw)
-                        .map_or(!self.filter.is_active(), |l| self.filter.matches_line(&l)),
+                // A command line of the log's own schema; one that does not fit it (from another
+                // tool) is shown, as other lines are, only without filters.
+                let typed = m
+                    .get("command")
+                    .is_some_and(Value::is_string)
+                    .then(|| serde_json::from_slice::<LogLine>(raw).ok())
+                    .flatten();
+                let show = match &typed {
+                    Some(l) => self.filter.matches_line(l),
+                    None if m.get("command").is_some_and(Value::is_string) => {
+                        !self.filter.is_active()
+                    }
                     None => {
                         m.get("status").and_then(Value::as_str) != Some("push")
                             || !self.filter.is_active()
@@ -184,10 +191,7 @@ impl Printer {
                 if self.json {
                     return write_line(out, raw);
                 }
-                match m.get("command").and_then(Value::as_str) {
-                    Some(command) => self.fmt.command(&m, command, &mut self.text),
-                    None => self.fmt.other(&m, &mut self.text),
-                }
+                self.fmt.object(&m, typed.as_ref(), &mut self.text);
             }
             _ if self.json => {
                 let _ = write_line(err, raw);

@@ -4,76 +4,6 @@
 use std::io::Write as _;
 use std::net::{SocketAddr, SocketAddrV4};
 
-/// `850ns`, `123.4us`, `12.345ms`, `1.234s` into `buf`; returns the length.
-pub(super) fn latency_human(buf: &mut [u8; 24], ns: u64) -> usize {
-    let mut w = Cursor { buf, len: 0 };
-    if ns < 1_000 {
-        w.u64(ns);
-        w.bytes(b"ns");
-    } else if ns < 1_000_000 {
-        w.u64(ns / 1_000);
-        w.bytes(b".");
-        w.u64((ns % 1_000) / 100);
-        w.bytes(b"us");
-    } else if ns < 1_000_000_000 {
-        w.u64(ns / 1_000_000);
-        w.bytes(b".");
-        w.fixed::<3>((ns % 1_000_000) / 1_000);
-        w.bytes(b"ms");
-    } else {
-        w.u64(ns / 1_000_000_000);
-        w.bytes(b".");
-        w.fixed::<3>((ns % 1_000_000_000) / 1_000_000);
-        w.bytes(b"s");
-    }
-    w.len
-}
-
-/// A tiny writer into a fixed array (drops what does not fit).
-struct Cursor<'a> {
-    buf: &'a mut [u8; 24],
-    len: usize,
-}
-
-impl Cursor<'_> {
-    fn bytes(&mut self, s: &[u8]) {
-        for &c in s {
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = c;
-                self.len += 1;
-            }
-        }
-    }
-
-    fn u64(&mut self, v: u64) {
-        let mut tmp = [0u8; 20];
-        let n = fmt_u64(&mut tmp, v);
-        self.bytes(tmp.get(20 - n..).unwrap_or(&[]));
-    }
-
-    /// `v` as exactly `N` digits.
-    fn fixed<const N: usize>(&mut self, mut v: u64) {
-        let mut buf = [b'0'; N];
-        for d in buf.iter_mut().rev() {
-            *d = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        self.bytes(&buf);
-    }
-}
-
-/// Escaping flavours.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    /// Inside a JSON string: `"` `\` and control characters escaped per JSON; invalid UTF-8 as
-    /// the four characters `\xNN` (JSON `\\xNN`).
-    Json,
-    /// Text lines: control characters and invalid UTF-8 as `\n`, `\xNN`...; quotes as they are.
-    Text,
-    /// Text, cut with a bare `…` (no byte count): for the key column.
-    TextShort,
-}
-
 /// At most `max` bytes of `s`, not ending inside a UTF-8 sequence that continues past the cut.
 pub(super) fn cut(s: &[u8], max: usize) -> &[u8] {
     if s.len() <= max {
@@ -279,15 +209,14 @@ pub(super) fn push_u64(out: &mut Vec<u8>, v: u64) {
 // ---------------------------------------------------------------------------------------------
 // Escaping
 
-/// Escapes `s` for `mode`: valid UTF-8 passes through (with JSON's or the text format's
-/// escapes), invalid bytes become `\xNN`. Runs of plain bytes are found eight at a time and
-/// copied at once.
-pub(super) fn escape(out: &mut Vec<u8>, s: &[u8], mode: Mode) {
-    let json = mode == Mode::Json;
+/// Escapes `s` for a JSON string: valid UTF-8 passes through (with JSON's escapes), invalid
+/// bytes become the four characters `\xNN` (JSON `\\xNN`). Runs of plain bytes are found eight
+/// at a time and copied at once.
+pub(super) fn escape(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     loop {
-        i += plain_prefix(s.get(i..).unwrap_or(&[]), json);
+        i += plain_prefix(s.get(i..).unwrap_or(&[]), true);
         let Some(&c) = s.get(i) else { break };
         if c >= 0x80 {
             let n = utf8_len(s.get(i..).unwrap_or(&[]));
@@ -296,7 +225,7 @@ pub(super) fn escape(out: &mut Vec<u8>, s: &[u8], mode: Mode) {
                 continue;
             }
             out.extend_from_slice(s.get(start..i).unwrap_or(&[]));
-            hex(out, c, mode);
+            hex(out, c);
             i += 1;
             start = i;
             continue;
@@ -310,11 +239,10 @@ pub(super) fn escape(out: &mut Vec<u8>, s: &[u8], mode: Mode) {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            _ if json => {
+            _ => {
                 out.extend_from_slice(b"\\u00");
                 out.extend_from_slice(&[HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]);
             }
-            _ => hex(out, c, mode),
         }
     }
     out.extend_from_slice(s.get(start..).unwrap_or(&[]));
@@ -379,11 +307,9 @@ fn utf8_len(s: &[u8]) -> usize {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// `\xNN`, with the backslash escaped in JSON.
-fn hex(out: &mut Vec<u8>, c: u8, mode: Mode) {
-    if mode == Mode::Json {
-        out.push(b'\\');
-    }
+/// `\xNN`, its backslash escaped for JSON.
+fn hex(out: &mut Vec<u8>, c: u8) {
+    out.push(b'\\');
     out.extend_from_slice(&[
         b'\\',
         b'x',

@@ -469,9 +469,9 @@ fn push_lines() {
     let mut out = Vec::new();
     Renderer::new(Format::Text).push(TS, c, &reply, &mut out);
     let s = String::from_utf8(out).unwrap();
-    assert!(
-        s.ends_with("(push)             message [3 items] news hello \"world\"\n"),
-        "{s:?}"
+    assert_eq!(
+        s,
+        "23:56:34.123456  10.0.0.7:53422   push          message [3 items] news \"hello \\\"world\\\"\"\n"
     );
 }
 
@@ -520,6 +520,8 @@ fn notice_lines() {
 fn text_lines_are_aligned() {
     let (a, buf) = args(&[(b"user:1", 6, false)]);
     let mut lines = Vec::new();
+    // One renderer: columns grow with what they have shown.
+    let mut text = Renderer::new(Format::Text);
     let r1 = rec(
         b"GET",
         Some(b"user:1"),
@@ -529,7 +531,7 @@ fn text_lines_are_aligned() {
         reply(Kind::Bulk, 3, b"bar"),
         Some(123_456),
     );
-    write_text(&r1, &mut lines);
+    text.command(&r1, &mut lines);
     let mut r2 = rec(
         b"CLIENT SETNAME",
         Some(b"a-rather-long-key-name-that-does-not-fit:123"),
@@ -540,7 +542,7 @@ fn text_lines_are_aligned() {
         Some(2_500_000_000),
     );
     r2.conn = conn("192.168.100.200:65535", "10.0.0.1:6379");
-    write_text(&r2, &mut lines);
+    text.command(&r2, &mut lines);
     let r3 = rec(
         b"BLPOP",
         Some(b"q"),
@@ -550,7 +552,7 @@ fn text_lines_are_aligned() {
         None,
         None,
     );
-    write_text(&r3, &mut lines);
+    text.command(&r3, &mut lines);
     let r4 = rec(
         b"SET",
         Some(b"k\n\xff"),
@@ -560,46 +562,161 @@ fn text_lines_are_aligned() {
         reply(Kind::Simple, 2, b"OK"),
         Some(850),
     );
-    write_text(&r4, &mut lines);
+    text.command(&r4, &mut lines);
     let s = String::from_utf8(lines).unwrap();
     let lines: Vec<&str> = s.lines().collect();
+    // Columns are as wide as the widest value shown so far (tail's layout): a long address,
+    // name or key widens its column for the lines after it.
     assert_eq!(
-        lines[0],
-        "2026-11-20T23:56:34.123456Z 10.0.0.7:53422        10.0.0.1:6379         GET                user:1                   ok            123.4us \"bar\""
+        lines,
+        [
+            "23:56:34.123456  10.0.0.7:53422   GET           user:1         123us  ok          \"bar\"",
+            "23:56:34.123456  192.168.100.200:65535  CLIENT SETNAME  a-rather-long-key-name-that-does-not-fit:123     2.50s  error       ERR bad",
+            "23:56:34.123456  10.0.0.7:53422         BLPOP           q                                        -  unanswered  -",
+            "23:56:34.123456  10.0.0.7:53422         SET             \"k\\n\\xff\"                              1us  ok          OK",
+        ]
     );
-    assert_eq!(
-        lines[1],
-        "2026-11-20T23:56:34.123456Z 192.168.100.200:65535 10.0.0.1:6379         CLIENT SETNAME     a-rather-long-key-name-… error          2.500s (error) ERR bad"
-    );
-    assert_eq!(
-        lines[2],
-        "2026-11-20T23:56:34.123456Z 10.0.0.7:53422        10.0.0.1:6379         BLPOP              q                        unanswered          - -"
-    );
-    assert_eq!(
-        lines[3],
-        "2026-11-20T23:56:34.123456Z 10.0.0.7:53422        10.0.0.1:6379         SET                k\\n\\xff                  ok              850ns OK"
-    );
-    // The status column starts at the same character on every line.
+    // From the third line on, every column starts at the same character.
     let col = |l: &str, word: &str| l.char_indices().position(|(i, _)| l[i..].starts_with(word));
-    let c = col(lines[0], "ok ").unwrap();
-    assert_eq!(col(lines[1], "error ").unwrap(), c);
-    assert_eq!(col(lines[2], "unanswered").unwrap(), c);
+    assert_eq!(col(lines[2], "unanswered"), col(lines[3], "ok "));
+}
+
+/// `--log-format text` and `tail` on the JSON log of the same records write the same bytes:
+/// one layout.
+#[test]
+fn text_format_is_tails_layout() {
+    let (a, buf) = args(&[
+        (b"user:1", 6, false),
+        (b"hello world", 11, false),
+        (b"", 4, true),
+    ]);
+    let mut recs = vec![
+        rec(
+            b"SET",
+            Some(b"user:1"),
+            &a,
+            &buf,
+            Status::Ok,
+            reply(Kind::Simple, 2, b"OK"),
+            Some(1_520_000),
+        ),
+        rec(
+            b"GET",
+            Some(b"k\n\xff"),
+            &a[..1],
+            &buf,
+            Status::Ok,
+            reply(Kind::Bulk, 5, b"alice"),
+            Some(182_000),
+        ),
+        rec(
+            b"INCR",
+            Some(b"user:1"),
+            &a[..1],
+            &buf,
+            Status::Error,
+            reply(Kind::Error, 9, b"ERR wrong"),
+            Some(31_000),
+        ),
+        rec(b"PING", None, &[], &[], Status::Unanswered, None, None),
+        rec(
+            b"CLIENT SETNAME",
+            None,
+            &a[1..2],
+            &buf,
+            Status::Ok,
+            reply(Kind::Simple, 2, b"OK"),
+            Some(2_500_000_000),
+        ),
+        rec(
+            b"LRANGE",
+            Some(b"q"),
+            &a[..1],
+            &buf,
+            Status::Ok,
+            reply(Kind::Array, 3, b""),
+            Some(900),
+        ),
+        rec(b"GET", Some(b"x"), &[], &[], Status::Aborted, None, None),
+        rec(
+            b"",
+            None,
+            &[],
+            &[],
+            Status::Error,
+            reply(Kind::Error, 40, b"ERR Protocol error: invalid bulk length"),
+            Some(5_000),
+        ),
+        rec(
+            b"SET",
+            Some(b"a-rather-long-key-name-that-does-not-fit:123"),
+            &a[1..],
+            &buf,
+            Status::Ok,
+            reply(Kind::Simple, 2, b"OK"),
+            Some(12),
+        ),
+    ];
+    recs[6].in_transaction = true;
+    recs[7].protocol_error = Some(crate::resp::ProtocolError::BadBulkLength);
+    recs[7].command = crate::commands::UNKNOWN;
+    let mut named = ConnMeta::new(sa("[::1]:40000"), sa("[::1]:6379"));
+    named.ident.client_name = Some(Box::from(&b"orders-api"[..]));
+    let named: &'static ConnMeta = Box::leak(Box::new(named));
+    recs[1].conn = named;
+    let mut push = Reply {
+        kind: Kind::Push,
+        len: 3,
+        ..Reply::default()
+    };
+    for (kind, text) in [
+        (Kind::Bulk, &b"message"[..]),
+        (Kind::Bulk, b"news"),
+        (Kind::Bulk, b"hi"),
+    ] {
+        let start = push.child_text.len() as u32;
+        push.child_text.extend_from_slice(text);
+        push.children.push(Child {
+            kind,
+            len: text.len() as i64,
+            start,
+            kept: text.len() as u32,
+        });
+    }
+
+    let mut text = Renderer::new(Format::Text);
+    let mut json = Renderer::new(Format::Json);
+    let (mut t, mut j) = (Vec::new(), Vec::new());
+    for (i, r) in recs.iter().enumerate() {
+        text.command(r, &mut t);
+        json.command(r, &mut j);
+        if i == 3 {
+            text.push(TS, r.conn, &push, &mut t);
+            json.push(TS, r.conn, &push, &mut j);
+            let n = Notice::OrphanReply;
+            text.notice(TS, Some(r.conn), NoticeLine::Pipeline(&n), &mut t);
+            json.notice(TS, Some(r.conn), NoticeLine::Pipeline(&n), &mut j);
+            text.notice(TS, None, NoticeLine::Dropped(3), &mut t);
+            json.notice(TS, None, NoticeLine::Dropped(3), &mut j);
+        }
+    }
+    let mut tail = crate::cmd::tail::Printer::new(
+        crate::cmd::tail::Filter::new(&[], None, false),
+        crate::cmd::tail::Style::default(),
+        false,
+    );
+    let mut via_tail = Vec::new();
+    for line in j.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        tail.line(line, &mut via_tail, &mut std::io::sink())
+            .unwrap();
+    }
+    let t = String::from_utf8(t).unwrap();
+    assert_eq!(t, String::from_utf8(via_tail).unwrap());
+    assert_eq!(t.lines().count(), recs.len() + 3);
 }
 
 #[test]
 fn latency_formats() {
-    let f = |ns| {
-        let mut b = [0u8; 24];
-        let n = latency_human(&mut b, ns);
-        String::from_utf8(b[..n].to_vec()).unwrap()
-    };
-    assert_eq!(f(0), "0ns");
-    assert_eq!(f(999), "999ns");
-    assert_eq!(f(1_000), "1.0us");
-    assert_eq!(f(123_456), "123.4us");
-    assert_eq!(f(12_345_678), "12.345ms");
-    assert_eq!(f(1_234_567_890), "1.234s");
-    assert_eq!(f(u64::MAX), "18446744073.709s");
     let mut out = Vec::new();
     latency_us(&mut out, 5);
     assert_eq!(out, b"0.005");
