@@ -6,8 +6,13 @@
 //! for AF_PACKET sockets (`redis_sock`). Both fail open: whatever happens here, the host's packet
 //! passes unchanged (the socket filter only decides what its own tap socket receives, and it
 //! receives nothing).
+//!
+//! A third program, on the tracepoint `sock:inet_sock_set_state` (`sock_state`), records which
+//! process opened each client connection.
 #![no_std]
 #![no_main]
+
+mod sock_state;
 
 use aya_ebpf::{
     bindings::{
