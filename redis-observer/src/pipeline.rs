@@ -565,6 +565,78 @@ mod tests {
         assert_eq!(f.commands, vec!["GET unanswered"]);
     }
 
+    /// Records every call; names the client `cli` and the server `srv`.
+    struct Calls(std::rc::Rc<std::cell::RefCell<Vec<(SocketAddr, Option<u64>)>>>);
+
+    impl Attributor for Calls {
+        fn attribute(
+            &mut self,
+            client: SocketAddr,
+            _server: SocketAddr,
+            syn_ts: Option<u64>,
+        ) -> (Option<Arc<Process>>, Option<Arc<Process>>) {
+            self.0.borrow_mut().push((client, syn_ts));
+            let p = |pid, comm: &str| {
+                Some(Arc::new(Process {
+                    pid,
+                    comm: comm.into(),
+                    ..Process::default()
+                }))
+            };
+            (p(7, "cli"), p(1, "srv"))
+        }
+    }
+
+    #[derive(Default)]
+    struct Procs(Vec<(Option<u32>, Option<u32>)>);
+
+    impl Sink for Procs {
+        fn command(&mut self, r: &CommandRecord<'_>) {
+            let pid = |p: &Option<Arc<Process>>| p.as_ref().map(|p| p.pid);
+            self.0
+                .push((pid(&r.conn.client_proc), pid(&r.conn.server_proc)));
+        }
+    }
+
+    /// The attributor is asked once per connection, at its first request bytes (after the
+    /// handshake), with the SYN's time; a connection picked up mid-stream gets `None`.
+    #[test]
+    fn attribution_once_per_connection() {
+        let (c, s): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40002".parse().unwrap(),
+            "127.0.0.1:6379".parse().unwrap(),
+        );
+        let mid: SocketAddr = "127.0.0.1:40003".parse().unwrap();
+        let calls = std::rc::Rc::default();
+        let mut p = Pipeline::new(PipelineConfig::default());
+        p.set_attributor(Box::new(Calls(std::rc::Rc::clone(&calls))));
+        let mut f = Procs::default();
+        let seg = |ts, src, dst, seq, flags, ack, data| Segment {
+            ts_ns: ts,
+            src,
+            dst,
+            seq,
+            flags,
+            ack,
+            data,
+            missing: 0,
+            iface: None,
+        };
+        p.segment(&seg(SEC, c, s, 100, TCP_SYN, 0, &[]), &mut f);
+        p.segment(
+            &seg(SEC + 1, s, c, 500, TCP_SYN | TCP_ACK, 101, &[]),
+            &mut f,
+        );
+        assert!(calls.borrow().is_empty());
+        p.segment(&seg(SEC + 2, c, s, 101, TCP_ACK, 501, b"PING\r\n"), &mut f);
+        p.segment(&seg(SEC + 3, s, c, 501, TCP_ACK, 107, b"+PONG\r\n"), &mut f);
+        p.segment(&seg(SEC + 4, c, s, 107, TCP_ACK, 508, b"PING\r\n"), &mut f);
+        p.segment(&seg(SEC + 5, s, c, 508, TCP_ACK, 113, b"+PONG\r\n"), &mut f);
+        p.segment(&seg(SEC + 6, mid, s, 900, TCP_ACK, 77, b"PING\r\n"), &mut f);
+        assert_eq!(*calls.borrow(), vec![(c, Some(SEC)), (mid, None)]);
+        assert_eq!(f.0, vec![(Some(7), Some(1)), (Some(7), Some(1))]);
+    }
+
     /// Traffic after one FIN (the server still sending its reply) keeps the connection.
     #[test]
     fn one_fin_with_traffic_stays_open() {

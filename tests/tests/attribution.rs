@@ -234,7 +234,10 @@ r.get("py-key")
     // two CLIENT SETINFO.
     assert_eq!(commands.len(), 40 + 2 + 1 + 3, "{text:.3000}");
     for l in &commands {
-        assert!(l["client_pid"].is_u64() && l["client_comm"].is_string(), "{l}");
+        assert!(
+            l["client_pid"].is_u64() && l["client_comm"].is_string(),
+            "{l}"
+        );
         assert_eq!(l["server_pid"].as_u64(), Some(u64::from(server_pid)), "{l}");
         assert_eq!(field(l, "server_comm"), Some("redis-server"), "{l}");
     }

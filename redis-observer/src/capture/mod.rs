@@ -519,10 +519,10 @@ fn check_format(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `field:__u8 saddr_v6[16];	offset:40;…` → `saddr_v6`.
+/// `field:__u8 saddr_v6[16]; offset:40;…` → `saddr_v6`.
 fn format_field_name(line: &str) -> Option<&str> {
     let decl = line.trim().strip_prefix("field:")?.split(';').next()?;
-    let last = decl.rsplit(|c: char| c == ' ' || c == '*').next()?;
+    let last = decl.rsplit([' ', '*']).next()?;
     Some(last.split('[').next().unwrap_or(last))
 }
 
@@ -561,6 +561,38 @@ pub fn probe_load() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ports among `ports` on which something listens in this network namespace (from
+/// /proc/net/tcp{,6}), so `run` can say when nothing does.
+pub fn listening_ports(ports: &[u16]) -> Vec<u16> {
+    let mut found = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for l in text.lines().skip(1) {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
+                continue;
+            };
+            if *state != "0A" {
+                continue;
+            }
+            let Some(port) = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            if ports.contains(&port) && !found.contains(&port) {
+                found.push(port);
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     /// The format file of Linux 6.18 (the layout since 4.19).
@@ -595,36 +627,4 @@ format:
         let moved = FORMAT.replace("saddr[4];\toffset:32", "saddr[4];\toffset:30");
         assert!(super::check_format(&moved).is_err());
     }
-}
-
-/// Ports among `ports` on which something listens in this network namespace (from
-/// /proc/net/tcp{,6}), so `run` can say when nothing does.
-pub fn listening_ports(ports: &[u16]) -> Vec<u16> {
-    let mut found = Vec::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(f) else {
-            continue;
-        };
-        for l in text.lines().skip(1) {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
-            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
-                continue;
-            };
-            if *state != "0A" {
-                continue;
-            }
-            let Some(port) = local
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok())
-            else {
-                continue;
-            };
-            if ports.contains(&port) && !found.contains(&port) {
-                found.push(port);
-            }
-        }
-    }
-    found
 }
