@@ -108,6 +108,12 @@ pub mod names {
     /// LRU hash: [`ClientKey`](super::ClientKey) → [`ClientProc`](super::ClientProc) of
     /// established client sockets.
     pub const CLIENTS: &str = "CLIENTS";
+    /// Hash: [`ClientKey`](super::ClientKey) (the bound address and port) →
+    /// [`ListenerProc`](super::ListenerProc) of listening sockets on watched ports.
+    pub const LISTENERS: &str = "LISTENERS";
+    /// LRU hash: [`ClientKey`](super::ClientKey) of the client → [`Accepted`](super::Accepted):
+    /// connections a local server accepted on a watched port.
+    pub const ACCEPTED: &str = "ACCEPTED";
 }
 
 /// The tracepoint `sock:inet_sock_set_state` and the layout of its record, as
@@ -137,13 +143,19 @@ pub mod sock_state {
     /// TCP states (`include/net/tcp_states.h`).
     pub const TCP_ESTABLISHED: i32 = 1;
     pub const TCP_SYN_SENT: i32 = 2;
+    pub const TCP_SYN_RECV: i32 = 3;
     pub const TCP_CLOSE: i32 = 7;
+    pub const TCP_LISTEN: i32 = 10;
     pub const AF_INET: u16 = 2;
     pub const AF_INET6: u16 = 10;
     pub const IPPROTO_TCP: u16 = 6;
     /// Entries of the maps: connects in progress, and established clients.
     pub const MAX_CONNECTING: u32 = 16384;
     pub const MAX_CLIENTS: u32 = 65536;
+    /// Listening addresses on watched ports (a plain hash: an entry is never evicted, so a
+    /// count is never lost; when full, a new listener is not recorded and userspace falls back
+    /// to /proc).
+    pub const MAX_LISTENERS: u32 = 16384;
 }
 
 /// The fields of `sock:inet_sock_set_state` the program reads, from
@@ -200,6 +212,33 @@ pub struct ClientProc {
 }
 
 const _: () = assert!(size_of::<ClientProc>() == 40);
+
+/// The listening sockets bound to one address and port, across every network namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerProc {
+    /// The process that called `listen()` first (`established_ns` unused).
+    pub proc: ClientProc,
+    /// Listening sockets with this address and port (in several namespaces, or SO_REUSEPORT).
+    pub count: u32,
+    /// Non-zero once processes with different pids listened on it: the owner is ambiguous.
+    pub mixed: u32,
+}
+
+const _: () = assert!(size_of::<ListenerProc>() == 48);
+
+/// A connection a local server accepted: the server's end as its socket has it (after any DNAT),
+/// which names the listener that took it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// `bpf_ktime_get_ns()` when the server's side became ESTABLISHED.
+    pub established_ns: u64,
+    pub server: ClientKey,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<Accepted>() == 32);
 
 /// Entries of the `IFACES` array, indexed by ifindex. An interface that is not configured (or
 /// whose ifindex is past [`iface::MAX_IFINDEX`]) is taken as Ethernet.
@@ -298,4 +337,8 @@ mod user {
     unsafe impl aya::Pod for super::ClientKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ClientProc {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ListenerProc {}
+    // SAFETY: as above (explicit padding field).
+    unsafe impl aya::Pod for super::Accepted {}
 }

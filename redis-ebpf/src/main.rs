@@ -37,7 +37,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 /// Indexed by port (host byte order): non-zero when watched. An array, not a hash: the verifier
 /// inlines array lookups into a bounds check and a load, and this runs for every packet.
 #[map]
-static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
+pub(crate) static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
 
 /// Indexed by ifindex: bit 9 = configured, bits 0..8 = link-layer header length, bit 8 = skip
 /// packets the host sends (socket mode on loopback, where each packet is seen twice).

@@ -433,3 +433,78 @@ fn client_in_another_namespace_over_veth() {
         );
     }
 }
+
+/// Two Redis servers on one host are told apart by their processes; a server restarted on the
+/// same port is a new process, and later connections name it.
+#[test]
+fn two_servers_and_a_restart() {
+    let _g = e2e_lock();
+    require_root();
+    let a = Redis::start(&[]);
+    let mut b = Redis::start(&[]);
+    let (pa, pb) = (a.port.to_string(), b.port.to_string());
+    let dir = temp_dir("attribution-servers");
+    let log = dir.join("live.jsonl");
+    let mut obs = Observer::start(
+        None,
+        &[
+            "-i",
+            "lo",
+            "-p",
+            &pa,
+            "-p",
+            &pb,
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    cli_in(None, a.port, &["GET", "a-key"]);
+    cli_in(None, b.port, &["GET", "b-key"]);
+    let old_b = b.proc.child.id();
+    b.proc.stop();
+    // The same port, a new process.
+    let b2 = Command::new("redis-server")
+        .args([
+            "--port",
+            &pb,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let _b2 = Proc {
+        child: b2,
+        name: "redis-server".into(),
+    };
+    let new_b = _b2.child.id();
+    wait_until("restarted redis-server", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", b.port)).is_ok()
+    });
+    // Past the daemon's 1 s re-check of a known server.
+    sleep(Duration::from_millis(1200));
+    cli_in(None, b.port, &["GET", "b2-key"]);
+    sleep(Duration::from_millis(500));
+    obs.stop();
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines = parse_log(&text);
+    let server = |key: &str| {
+        let l = by_key(&lines, key);
+        assert_eq!(l.len(), 1, "{key}: {text:.2000}");
+        (
+            l[0]["server_pid"].as_u64(),
+            field(l[0], "server_comm").map(str::to_string),
+        )
+    };
+    let rs = Some("redis-server".to_string());
+    assert_eq!(
+        server("a-key"),
+        (Some(u64::from(a.proc.child.id())), rs.clone())
+    );
+    assert_eq!(server("b-key"), (Some(u64::from(old_b)), rs.clone()));
+    assert_eq!(server("b2-key"), (Some(u64::from(new_b)), rs));
+}

@@ -6,9 +6,15 @@
 //!   matched only to an entry made after that SYN (an older one belongs to an earlier
 //!   connection from the same port). Connections already open when the daemon started are found
 //!   in /proc once, at start ([`procfs`]).
-//! - Servers: the listening socket's owner, from /proc, cached per server address and checked
-//!   against the process's start time on every new connection (a restarted server is a new
-//!   process: looked up again).
+//! - Servers: the kernel program also records, on watched ports, the process that called
+//!   `listen()` (by bound address and port, with a count of the sockets listening there across
+//!   namespaces) and, per accepted connection, the server's end as its socket has it (after any
+//!   DNAT). A connection the kernel saw accepted names its listener: the exact bound address, or
+//!   a wildcard one, trusted only when one process owns it. Otherwise (a listener in several
+//!   namespaces, a connection accepted before the start) /proc decides: the listening socket's
+//!   owner, cached per server address and checked against the process's start time at most
+//!   once a second (a restarted server is looked up again). Listeners that exist at start are
+//!   entered into the kernel's map from /proc.
 //! - Cgroup ids become paths by walking the cgroup v2 file system ([`cgroup`]), and paths
 //!   become a container, pod or unit.
 //!
@@ -27,12 +33,19 @@ use std::{
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use prometheus::{IntCounterVec, Opts, Registry};
-use redis_ebpf_common::{ClientKey, ClientProc, FAMILY_V4, FAMILY_V6};
+use redis_ebpf_common::{Accepted, ClientKey, ClientProc, FAMILY_V4, FAMILY_V6, ListenerProc};
 
 use crate::{capture::Clock, conn::Process, pipeline::Attributor, pipeline::canonical};
 
-/// The kernel's map of established client sockets.
-pub type ClientsMap = BpfHashMap<MapData, ClientKey, ClientProc>;
+/// The kernel's maps (see `redis-ebpf/src/sock_state.rs`).
+pub struct KernelMaps {
+    /// Established client sockets → the process that connected.
+    pub clients: BpfHashMap<MapData, ClientKey, ClientProc>,
+    /// Bound address and port → the process that listened there.
+    pub listeners: BpfHashMap<MapData, ClientKey, ListenerProc>,
+    /// Client end → the server's end of connections local servers accepted.
+    pub accepted: BpfHashMap<MapData, ClientKey, Accepted>,
+}
 
 /// Why a lookup failed (the `reason` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,8 +137,12 @@ impl AttributionMetrics {
 /// A server's owner as last resolved.
 struct ServerEntry {
     result: Result<(Arc<Process>, u64), Failure>,
+    /// When it was resolved, or last found to be the same process.
     at: Instant,
 }
+
+/// `bpf_map_update_elem` flag: create only.
+const BPF_NOEXIST: u64 = 1;
 
 /// Server addresses cached at most (as many as the `server` label's cap, with room).
 const MAX_SERVERS: usize = 256;
@@ -133,10 +150,13 @@ const MAX_SERVERS: usize = 256;
 const SERVER_RETRY: Duration = Duration::from_secs(5);
 /// /proc is scanned again for servers at most this often.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
+/// A known server process is checked (one small /proc read) at most this often, not on every
+/// connection of a client that connects thousands of times a second.
+const SERVER_RECHECK: Duration = Duration::from_secs(1);
 
 /// Implements [`Attributor`] for the live daemon.
 pub struct Resolver {
-    kernel: Option<ClientsMap>,
+    kernel: Option<KernelMaps>,
     clock: Clock,
     ports: Vec<u16>,
     cgroups: cgroup::Cgroups,
@@ -153,7 +173,7 @@ impl Resolver {
     /// Reads /proc once for the connections and listeners that exist now. Call it after the
     /// kernel hook is attached (a connection opened in between is then in one or the other) and
     /// before privileges are dropped (other users' sockets are readable only until then).
-    pub fn new(kernel: Option<ClientsMap>, clock: Clock, ports: &[u16]) -> Self {
+    pub fn new(kernel: Option<KernelMaps>, clock: Clock, ports: &[u16]) -> Self {
         let scan = procfs::scan(ports);
         let mut r = Resolver {
             kernel,
@@ -167,6 +187,7 @@ impl Resolver {
             metrics: AttributionMetrics::new(),
         };
         r.preexisting = r.clients_in_scan();
+        r.seed_listeners();
         // Resolve the servers present now while /proc is fully readable.
         let listeners: Vec<SocketAddr> = r
             .scan
@@ -195,6 +216,106 @@ impl Resolver {
         r
     }
 
+    /// Enters the listeners that exist now into the kernel's map (those it did not see
+    /// start), so its counts cover every namespace. An entry the kernel already made wins.
+    fn seed_listeners(&mut self) {
+        let mut by_key: HashMap<ClientKey, (ListenerProc, Vec<u32>)> = HashMap::new();
+        let socks: Vec<(SocketAddr, u64)> = self
+            .scan
+            .socks
+            .iter()
+            .filter(|s| s.listen)
+            .map(|s| (canonical(s.local), s.inode))
+            .collect();
+        for (local, inode) in socks {
+            let Ok((p, _)) = self.owner(inode) else {
+                continue;
+            };
+            let e = by_key.entry(key_of(local)).or_insert_with(|| {
+                let mut comm = [0u8; 16];
+                let n = p.comm.len().min(15);
+                comm[..n].copy_from_slice(&p.comm.as_bytes()[..n]);
+                let proc = ClientProc {
+                    tgid: p.pid,
+                    tid: p.pid,
+                    comm,
+                    ..ClientProc::default()
+                };
+                (
+                    ListenerProc {
+                        proc,
+                        ..ListenerProc::default()
+                    },
+                    Vec::new(),
+                )
+            });
+            e.0.count += 1;
+            if !e.1.contains(&p.pid) {
+                e.1.push(p.pid);
+            }
+            e.0.mixed = u32::from(e.1.len() > 1);
+        }
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        for (key, (v, _)) in by_key {
+            // The kernel's own entry (a listener made after the hook was attached) is kept.
+            let _ = k.listeners.insert(key, v, BPF_NOEXIST);
+        }
+    }
+
+    /// The server's process as the kernel recorded it: through the connection's accepted
+    /// socket, its listener. `None`: the kernel does not know (not accepted locally since the
+    /// start, or no hook).
+    fn kernel_server(
+        &self,
+        client: SocketAddr,
+        syn_ts: Option<u64>,
+    ) -> Option<Result<Arc<Process>, Failure>> {
+        let k = self.kernel.as_ref()?;
+        let acc = k.accepted.get(&key_of(client), 0).ok()?;
+        if syn_ts.is_some_and(|syn| self.clock.to_epoch_ns(acc.established_ns) < syn) {
+            return None;
+        }
+        let entry = |v: ListenerProc| {
+            if v.mixed != 0 {
+                Err(Failure::Ambiguous)
+            } else {
+                Ok(Arc::new(Process {
+                    pid: v.proc.tgid,
+                    comm: comm_str(&v.proc.comm).into(),
+                    ..Process::default()
+                }))
+            }
+        };
+        if let Ok(v) = k.listeners.get(&acc.server, 0) {
+            return Some(entry(v));
+        }
+        // A wildcard listener: IPv4 connections may reach `0.0.0.0` or a dual-stack `::`.
+        let mut found: Option<ListenerProc> = None;
+        let mut wild = vec![ClientKey {
+            family: FAMILY_V6,
+            port: acc.server.port,
+            ..ClientKey::default()
+        }];
+        if acc.server.family == FAMILY_V4 {
+            wild.push(ClientKey {
+                family: FAMILY_V4,
+                port: acc.server.port,
+                ..ClientKey::default()
+            });
+        }
+        for w in wild {
+            if let Ok(v) = k.listeners.get(&w, 0) {
+                if v.mixed != 0 || found.is_some_and(|f| f.proc.tgid != v.proc.tgid) {
+                    return Some(Err(Failure::Ambiguous));
+                }
+                found = Some(v);
+            }
+        }
+        found.map(entry)
+    }
+
     pub fn metrics(&self) -> &AttributionMetrics {
         &self.metrics
     }
@@ -208,7 +329,7 @@ impl Resolver {
             }
             let local = canonical(s.local);
             // A loopback address names a socket of our own namespace only.
-            if is_loopback(local.ip()) && s.netns != self.scan.own_netns {
+            if local.ip().is_loopback() && s.netns != self.scan.own_netns {
                 continue;
             }
             by_addr.entry(local).or_default().push(s);
@@ -272,7 +393,7 @@ impl Resolver {
             }
             // Which namespace holds the server's address: ours for loopback, else one that has
             // it as a local address.
-            let ns_ok = if is_loopback(ip) {
+            let ns_ok = if ip.is_loopback() {
                 s.netns == self.scan.own_netns
             } else {
                 self.scan
@@ -302,12 +423,33 @@ impl Resolver {
         }
     }
 
-    fn server(&mut self, server: SocketAddr) -> Result<Arc<Process>, Failure> {
-        let server = canonical(server);
-        if let Some(e) = self.servers.get(&server) {
+    fn server(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        syn_ts: Option<u64>,
+    ) -> Result<(Arc<Process>, &'static str), Failure> {
+        let kernel = self.kernel_server(canonical(client), syn_ts);
+        if let Some(Ok(p)) = kernel {
+            return Ok((p, "kernel"));
+        }
+        // /proc can tell namespaces apart where the kernel's map is ambiguous.
+        match self.proc_server(canonical(server)) {
+            Ok(p) => Ok((p, "proc")),
+            Err(f) => Err(match kernel {
+                Some(Err(k)) => k,
+                _ => f,
+            }),
+        }
+    }
+
+    fn proc_server(&mut self, server: SocketAddr) -> Result<Arc<Process>, Failure> {
+        if let Some(e) = self.servers.get_mut(&server) {
             match &e.result {
+                Ok((p, _)) if e.at.elapsed() < SERVER_RECHECK => return Ok(p.clone()),
                 // Still the same process (a pid reused by another process starts later).
                 Ok((p, start)) if procfs::start_time(p.pid) == Some(*start) => {
+                    e.at = Instant::now();
                     return Ok(p.clone());
                 }
                 Err(f) if e.at.elapsed() < SERVER_RETRY => return Err(*f),
@@ -340,11 +482,9 @@ impl Resolver {
     ) -> Result<(Arc<Process>, &'static str), Failure> {
         let client = canonical(client);
         if let Some(p) = self.kernel_client(client, syn_ts) {
-            let comm_len = p.comm.iter().position(|&b| b == 0).unwrap_or(p.comm.len());
-            let comm = String::from_utf8_lossy(&p.comm[..comm_len]);
             let mut proc = Process {
                 pid: p.tgid,
-                comm: comm.into(),
+                comm: comm_str(&p.comm).into(),
                 ..Process::default()
             };
             match self.cgroups.path(p.cgroup_id) {
@@ -368,22 +508,7 @@ impl Resolver {
     }
 
     fn kernel_client(&self, client: SocketAddr, syn_ts: Option<u64>) -> Option<ClientProc> {
-        let map = self.kernel.as_ref()?;
-        let mut key = ClientKey {
-            port: client.port(),
-            ..ClientKey::default()
-        };
-        match client.ip() {
-            IpAddr::V4(a) => {
-                key.family = FAMILY_V4;
-                key.addr[..4].copy_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                key.family = FAMILY_V6;
-                key.addr = a.octets();
-            }
-        }
-        let p = map.get(&key, 0).ok()?;
+        let p = self.kernel.as_ref()?.clients.get(&key_of(client), 0).ok()?;
         // An entry from before this connection's SYN is an earlier connection's.
         if syn_ts.is_some_and(|syn| self.clock.to_epoch_ns(p.established_ns) < syn) {
             return None;
@@ -392,8 +517,29 @@ impl Resolver {
     }
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
-    ip.is_loopback()
+/// The kernel maps' key for an address (IPv4-mapped IPv6 already made IPv4 by the caller).
+fn key_of(a: SocketAddr) -> ClientKey {
+    let mut key = ClientKey {
+        port: a.port(),
+        ..ClientKey::default()
+    };
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            key.family = FAMILY_V4;
+            key.addr[..4].copy_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            key.family = FAMILY_V6;
+            key.addr = ip.octets();
+        }
+    }
+    key
+}
+
+/// A kernel `comm` (NUL-padded) as text.
+fn comm_str(c: &[u8; 16]) -> String {
+    let n = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+    String::from_utf8_lossy(&c[..n]).into_owned()
 }
 
 impl Attributor for Resolver {
@@ -413,9 +559,9 @@ impl Attributor for Resolver {
                 None
             }
         };
-        let s = match self.server(server) {
-            Ok(p) => {
-                self.metrics.found("server", "proc");
+        let s = match self.server(client, server, syn_ts) {
+            Ok((p, source)) => {
+                self.metrics.found("server", source);
                 Some(p)
             }
             Err(f) => {

@@ -263,17 +263,29 @@ impl Capture {
         Ok(())
     }
 
-    /// The kernel's map of client sockets and the processes that opened them (`None` when the
-    /// hook is not attached). The link stays with the capture.
-    pub fn take_clients_map(&mut self) -> Option<crate::attribution::ClientsMap> {
+    /// The kernel's attribution maps (`None` when the hook is not attached). The link stays
+    /// with the capture.
+    pub fn take_attribution_maps(&mut self) -> Option<crate::attribution::KernelMaps> {
         if !self.sock_state {
             return None;
         }
-        let map = self.ebpf.take_map(names::CLIENTS)?;
-        match crate::attribution::ClientsMap::try_from(map) {
+        let mut take = |name: &str| self.ebpf.take_map(name);
+        let (clients, listeners, accepted) = (
+            take(names::CLIENTS)?,
+            take(names::LISTENERS)?,
+            take(names::ACCEPTED)?,
+        );
+        let maps = (|| -> Result<_, aya::maps::MapError> {
+            Ok(crate::attribution::KernelMaps {
+                clients: clients.try_into()?,
+                listeners: listeners.try_into()?,
+                accepted: accepted.try_into()?,
+            })
+        })();
+        match maps {
             Ok(m) => Some(m),
             Err(e) => {
-                tracing::warn!(error = %e, "process attribution: the clients map");
+                tracing::warn!(error = %e, "process attribution: the kernel maps");
                 None
             }
         }

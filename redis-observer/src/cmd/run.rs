@@ -78,8 +78,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut cap = Capture::start(config)?;
     // After the kernel hook is attached (a connection opened meanwhile is in its map) and
     // before capabilities go (other users' sockets in /proc are readable only until then).
-    let resolver =
-        crate::attribution::Resolver::new(cap.take_clients_map(), cap.clock(), &args.out.ports);
+    let resolver = crate::attribution::Resolver::new(
+        cap.take_attribution_maps(),
+        cap.clock(),
+        &args.out.ports,
+    );
     if args.keep_privileges {
         tracing::info!("keeping all capabilities (--keep-privileges)");
     } else {
