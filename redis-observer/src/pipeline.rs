@@ -566,7 +566,8 @@ mod tests {
     }
 
     /// Records every call; names the client `cli` and the server `srv`.
-    struct Calls(std::rc::Rc<std::cell::RefCell<Vec<(SocketAddr, Option<u64>)>>>);
+    type CallLog = std::rc::Rc<std::cell::RefCell<Vec<(SocketAddr, Option<u64>)>>>;
+    struct Calls(CallLog);
 
     impl Attributor for Calls {
         fn attribute(

@@ -328,9 +328,21 @@ r.get("py-key")
         ),
         1
     );
+    // Servers: through the accepted socket and its listener (entered from /proc at start); the
+    // connection accepted before the start from /proc.
     assert_eq!(
-        m("redis_observer_attributions_total", &[("side", "server")]),
-        44
+        m(
+            "redis_observer_attributions_total",
+            &[("side", "server"), ("source", "kernel")]
+        ),
+        43
+    );
+    assert_eq!(
+        m(
+            "redis_observer_attributions_total",
+            &[("side", "server"), ("source", "proc")]
+        ),
+        1
     );
     assert_eq!(m("redis_observer_attribution_failures_total", &[]), 0);
 
