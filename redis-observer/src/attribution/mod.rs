@@ -316,6 +316,17 @@ impl Resolver {
         found.map(entry)
     }
 
+    /// A local socket accepted this connection (the kernel recorded it). Without the hook:
+    /// assumed, so that /proc decides.
+    fn accepted_here(&self, client: SocketAddr, syn_ts: Option<u64>) -> bool {
+        let Some(k) = self.kernel.as_ref() else {
+            return true;
+        };
+        k.accepted
+            .get(&key_of(client), 0)
+            .is_ok_and(|a| syn_ts.is_none_or(|syn| self.clock.to_epoch_ns(a.established_ns) >= syn))
+    }
+
     pub fn metrics(&self) -> &AttributionMetrics {
         &self.metrics
     }
@@ -429,9 +440,16 @@ impl Resolver {
         server: SocketAddr,
         syn_ts: Option<u64>,
     ) -> Result<(Arc<Process>, &'static str), Failure> {
-        let kernel = self.kernel_server(canonical(client), syn_ts);
+        let client = canonical(client);
+        let kernel = self.kernel_server(client, syn_ts);
         if let Some(Ok(p)) = kernel {
             return Ok((p, "kernel"));
+        }
+        // Seen from its SYN while the hook was attached, and no local socket accepted it: the
+        // server is not on this host (/proc would only say so more slowly, or not at all
+        // without privileges).
+        if kernel.is_none() && syn_ts.is_some() && !self.accepted_here(client, syn_ts) {
+            return Err(Failure::NotFound);
         }
         // /proc can tell namespaces apart where the kernel's map is ambiguous.
         match self.proc_server(canonical(server)) {

@@ -43,7 +43,16 @@ pub fn scan(ports: &[u16]) -> Scan {
     };
     let pids = pids();
     for &pid in &pids {
-        let Some(ns) = netns(&pid.to_string()) else {
+        let ns = match fs::read_link(format!("/proc/{pid}/ns/net")) {
+            Ok(t) => t.to_str().and_then(parse_netns),
+            Err(e) => {
+                // Without privileges, other users' and privileged processes' namespaces are
+                // closed to us: whatever they hold is unknown, not absent.
+                s.denied |= e.kind() == ErrorKind::PermissionDenied;
+                None
+            }
+        };
+        let Some(ns) = ns else {
             continue;
         };
         if s.local_addrs.contains_key(&ns) {
@@ -71,6 +80,7 @@ pub fn scan(ports: &[u16]) -> Scan {
         }
     }
     let wanted: HashSet<u64> = s.socks.iter().map(|k| k.inode).collect();
+    // (Listing every process's descriptors finds nothing more when no socket is wanted.)
     if wanted.is_empty() {
         return s;
     }
@@ -113,7 +123,10 @@ fn pids() -> Vec<u32> {
 /// Inode of a process's network namespace (`net:[4026531840]`).
 pub fn netns(pid: &str) -> Option<u64> {
     let t = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-    let t = t.to_str()?;
+    parse_netns(t.to_str()?)
+}
+
+fn parse_netns(t: &str) -> Option<u64> {
     t.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
