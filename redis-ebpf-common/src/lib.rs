@@ -100,7 +100,145 @@ pub mod names {
     pub const CAPTURE_BYTES: &str = "CAPTURE_BYTES";
     /// Global: unread ring bytes past which a submit wakes the reader (u64).
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+    /// The tracepoint program on `sock:inet_sock_set_state` (process attribution).
+    pub const PROG_SOCK_STATE: &str = "redis_sock_state";
+    /// LRU hash: socket address (`skaddr`) → [`ClientProc`](super::ClientProc) between
+    /// `connect()` and the handshake's end.
+    pub const CONNECTING: &str = "CONNECTING";
+    /// LRU hash: [`ClientKey`](super::ClientKey) → [`ClientProc`](super::ClientProc) of
+    /// established client sockets.
+    pub const CLIENTS: &str = "CLIENTS";
+    /// Hash: [`ClientKey`](super::ClientKey) (the bound address and port) →
+    /// [`ListenerProc`](super::ListenerProc) of listening sockets on watched ports.
+    pub const LISTENERS: &str = "LISTENERS";
+    /// LRU hash: [`ClientKey`](super::ClientKey) of the client → [`Accepted`](super::Accepted):
+    /// connections a local server accepted on a watched port.
+    pub const ACCEPTED: &str = "ACCEPTED";
 }
+
+/// The tracepoint `sock:inet_sock_set_state` and the layout of its record, as
+/// `/sys/kernel/tracing/events/sock/inet_sock_set_state/format` gives it (stable since Linux
+/// 4.16; `protocol` since 4.19). Userspace checks the format file against these offsets before
+/// attaching.
+pub mod sock_state {
+    pub const CATEGORY: &str = "sock";
+    pub const NAME: &str = "inet_sock_set_state";
+    /// `(field name, offset, size)` of every field the program reads.
+    pub const FIELDS: [(&str, usize, usize); 11] = [
+        ("skaddr", 8, 8),
+        ("oldstate", 16, 4),
+        ("newstate", 20, 4),
+        ("sport", 24, 2),
+        ("dport", 26, 2),
+        ("family", 28, 2),
+        ("protocol", 30, 2),
+        ("saddr", 32, 4),
+        ("daddr", 36, 4),
+        ("saddr_v6", 40, 16),
+        ("daddr_v6", 56, 16),
+    ];
+    /// Where the fields start in the record, and their total length.
+    pub const ARGS_OFFSET: usize = 8;
+    pub const ARGS_LEN: usize = 64;
+    /// TCP states (`include/net/tcp_states.h`).
+    pub const TCP_ESTABLISHED: i32 = 1;
+    pub const TCP_SYN_SENT: i32 = 2;
+    pub const TCP_SYN_RECV: i32 = 3;
+    pub const TCP_CLOSE: i32 = 7;
+    pub const TCP_LISTEN: i32 = 10;
+    pub const AF_INET: u16 = 2;
+    pub const AF_INET6: u16 = 10;
+    pub const IPPROTO_TCP: u16 = 6;
+    /// Entries of the maps: connects in progress, and established clients.
+    pub const MAX_CONNECTING: u32 = 16384;
+    pub const MAX_CLIENTS: u32 = 65536;
+    /// Listening addresses on watched ports (a plain hash: an entry is never evicted, so a
+    /// count is never lost; when full, a new listener is not recorded and userspace falls back
+    /// to /proc).
+    pub const MAX_LISTENERS: u32 = 16384;
+}
+
+/// The fields of `sock:inet_sock_set_state` the program reads, from
+/// [`sock_state::ARGS_OFFSET`]. Ports are in host byte order (the tracepoint converts them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockStateArgs {
+    pub skaddr: u64,
+    pub oldstate: i32,
+    pub newstate: i32,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub protocol: u16,
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub saddr_v6: [u8; 16],
+    pub daddr_v6: [u8; 16],
+}
+
+const _: () = assert!(size_of::<SockStateArgs>() == sock_state::ARGS_LEN);
+
+/// A client socket's local end: [`FAMILY_V4`] (address in the first 4 bytes, also for IPv4
+/// addresses of IPv6 sockets) or [`FAMILY_V6`]. Only the client's side: DNAT rewrites the
+/// destination, and a client in another network namespace has the address the observer sees.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+}
+
+const _: () = assert!(size_of::<ClientKey>() == 20);
+
+/// The process that called `connect()`, recorded in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientProc {
+    /// `bpf_ktime_get_ns()` when the handshake completed on the client's side (0 while
+    /// connecting): an entry older than a connection's SYN belongs to an earlier connection
+    /// that had the same address and port.
+    pub established_ns: u64,
+    /// Cgroup v2 id of the caller (`bpf_get_current_cgroup_id`: the inode number of its cgroup
+    /// directory).
+    pub cgroup_id: u64,
+    /// Process id (thread group id) in the initial PID namespace.
+    pub tgid: u32,
+    /// The calling thread's id.
+    pub tid: u32,
+    /// The calling thread's command name, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(size_of::<ClientProc>() == 40);
+
+/// The listening sockets bound to one address and port, across every network namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerProc {
+    /// The process that called `listen()` first (`established_ns` unused).
+    pub proc: ClientProc,
+    /// Listening sockets with this address and port (in several namespaces, or SO_REUSEPORT).
+    pub count: u32,
+    /// Non-zero once processes with different pids listened on it: the owner is ambiguous.
+    pub mixed: u32,
+}
+
+const _: () = assert!(size_of::<ListenerProc>() == 48);
+
+/// A connection a local server accepted: the server's end as its socket has it (after any DNAT),
+/// which names the listener that took it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// `bpf_ktime_get_ns()` when the server's side became ESTABLISHED.
+    pub established_ns: u64,
+    pub server: ClientKey,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<Accepted>() == 32);
 
 /// Entries of the `IFACES` array, indexed by ifindex. An interface that is not configured (or
 /// whose ifindex is past [`iface::MAX_IFINDEX`]) is taken as Ethernet.
@@ -201,4 +339,12 @@ mod user {
     unsafe impl aya::Pod for super::EventHeader {}
     // SAFETY: repr(C) around an array of u64: every bit pattern is valid.
     unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: repr(C), integers and byte arrays, no padding (size asserted): any bits are valid.
+    unsafe impl aya::Pod for super::ClientKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClientProc {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ListenerProc {}
+    // SAFETY: as above (explicit padding field).
+    unsafe impl aya::Pod for super::Accepted {}
 }

@@ -6,8 +6,13 @@
 //! for AF_PACKET sockets (`redis_sock`). Both fail open: whatever happens here, the host's packet
 //! passes unchanged (the socket filter only decides what its own tap socket receives, and it
 //! receives nothing).
+//!
+//! A third program, on the tracepoint `sock:inet_sock_set_state` (`sock_state`), records which
+//! process opened each client connection.
 #![no_std]
 #![no_main]
+
+mod sock_state;
 
 use aya_ebpf::{
     bindings::{
@@ -32,7 +37,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 /// Indexed by port (host byte order): non-zero when watched. An array, not a hash: the verifier
 /// inlines array lookups into a bounds check and a load, and this runs for every packet.
 #[map]
-static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
+pub(crate) static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
 
 /// Indexed by ifindex: bit 9 = configured, bits 0..8 = link-layer header length, bit 8 = skip
 /// packets the host sends (socket mode on loopback, where each packet is seen twice).

@@ -22,6 +22,11 @@ pub struct ConnMeta {
     /// Who the client says it is, learned from the protocol by the session; a change applies
     /// to the records produced after it.
     pub ident: Identity,
+    /// The local process that owns the client socket (live capture only, set once per
+    /// connection when its first request arrives; `None` when not found).
+    pub client_proc: Option<Arc<Process>>,
+    /// The local process that owns the server's listening socket.
+    pub server_proc: Option<Arc<Process>>,
 }
 
 impl ConnMeta {
@@ -32,6 +37,8 @@ impl ConnMeta {
             server,
             iface: None,
             ident: Identity::default(),
+            client_proc: None,
+            server_proc: None,
         }
     }
 
@@ -40,6 +47,23 @@ impl ConnMeta {
         self.iface = iface;
         self
     }
+}
+
+/// A process on this host at one end of a connection (see `docs/contract.md`, process
+/// attribution).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Process {
+    /// Process id in the host's (initial) PID namespace.
+    pub pid: u32,
+    /// Command name (at most 15 bytes, as the kernel keeps it).
+    pub comm: Box<str>,
+    /// Its cgroup v2 path, when known.
+    pub cgroup: Option<Box<str>>,
+    /// Container (`docker://ID`, `containerd://ID`, `cri-o://ID`, `podman://ID`, or a bare ID
+    /// when the runtime is not named) or else systemd unit, parsed from the cgroup path.
+    pub container: Option<Box<str>>,
+    /// Kubernetes pod UID, parsed from the cgroup path.
+    pub pod: Option<Box<str>>,
 }
 
 /// Interface names by the number their source gives them (kernel ifindex live, pcapng

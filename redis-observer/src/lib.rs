@@ -13,12 +13,15 @@
 //!   [`commands`].
 //! - [`outputs`] fans records out to [`metrics`] and the [`command_log`].
 //!
+//! - [`attribution`] (live) names the local processes at both ends of each connection.
+//!
 //! Around it: [`cli`] and the subcommands in [`cmd`] (`run`, `replay`, `tail`, `check`);
 //! [`debug`] taps; [`privilege`] and [`logging`] for the daemon itself.
 //!
 //! The protocol core (`reassembly`, `resp`, `session`, `commands`, `pipeline`) is plain
 //! synchronous Rust with no I/O, shared by the live daemon and `replay`.
 
+pub mod attribution;
 pub mod capture;
 pub mod cli;
 pub mod cmd;

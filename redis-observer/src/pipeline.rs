@@ -1,12 +1,12 @@
 //! Segments in, records out: the flow table, per-direction reassembly and per-connection
 //! pairing, glued together. Shared unchanged by the live daemon and `replay`.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use redis_ebpf_common::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 use crate::{
-    conn::ConnMeta,
+    conn::{ConnMeta, Process},
     flows::{
         CloseReason, FlowKey, FlowLimits, FlowState, FlowTable, Lifecycle, PortSet, Transition,
     },
@@ -30,6 +30,21 @@ pub struct PipelineConfig {
 /// Sees each connection's reassembled bytes, in stream order, before they are decoded
 /// (debugging: `run --dump-streams`).
 pub type StreamTap = Box<dyn FnMut(&ConnMeta, Dir, &[u8])>;
+
+/// Finds the local processes at both ends of a connection (the live daemon's process
+/// attribution; `replay` has none). Called once per connection, when its first request bytes
+/// arrive: by then the client has finished its handshake, so whatever the kernel recorded about
+/// it is there.
+pub trait Attributor {
+    /// `client` and `server` as the connection's key has them; `syn_ts`: when the client's SYN
+    /// was seen (ns since the epoch), `None` for a connection picked up mid-stream.
+    fn attribute(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        syn_ts: Option<u64>,
+    ) -> (Option<Arc<Process>>, Option<Arc<Process>>);
+}
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -55,6 +70,10 @@ pub struct Conn {
     closing_since: Option<u64>,
     /// Timestamp of its latest segment.
     last_ns: u64,
+    /// When the client's SYN was seen; `None` when picked up mid-stream.
+    syn_ts: Option<u64>,
+    /// Process attribution was done (once per connection).
+    attributed: bool,
 }
 
 /// How long a connection that sent both FINs waits for data still in flight before its FINs.
@@ -83,7 +102,27 @@ impl Conn {
             life: Lifecycle::new(),
             closing_since: None,
             last_ns: 0,
+            syn_ts: (!mid_stream).then_some(seg.ts_ns),
+            attributed: false,
         }
+    }
+
+    /// Asks `a` who is at both ends, once.
+    fn attribute(&mut self, a: &mut dyn Attributor) {
+        self.attributed = true;
+        let (client, server) = {
+            let m = self.session.meta();
+            (m.client, m.server)
+        };
+        let (cp, sp) = a.attribute(client, server, self.syn_ts);
+        if cp.is_none() && sp.is_none() {
+            return;
+        }
+        let m = self.session.meta_mut();
+        m.client_proc = cp;
+        m.server_proc = sp;
+        // The metrics' client label may come from the process.
+        m.ident.label_changed();
     }
 
     fn meta(&self) -> &ConnMeta {
@@ -233,6 +272,7 @@ pub struct Pipeline {
     pub stats: PipelineStats,
     last_ts: u64,
     tap: Option<StreamTap>,
+    attributor: Option<Box<dyn Attributor>>,
 }
 
 impl Pipeline {
@@ -246,7 +286,13 @@ impl Pipeline {
             stats: PipelineStats::default(),
             last_ts: 0,
             tap: None,
+            attributor: None,
         }
+    }
+
+    /// Attributes every new connection to local processes through `a` (live capture).
+    pub fn set_attributor(&mut self, a: Box<dyn Attributor>) {
+        self.attributor = Some(a);
     }
 
     /// Shows every connection's reassembled bytes to `tap` (debugging).
@@ -348,6 +394,11 @@ impl Pipeline {
         } else {
             flow.acked(dir, seg, tap, sink);
             if !seg.data.is_empty() || seg.missing > 0 {
+                if dir == Dir::Request && !flow.attributed {
+                    if let Some(a) = self.attributor.as_deref_mut() {
+                        flow.attribute(a);
+                    }
+                }
                 flow.push(dir, seg, tap, sink);
             }
             if seg.flags & TCP_FIN != 0 {
@@ -512,6 +563,79 @@ mod tests {
         p.tick(6 * SEC + 1, &mut f);
         assert_eq!((f.opened, f.closed, p.flows()), (1, 1, 0));
         assert_eq!(f.commands, vec!["GET unanswered"]);
+    }
+
+    /// Records every call; names the client `cli` and the server `srv`.
+    type CallLog = std::rc::Rc<std::cell::RefCell<Vec<(SocketAddr, Option<u64>)>>>;
+    struct Calls(CallLog);
+
+    impl Attributor for Calls {
+        fn attribute(
+            &mut self,
+            client: SocketAddr,
+            _server: SocketAddr,
+            syn_ts: Option<u64>,
+        ) -> (Option<Arc<Process>>, Option<Arc<Process>>) {
+            self.0.borrow_mut().push((client, syn_ts));
+            let p = |pid, comm: &str| {
+                Some(Arc::new(Process {
+                    pid,
+                    comm: comm.into(),
+                    ..Process::default()
+                }))
+            };
+            (p(7, "cli"), p(1, "srv"))
+        }
+    }
+
+    #[derive(Default)]
+    struct Procs(Vec<(Option<u32>, Option<u32>)>);
+
+    impl Sink for Procs {
+        fn command(&mut self, r: &CommandRecord<'_>) {
+            let pid = |p: &Option<Arc<Process>>| p.as_ref().map(|p| p.pid);
+            self.0
+                .push((pid(&r.conn.client_proc), pid(&r.conn.server_proc)));
+        }
+    }
+
+    /// The attributor is asked once per connection, at its first request bytes (after the
+    /// handshake), with the SYN's time; a connection picked up mid-stream gets `None`.
+    #[test]
+    fn attribution_once_per_connection() {
+        let (c, s): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40002".parse().unwrap(),
+            "127.0.0.1:6379".parse().unwrap(),
+        );
+        let mid: SocketAddr = "127.0.0.1:40003".parse().unwrap();
+        let calls = std::rc::Rc::default();
+        let mut p = Pipeline::new(PipelineConfig::default());
+        p.set_attributor(Box::new(Calls(std::rc::Rc::clone(&calls))));
+        let mut f = Procs::default();
+        let seg = |ts, src, dst, seq, flags, ack, data| Segment {
+            ts_ns: ts,
+            src,
+            dst,
+            seq,
+            flags,
+            ack,
+            data,
+            missing: 0,
+            iface: None,
+        };
+        p.segment(&seg(SEC, c, s, 100, TCP_SYN, 0, &[]), &mut f);
+        p.segment(
+            &seg(SEC + 1, s, c, 500, TCP_SYN | TCP_ACK, 101, &[]),
+            &mut f,
+        );
+        assert!(calls.borrow().is_empty());
+        p.segment(&seg(SEC + 2, c, s, 101, TCP_ACK, 501, b"PING\r\n"), &mut f);
+        p.segment(&seg(SEC + 3, s, c, 501, TCP_ACK, 107, b"+PONG\r\n"), &mut f);
+        p.segment(&seg(SEC + 4, c, s, 107, TCP_ACK, 508, b"PING\r\n"), &mut f);
+        p.segment(&seg(SEC + 5, s, c, 508, TCP_ACK, 113, b"+PONG\r\n"), &mut f);
+        p.segment(&seg(SEC + 6, mid, s, 900, TCP_ACK, 77, b"PING\r\n"), &mut f);
+        assert_eq!(*calls.borrow(), vec![(c, Some(SEC)), (mid, None)]);
+        assert_eq!(f.0, vec![(Some(7), Some(1)), (Some(7), Some(1))]);
     }
 
     /// Traffic after one FIN (the server still sending its reply) keeps the connection.

@@ -17,11 +17,13 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, Map, MapData, PerCpuArray},
     programs::{
-        SchedClassifier, SocketFilter, TcAttachType,
+        SchedClassifier, SocketFilter, TcAttachType, TracePoint,
         tc::{self, SchedClassifierLinkId},
     },
 };
-use redis_ebpf_common::{Counters, MAX_CAPTURE_BYTES, iface as iface_bits, names, setting};
+use redis_ebpf_common::{
+    Counters, MAX_CAPTURE_BYTES, iface as iface_bits, names, setting, sock_state,
+};
 use tokio::io::unix::AsyncFd;
 
 pub use event::{Clock, EventError, parse_record, to_segment};
@@ -94,6 +96,8 @@ pub struct Capture {
     logger: Option<aya_log::EbpfLogger<LogToTracing>>,
     /// The interfaces it is attached to.
     ifaces: Vec<Iface>,
+    /// The process-attribution tracepoint is attached.
+    sock_state: bool,
     pub config: CaptureConfig,
 }
 
@@ -220,13 +224,73 @@ impl Capture {
             clock: Clock::now(),
             logger,
             ifaces: ifaces.clone(),
+            sock_state: false,
             config: config.clone(),
         };
         match config.mode {
             AttachMode::Tc => cap.attach_tc(&ifaces)?,
             AttachMode::Socket => cap.attach_socket(&ifaces)?,
         }
+        // Attribution is an extra: without it, traffic is still observed (and every lookup is
+        // counted as failed).
+        match cap.attach_sock_state() {
+            Ok(()) => cap.sock_state = true,
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "process attribution: the kernel hook is not attached; clients are attributed only from /proc at start"
+            ),
+        }
         Ok(cap)
+    }
+
+    /// Attaches the program on `sock:inet_sock_set_state`, once its record layout on this
+    /// kernel is checked to be the one the program reads.
+    fn attach_sock_state(&mut self) -> anyhow::Result<()> {
+        let format = tracefs()?
+            .join("events")
+            .join(sock_state::CATEGORY)
+            .join(sock_state::NAME)
+            .join("format");
+        let text = std::fs::read_to_string(&format)
+            .with_context(|| format!("reading {}", format.display()))?;
+        check_format(&text)?;
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(names::PROG_SOCK_STATE)
+            .ok_or_else(|| anyhow!("no {} program", names::PROG_SOCK_STATE))?
+            .try_into()?;
+        prog.load().context("loading the tracepoint program")?;
+        prog.attach(sock_state::CATEGORY, sock_state::NAME)
+            .context("attaching to sock:inet_sock_set_state")?;
+        Ok(())
+    }
+
+    /// The kernel's attribution maps (`None` when the hook is not attached). The link stays
+    /// with the capture.
+    pub fn take_attribution_maps(&mut self) -> Option<crate::attribution::KernelMaps> {
+        if !self.sock_state {
+            return None;
+        }
+        let mut take = |name: &str| self.ebpf.take_map(name);
+        let (clients, listeners, accepted) = (
+            take(names::CLIENTS)?,
+            take(names::LISTENERS)?,
+            take(names::ACCEPTED)?,
+        );
+        let maps = (|| -> Result<_, aya::maps::MapError> {
+            Ok(crate::attribution::KernelMaps {
+                clients: clients.try_into()?,
+                listeners: listeners.try_into()?,
+                accepted: accepted.try_into()?,
+            })
+        })();
+        match maps {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "process attribution: the kernel maps");
+                None
+            }
+        }
     }
 
     fn attach_tc(&mut self, ifaces: &[Iface]) -> anyhow::Result<()> {
@@ -428,6 +492,54 @@ impl Drop for Capture {
     }
 }
 
+/// Where tracefs is mounted; mounted at /sys/kernel/tracing when it is nowhere (aya looks for
+/// tracepoint ids there).
+fn tracefs() -> anyhow::Result<std::path::PathBuf> {
+    for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if std::path::Path::new(p).join("events").is_dir() {
+            return Ok(p.into());
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: mount(2) with NUL-terminated strings we own and no data.
+    let r = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context("mounting tracefs");
+    }
+    Ok("/sys/kernel/tracing".into())
+}
+
+/// Checks a tracepoint format file against the offsets the kernel program reads.
+fn check_format(text: &str) -> anyhow::Result<()> {
+    for (name, offset, size) in sock_state::FIELDS {
+        let line = text
+            .lines()
+            .find(|l| format_field_name(l) == Some(name))
+            .ok_or_else(|| anyhow!("the tracepoint has no field {name}"))?;
+        let want_off = format!("offset:{offset};");
+        let want_size = format!("size:{size};");
+        if !line.contains(&want_off) || !line.contains(&want_size) {
+            bail!("the tracepoint's field {name} is not at offset {offset}, size {size}: {line}");
+        }
+    }
+    Ok(())
+}
+
+/// `field:__u8 saddr_v6[16]; offset:40;…` → `saddr_v6`.
+fn format_field_name(line: &str) -> Option<&str> {
+    let decl = line.trim().strip_prefix("field:")?.split(';').next()?;
+    let last = decl.rsplit([' ', '*']).next()?;
+    Some(last.split('[').next().unwrap_or(last))
+}
+
 /// Older kernels charge BPF memory to RLIMIT_MEMLOCK.
 fn raise_memlock() {
     let rl = libc::rlimit {
@@ -454,6 +566,12 @@ pub fn probe_load() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("no {} program", names::PROG_SOCKET))?
         .try_into()?;
     sf.load().context("verifier rejected the socket filter")?;
+    let tp: &mut TracePoint = ebpf
+        .program_mut(names::PROG_SOCK_STATE)
+        .ok_or_else(|| anyhow!("no {} program", names::PROG_SOCK_STATE))?
+        .try_into()?;
+    tp.load()
+        .context("verifier rejected the process-attribution tracepoint")?;
     Ok(())
 }
 
@@ -487,4 +605,40 @@ pub fn listening_ports(ports: &[u16]) -> Vec<u16> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    /// The format file of Linux 6.18 (the layout since 4.19).
+    const FORMAT: &str = "name: inet_sock_set_state
+ID: 2287
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;
+\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;
+\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;
+\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;
+\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;
+\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;
+\tfield:__u8 daddr[4];\toffset:36;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
+\tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;
+";
+
+    #[test]
+    fn tracepoint_format() {
+        super::check_format(FORMAT).unwrap();
+        // Linux 4.16-4.18: no protocol field, addresses 2 bytes earlier.
+        let old = FORMAT.replace(
+            "\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;\n",
+            "",
+        );
+        assert!(super::check_format(&old).is_err());
+        let moved = FORMAT.replace("saddr[4];\toffset:32", "saddr[4];\toffset:30");
+        assert!(super::check_format(&moved).is_err());
+    }
 }

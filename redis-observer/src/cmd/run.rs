@@ -75,7 +75,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
     listener.set_nonblocking(true)?;
     let target = open_log(&args.out)?;
-    let cap = Capture::start(config)?;
+    let mut cap = Capture::start(config)?;
+    // After the kernel hook is attached (a connection opened meanwhile is in its map) and
+    // before capabilities go (other users' sockets in /proc are readable only until then).
+    let resolver = crate::attribution::Resolver::new(
+        cap.take_attribution_maps(),
+        cap.clock(),
+        &args.out.ports,
+    );
     if args.keep_privileges {
         tracing::info!("keeping all capabilities (--keep-privileges)");
     } else {
@@ -92,7 +99,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
         }
     }
-    runtime()?.block_on(run_async(args, cap, listener, target))
+    runtime()?.block_on(run_async(args, cap, listener, target, resolver))
 }
 
 pub fn format(f: LogFormat) -> Format {
@@ -128,10 +135,15 @@ async fn run_async(
     mut cap: Capture,
     listener: std::net::TcpListener,
     target: Target,
+    resolver: crate::attribution::Resolver,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener).context("metrics endpoint")?;
     let metrics = Metrics::new();
     let registry = metrics.registry();
+    resolver
+        .metrics()
+        .register(&registry)
+        .context("registering the attribution metrics")?;
     // SIGHUP reopens the log file (logrotate, systemd reload); with stdout it is a no-op, but it
     // must never terminate the daemon.
     let (mut outputs, reopener) = outputs::build(&args.out, metrics, target, LogMode::Queued)
@@ -153,6 +165,7 @@ async fn run_async(
     health.store(true, Ordering::Relaxed);
 
     let mut pipeline = Pipeline::new(pipeline_config(&args.out));
+    pipeline.set_attributor(Box::new(resolver));
     let mut ifaces = IfaceNames::default();
     for i in cap.ifaces() {
         ifaces.set(i.index, &i.name);

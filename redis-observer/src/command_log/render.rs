@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::cmd::tail::{Formatter, Style};
 use crate::commands::redact;
-use crate::conn::ConnMeta;
+use crate::conn::{ConnMeta, Process};
 use crate::record::{CommandRecord, Notice, ReplySummary};
 use crate::resp::{Child, Kind, Reply};
 
@@ -323,10 +323,37 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
         Some(v) => push_u64(out, u64::from(v)),
         None => out.extend_from_slice(b"null"),
     }
-    // Reserved for local process attribution (not implemented yet).
-    out.extend_from_slice(
-        b",\"client_pid\":null,\"client_comm\":null,\"client_container\":null,\
-          \"server_pid\":null,\"server_comm\":null",
+    // Local processes (live capture only): null when not attributed.
+    let cp = conn.and_then(|m| m.client_proc.as_deref());
+    let sp = conn.and_then(|m| m.server_proc.as_deref());
+    let pid = |out: &mut Vec<u8>, field: &[u8], p: Option<&Process>| {
+        out.extend_from_slice(field);
+        match p {
+            Some(p) => push_u64(out, u64::from(p.pid)),
+            None => out.extend_from_slice(b"null"),
+        }
+    };
+    fn s(v: Option<&str>) -> Option<&[u8]> {
+        v.map(str::as_bytes)
+    }
+    pid(out, b",\"client_pid\":", cp);
+    text(out, b",\"client_comm\":", s(cp.map(|p| &*p.comm)));
+    text(
+        out,
+        b",\"client_container\":",
+        s(cp.and_then(|p| p.container.as_deref())),
+    );
+    pid(out, b",\"server_pid\":", sp);
+    text(out, b",\"server_comm\":", s(sp.map(|p| &*p.comm)));
+    text(
+        out,
+        b",\"client_pod\":",
+        s(cp.and_then(|p| p.pod.as_deref())),
+    );
+    text(
+        out,
+        b",\"client_cgroup\":",
+        s(cp.and_then(|p| p.cgroup.as_deref())),
     );
 }
 

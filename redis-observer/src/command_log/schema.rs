@@ -56,7 +56,7 @@ pub struct LogLine {
     pub db: Option<u32>,
     #[serde(default)]
     pub resp: Option<u8>,
-    /// Reserved for local process attribution: null for now.
+    /// The local process owning the client socket (live capture; null when not found).
     #[serde(default)]
     pub client_pid: Option<u32>,
     #[serde(default)]
@@ -67,6 +67,12 @@ pub struct LogLine {
     pub server_pid: Option<u32>,
     #[serde(default)]
     pub server_comm: Option<String>,
+    /// Kubernetes pod UID of the client process (from its cgroup).
+    #[serde(default)]
+    pub client_pod: Option<String>,
+    /// The client process's cgroup v2 path.
+    #[serde(default)]
+    pub client_cgroup: Option<String>,
 }
 
 impl LogLine {

@@ -31,7 +31,7 @@ pub enum ClientLabel {
     /// `CLIENT SETNAME` (default).
     #[default]
     Name,
-    /// The local process's command name (not attributed yet: falls through to the others).
+    /// The local process's command name (`client_comm`), when the client runs on this host.
     Process,
     /// The library name of `CLIENT SETINFO LIB-NAME`.
     Lib,
@@ -40,11 +40,9 @@ pub enum ClientLabel {
 }
 
 impl ClientLabel {
-    /// The label value for `ident`, cut to the identity's bound.
-    fn value(self, ident: &Identity) -> String {
+    /// The label value for `ident` and the client process's `comm`, cut to the identity's bound.
+    fn value(self, ident: &Identity, comm: Option<&[u8]>) -> String {
         let name = ident.client_name.as_deref();
-        // Process attribution is not implemented: no comm yet.
-        let comm: Option<&[u8]> = None;
         let lib = ident.lib_name.as_deref();
         let order = match self {
             ClientLabel::Name | ClientLabel::None => [name, comm, lib],
@@ -114,13 +112,14 @@ impl Clients {
         server: &str,
         mode: ClientLabel,
         ident: &Identity,
+        comm: Option<&[u8]>,
     ) -> usize {
         let cached = ident.metrics_slot.get() as usize;
         // Cached plus one; checked, since a record could come from another `Metrics`.
         if cached > 0 && cached <= self.slots.len() {
             return cached - 1;
         }
-        let value = mode.value(ident);
+        let value = mode.value(ident, comm);
         let i = match self.slots.iter().position(|h| h.label == value) {
             Some(i) => i,
             None if self.slots.len() - usize::from(self.other.is_some()) < MAX_CLIENTS => {

@@ -760,9 +760,14 @@ impl Metrics {
         let st = status_index(rec.status);
         if self.client_label != ClientLabel::None {
             let ident = &rec.conn.ident;
-            let ci = slot
-                .clients
-                .slot(&fam.client_duration, &slot.label, self.client_label, ident);
+            let comm = rec.conn.client_proc.as_deref().map(|p| p.comm.as_bytes());
+            let ci = slot.clients.slot(
+                &fam.client_duration,
+                &slot.label,
+                self.client_label,
+                ident,
+                comm,
+            );
             if let Some(h) = slot.clients.slots.get_mut(ci) {
                 let status = rec.status.as_str();
                 h.count(

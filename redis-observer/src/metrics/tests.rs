@@ -745,3 +745,48 @@ fn client_series_are_bounded_and_follow_identity_changes() {
     none.record_command(&rec(server, 1, Status::Ok, None, None));
     assert!(!none.encode_text().contains("redis_client_commands_total{"));
 }
+
+/// The process's comm names a connection before its library (`--client-label name`), and first
+/// with `--client-label process`.
+#[test]
+fn client_label_from_the_process() {
+    let server = sa("10.0.0.1:6379");
+    let mut conn = ConnMeta::new(sa("10.0.0.7:40001"), server);
+    conn.ident.lib_name = Some(Box::from(&b"redis-py"[..]));
+    conn.ident.client_name = Some(Box::from(&b"orders"[..]));
+    conn.client_proc = Some(std::sync::Arc::new(crate::conn::Process {
+        pid: 42,
+        comm: "gunicorn".into(),
+        ..crate::conn::Process::default()
+    }));
+    let conn: &'static ConnMeta = Box::leak(Box::new(conn));
+    let label = |mode: ClientLabel, conn: &'static ConnMeta| {
+        let mut m = Metrics::new();
+        m.set_client_label(mode);
+        let r = rec(server, 1, Status::Ok, None, Some(1000));
+        m.record_command(&CommandRecord { conn, ..r });
+        m.flush_local();
+        let text = m.encode_text();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("redis_client_commands_total{"))
+            .map(str::to_string);
+        line.and_then(|l| Some(l.split("client=\"").nth(1)?.split('"').next()?.to_string()))
+    };
+    assert_eq!(
+        label(ClientLabel::Process, conn).as_deref(),
+        Some("gunicorn")
+    );
+    assert_eq!(label(ClientLabel::Name, conn).as_deref(), Some("orders"));
+    let mut unnamed = conn.clone();
+    unnamed.ident.client_name = None;
+    let unnamed: &'static ConnMeta = Box::leak(Box::new(unnamed));
+    assert_eq!(
+        label(ClientLabel::Name, unnamed).as_deref(),
+        Some("gunicorn")
+    );
+    assert_eq!(
+        label(ClientLabel::Lib, unnamed).as_deref(),
+        Some("redis-py")
+    );
+}

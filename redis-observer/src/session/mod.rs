@@ -312,6 +312,11 @@ impl Session {
         &self.core.meta
     }
 
+    /// The connection's identity, for facts learned outside the protocol (its processes).
+    pub fn meta_mut(&mut self) -> &mut ConnMeta {
+        &mut self.core.meta
+    }
+
     /// Not RESP: the pipeline stops feeding it.
     #[must_use]
     pub fn ignored(&self) -> bool {

@@ -97,7 +97,7 @@ const BOLD_CYAN: &str = "1;36";
 const PLAIN: &str = "";
 
 /// Fields every line has; the others are shown as `name=value` on push and notice lines.
-const STANDARD_FIELDS: [&str; 20] = [
+const STANDARD_FIELDS: [&str; 22] = [
     "ts",
     "client",
     "server",
@@ -119,6 +119,8 @@ const STANDARD_FIELDS: [&str; 20] = [
     "client_container",
     "server_pid",
     "server_comm",
+    "client_pod",
+    "client_cgroup",
 ];
 
 /// Renders lines; keeps the column widths seen so far.

@@ -13,7 +13,7 @@ fn sa(s: &str) -> SocketAddr {
 /// The identity fields of a connection that announced nothing (as `ConnMeta::new` makes it).
 const NULL_IDENT: &str = ",\"client_name\":null,\"client_lib\":null,\"user\":null,\"db\":null,\
     \"resp\":null,\"client_pid\":null,\"client_comm\":null,\"client_container\":null,\
-    \"server_pid\":null,\"server_comm\":null";
+    \"server_pid\":null,\"server_comm\":null,\"client_pod\":null,\"client_cgroup\":null";
 
 /// A connection that lives as long as the test (records borrow theirs).
 fn conn(client: &str, server: &str) -> &'static ConnMeta {
