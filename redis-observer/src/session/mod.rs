@@ -356,6 +356,9 @@ struct Core {
     keep_args: usize,
     keep_arg_bytes: usize,
     keep_name_bytes: usize,
+    /// Keys per record for the analytics (0: none, no work); each cut to `keep_key_bytes`.
+    keep_keys: usize,
+    keep_key_bytes: usize,
     resolver: commands::Resolver,
 
     /// Commands awaiting a reply, oldest first.
@@ -422,6 +425,8 @@ impl Core {
             keep_args: l.record.args.min(1024),
             keep_arg_bytes: l.record.arg_bytes.max(l.record.key_bytes).min(1 << 16),
             keep_name_bytes: l.record.name_bytes.min(1 << 10),
+            keep_keys: l.record.keys.min(1024),
+            keep_key_bytes: l.record.key_bytes.min(1 << 16),
             resolver: commands::Resolver::default(),
             pending: VecDeque::new(),
             tx: VecDeque::new(),
@@ -946,6 +951,7 @@ impl Core {
             key_start: 0,
             key_len: 0,
             args_len: 0,
+            keys_len: 0,
             name_len: 0,
             ident_len: 0,
             id,
@@ -1038,10 +1044,35 @@ impl Core {
             (e.has_key, e.key_start, e.key_len) = (true, rel(&self.bytes), len32(kept.len()));
             self.bytes.extend(kept);
         }
+        if self.keep_keys > 0 {
+            e.keys_len = self.build_keys(req, id, e.bytes_at);
+        }
         e.bytes_len = rel(&self.bytes);
         // After the record's bytes, so freed with them; never shown.
         e.ident_len = ident::encode(id, req, &mut self.bytes);
         e
+    }
+
+    /// Every key of `req` (bounded), after the entry's arguments in the arenas, for outputs
+    /// that read [`CommandRecord::keys`].
+    fn build_keys(&mut self, req: &Request, id: CommandId, at: u64) -> u32 {
+        let (bytes, args, keep) = (&mut self.bytes, &mut self.args, self.keep_key_bytes);
+        let mut n = 0;
+        commands::keys(id, req, self.keep_keys, |i| {
+            if let Some((prefix, len)) = req.arg(i) {
+                let kept = prefix.get(..keep).unwrap_or(prefix);
+                let start = len32(usize::try_from(bytes.end().wrapping_sub(at)).unwrap_or(0));
+                bytes.extend(kept);
+                args.push(RecordArg {
+                    start,
+                    kept: len32(kept.len()),
+                    len,
+                    redacted: false,
+                });
+                n += 1;
+            }
+        });
+        n
     }
 
     // --------------------------------------------------------------------------------------------
@@ -1624,6 +1655,9 @@ impl Core {
                 .get(start..start + e.key_len as usize)
                 .unwrap_or_default()
         });
+        let keys = self
+            .args
+            .slice(e.args_at + u64::from(e.args_len), e.keys_len as usize);
         sink.command(&CommandRecord {
             ts_ns: e.ts_first,
             conn: &self.meta,
@@ -1631,6 +1665,7 @@ impl Core {
             name,
             key,
             args: self.args.slice(e.args_at, e.args_len as usize),
+            keys,
             arg_buf,
             argc: e.argc,
             status: o.status,
