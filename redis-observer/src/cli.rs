@@ -29,6 +29,13 @@ pub enum Command {
     Check(CheckArgs),
 }
 
+/// `run --top`: the hot-key analytics and their `/top` endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -79,6 +86,12 @@ pub struct RunArgs {
     /// Address of the Prometheus endpoint (`/metrics`, `/healthz`).
     #[arg(long, default_value = "127.0.0.1:9379")]
     pub metrics_addr: SocketAddr,
+    /// Hot keys, key patterns, big keys and busy clients (`GET /top` on `--top-addr`).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub top: Switch,
+    /// Address of the `/top` endpoint (keys are data: never served on the metrics port).
+    #[arg(long, default_value = "127.0.0.1:9380")]
+    pub top_addr: SocketAddr,
     /// Payload bytes copied per TCP segment (the rest is counted as not captured; large values are
     /// still decoded by length).
     #[arg(long, default_value = "65536", value_parser = parse_size)]
@@ -113,6 +126,10 @@ pub struct ReplayArgs {
     /// Write the final metrics (Prometheus text format) to this file.
     #[arg(long)]
     pub metrics_out: Option<PathBuf>,
+    /// Print the hot-key tables (keys, patterns, big keys, clients, commands), N lines each,
+    /// once the capture is read.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top: Option<u16>,
     #[command(flatten)]
     pub out: OutputArgs,
 }

@@ -17,12 +17,13 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    analytics::{self, TopConfig},
     capture::{self, Capture, CaptureConfig},
-    cli::{LogFormat, OutputArgs, RunArgs},
+    cli::{LogFormat, OutputArgs, RunArgs, Switch},
     command_log::{Format, Target},
     conn::IfaceNames,
     metrics::Metrics,
-    outputs::{self, LogMode, Outputs},
+    outputs::{self, LogMode, Outputs, TopSink},
     pipeline::{Pipeline, PipelineConfig},
     privilege,
     record::Sink as _,
@@ -74,6 +75,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.metrics_addr)
         .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
     listener.set_nonblocking(true)?;
+    let top_listener = match args.top {
+        Switch::On => {
+            let l = std::net::TcpListener::bind(args.top_addr)
+                .with_context(|| format!("binding the top endpoint {}", args.top_addr))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        Switch::Off => None,
+    };
     let target = open_log(&args.out)?;
     let cap = Capture::start(config)?;
     if args.keep_privileges {
@@ -92,7 +102,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
         }
     }
-    runtime()?.block_on(run_async(args, cap, listener, target))
+    runtime()?.block_on(run_async(args, cap, listener, top_listener, target))
 }
 
 pub fn format(f: LogFormat) -> Format {
@@ -127,14 +137,29 @@ async fn run_async(
     args: RunArgs,
     mut cap: Capture,
     listener: std::net::TcpListener,
+    top_listener: Option<std::net::TcpListener>,
     target: Target,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener).context("metrics endpoint")?;
     let metrics = Metrics::new();
     let registry = metrics.registry();
+    // The analytics answer `/top` from the pipeline's thread, at each flush.
+    let (top, top_http) = match top_listener {
+        Some(l) => {
+            let l = tokio::net::TcpListener::from_std(l).context("top endpoint")?;
+            let (tx, rx) = analytics::http::channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(analytics::http::serve(l, tx, async move {
+                let _ = stopped.await;
+            }));
+            let sink = TopSink::new(TopConfig::default()).serving(rx);
+            (Some(sink), Some((stop, task)))
+        }
+        None => (None, None),
+    };
     // SIGHUP reopens the log file (logrotate, systemd reload); with stdout it is a no-op, but it
     // must never terminate the daemon.
-    let (mut outputs, reopener) = outputs::build(&args.out, metrics, target, LogMode::Queued)
+    let (mut outputs, reopener) = outputs::build(&args.out, metrics, target, LogMode::Queued, top)
         .context("starting the log writer")?;
     tokio::spawn(reopener.on_sighup().context("SIGHUP handler")?);
 
@@ -149,10 +174,14 @@ async fn run_async(
         },
     ));
 
-    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, "attached");
+    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, top = ?(args.top == Switch::On).then_some(args.top_addr), "attached");
     health.store(true, Ordering::Relaxed);
 
-    let mut pipeline = Pipeline::new(pipeline_config(&args.out));
+    let mut config = pipeline_config(&args.out);
+    if top_http.is_some() {
+        analytics::with_keys(&mut config);
+    }
+    let mut pipeline = Pipeline::new(config);
     let mut ifaces = IfaceNames::default();
     for i in cap.ifaces() {
         ifaces.set(i.index, &i.name);
@@ -211,6 +240,10 @@ async fn run_async(
     let (_metrics, log_result) = outputs.finish();
     let _ = stop_http.send(());
     let _ = http.await;
+    if let Some((stop, task)) = top_http {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     detached.context("detaching")?;
     log_result.context("flushing the command log")?;
     tracing::info!(connections = pipeline.flows(), "detached and flushed");
