@@ -12,7 +12,8 @@ use redis_ebpf_common::{TCP_ACK, TCP_PSH, TCP_SYN};
 use redis_observer::{
     command_log::{CommandLog, Format, Renderer, Target},
     metrics::Metrics,
-    outputs::{LogSink, Outputs},
+    analytics::{self, TopConfig},
+    outputs::{LogSink, Outputs, TopSink},
     pipeline::{Pipeline, PipelineConfig},
     record::Sink as _,
     segment::Segment,
@@ -216,6 +217,11 @@ fn redis_benchmark_p16(total_commands: usize) -> (Vec<Seg>, usize) {
 
 /// Runs the whole pipeline over `segs`, with a JSON log to /dev/null when `log` is set.
 fn replay(segs: &[Seg], log: bool) -> usize {
+    replay_with(segs, log, false)
+}
+
+/// [`replay`], with the hot-key analytics too when `top` is set (records then carry keys).
+fn replay_with(segs: &[Seg], log: bool, top: bool) -> usize {
     let metrics = Metrics::new();
     let log = log.then(|| {
         let target = Target::open("/dev/null", 0, 0).expect("/dev/null opens");
@@ -225,7 +231,12 @@ fn replay(segs: &[Seg], log: bool) -> usize {
     if let Some(log) = log {
         out = out.with(Box::new(LogSink::new(log, None, false)));
     }
-    let mut p = Pipeline::new(PipelineConfig::default());
+    let mut cfg = PipelineConfig::default();
+    if top {
+        out = out.with(Box::new(TopSink::new(TopConfig::default())));
+        analytics::with_keys(&mut cfg);
+    }
+    let mut p = Pipeline::new(cfg);
     for s in segs {
         let seg = Segment {
             ts_ns: s.ts,
@@ -260,6 +271,11 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(commands as u64));
     g.sample_size(10);
     g.bench_function("replay_commands", |b| b.iter(|| replay(&segs, false)));
+    // The same with the hot-key analytics: the difference per element is their cost per
+    // command (keys carried by records, sketches, patterns, big keys, clients, commands).
+    g.bench_function("replay_commands_top", |b| {
+        b.iter(|| replay_with(&segs, false, true))
+    });
     g.finish();
 
     let (segs, commands) = redis_benchmark_p16(400_000);

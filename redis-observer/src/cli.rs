@@ -89,9 +89,11 @@ pub struct RunArgs {
     /// Hot keys, key patterns, big keys and busy clients (`GET /top` on `--top-addr`).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub top: Switch,
-    /// Address of the `/top` endpoint (keys are data: never served on the metrics port).
-    #[arg(long, default_value = "127.0.0.1:9380")]
-    pub top_addr: SocketAddr,
+    /// Address of the `/top` endpoint (keys are data: never served on the metrics port);
+    /// default 127.0.0.1:9380. When the default is taken (another observer), `/top` is off
+    /// with a warning; an address given here must bind.
+    #[arg(long)]
+    pub top_addr: Option<SocketAddr>,
     /// Payload bytes copied per TCP segment (the rest is counted as not captured; large values are
     /// still decoded by length).
     #[arg(long, default_value = "65536", value_parser = parse_size)]

@@ -136,6 +136,8 @@ impl BigKeys {
         } else {
             self.reindex();
         }
+        self.entries.shrink_to(self.cap);
+        self.index.shrink_to(self.cap);
     }
 
     /// The `n` largest, largest first.

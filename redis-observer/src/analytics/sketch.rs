@@ -274,6 +274,9 @@ impl Sketch {
         while self.entries.len() > self.cap {
             self.purge();
         }
+        // A merge can hold twice the capacity for a moment; do not keep that.
+        self.entries.shrink_to(self.cap);
+        self.index.shrink_to(self.cap);
     }
 
     /// The `n` items with the largest estimate of weight `by`, largest first.

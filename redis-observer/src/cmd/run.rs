@@ -29,6 +29,8 @@ use crate::{
     record::Sink as _,
 };
 
+/// `--top-addr` when not given.
+const DEFAULT_TOP_ADDR: &str = "127.0.0.1:9380";
 /// How often the reader drains the ring when the kernel does not wake it.
 const DRAIN_TICK: Duration = Duration::from_millis(2);
 /// Housekeeping: idle connections, held out-of-order data.
@@ -75,15 +77,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.metrics_addr)
         .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
     listener.set_nonblocking(true)?;
-    let top_listener = match args.top {
-        Switch::On => {
-            let l = std::net::TcpListener::bind(args.top_addr)
-                .with_context(|| format!("binding the top endpoint {}", args.top_addr))?;
-            l.set_nonblocking(true)?;
-            Some(l)
-        }
-        Switch::Off => None,
+    let top_listener = match (args.top, args.top_addr) {
+        (Switch::Off, _) => None,
+        (Switch::On, Some(addr)) => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the top endpoint {addr}"))?,
+        ),
+        (Switch::On, None) => match std::net::TcpListener::bind(DEFAULT_TOP_ADDR) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(addr = DEFAULT_TOP_ADDR, error = %e, "the /top endpoint is off: its default address is taken (give --top-addr)");
+                None
+            }
+        },
     };
+    if let Some(l) = &top_listener {
+        l.set_nonblocking(true)?;
+    }
     let target = open_log(&args.out)?;
     let cap = Capture::start(config)?;
     if args.keep_privileges {
@@ -144,6 +154,7 @@ async fn run_async(
     let metrics = Metrics::new();
     let registry = metrics.registry();
     // The analytics answer `/top` from the pipeline's thread, at each flush.
+    let top_addr = top_listener.as_ref().and_then(|l| l.local_addr().ok());
     let (top, top_http) = match top_listener {
         Some(l) => {
             let l = tokio::net::TcpListener::from_std(l).context("top endpoint")?;
@@ -174,7 +185,7 @@ async fn run_async(
         },
     ));
 
-    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, top = ?(args.top == Switch::On).then_some(args.top_addr), "attached");
+    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, top = ?top_addr, "attached");
     health.store(true, Ordering::Relaxed);
 
     let mut config = pipeline_config(&args.out);

@@ -1,0 +1,229 @@
+//! Hot keys (`GET /top`): a real client sends a Zipf workload to a real redis-server; the top
+//! keys and patterns the observer reports must be the true ones (computed from what was sent),
+//! each count within its reported error bound. Keys never reach the metrics port; `--top off`
+//! serves nothing; memory stays bounded with a million distinct keys.
+
+use std::{
+    collections::BTreeMap,
+    net::TcpStream,
+    process::Command,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tests::*;
+
+fn top(addr: &str, query: &str) -> Value {
+    let body = http_get(addr, &format!("/top?{query}")).expect("GET /top");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// `(name, count)` sorted by count, largest first (ties by name).
+fn ranked(m: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// The answer's items equal the true top `n` (as a set; the true n-th must beat the n+1-th so
+/// the set is well defined), each `calls` within `[true, true + error]`.
+fn check_top(answer: &Value, truth: &BTreeMap<String, u64>, n: usize, what: &str) {
+    let want = ranked(truth);
+    assert!(
+        want.len() <= n || want[n - 1].1 > want[n].1,
+        "{what}: the true top {n} has a tie at its edge: {:?}",
+        &want[n - 1..=n]
+    );
+    let items = answer["items"].as_array().expect("items");
+    assert_eq!(items.len(), n.min(want.len()), "{what}: {answer}");
+    let mut got_names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let mut want_names: Vec<&str> = want.iter().take(n).map(|(k, _)| k.as_str()).collect();
+    got_names.sort_unstable();
+    want_names.sort_unstable();
+    assert_eq!(got_names, want_names, "{what}: top {n} differs\n{answer}");
+    for i in items {
+        let name = i["name"].as_str().unwrap();
+        let (est, err) = (i["calls"].as_u64().unwrap(), i["error"].as_u64().unwrap());
+        let t = truth[name];
+        assert!(
+            t <= est && est <= t + err,
+            "{what} {name}: true {t}, reported {est} ± {err}"
+        );
+    }
+}
+
+#[test]
+fn zipf_top_keys_and_patterns_are_the_true_ones() {
+    let _g = e2e_lock();
+    require_root();
+    let redis = Redis::start(&[]);
+    let port = redis.port.to_string();
+    let mut obs = Observer::start(None, &["-i", "lo", "-p", &port, "--log", "/dev/null"]);
+    let top_addr = obs.top_addr.clone().expect("a /top address");
+    let dir = temp_dir("topkeys-zipf");
+    let sent = dir.join("sent.json");
+    let started = Instant::now();
+    let st = Command::new("python3")
+        .arg(root().join("tests/scripts/zipf_workload.py"))
+        .args([&port, "300000", "100000", "1.1", "7"])
+        .arg(&sent)
+        .status()
+        .expect("python3");
+    assert!(st.success(), "workload failed");
+    let took = started.elapsed();
+    eprintln!("workload: 300000 commands in {took:?}");
+    let sent: Value = serde_json::from_str(&std::fs::read_to_string(&sent).unwrap()).unwrap();
+    let to_map = |v: &Value| -> BTreeMap<String, u64> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+            .collect()
+    };
+    let calls = to_map(&sent["calls"]);
+    let patterns = to_map(&sent["patterns"]);
+    eprintln!("distinct keys touched: {}", calls.len());
+    sleep(Duration::from_millis(500));
+
+    // Nothing lost on the way, or the counts could not be exact.
+    let m = obs.metrics();
+    assert_eq!(m.sum("redis_observer_events_lost_total", &[]), 0.0);
+    assert_eq!(m.sum("redis_observer_bytes_missed_total", &[]), 0.0);
+
+    let server = format!("127.0.0.1:{port}");
+    let mut windows = vec!["all"];
+    // The 60 s window holds the last 50 to 60 s: all of a shorter run.
+    if took < Duration::from_secs(45) {
+        windows.push("60s");
+    }
+    for window in windows {
+        let a = top(
+            &top_addr,
+            &format!("server={server}&what=keys&by=calls&window={window}&n=10"),
+        );
+        assert_eq!(a["server"], server.as_str());
+        assert_eq!((a["what"].as_str(), a["by"].as_str()), (Some("keys"), Some("calls")));
+        assert_eq!(a["window"], window);
+        check_top(&a, &calls, 10, &format!("keys/{window}"));
+        let errs: Vec<u64> = a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["error"].as_u64().unwrap())
+            .collect();
+        eprintln!("keys/{window}: top 10 errors {errs:?}; {a}");
+        let p = top(
+            &top_addr,
+            &format!("server={server}&what=patterns&by=calls&window={window}&n=5"),
+        );
+        check_top(&p, &patterns, 5, &format!("patterns/{window}"));
+    }
+    // Commands are exact: every GET, SET and MGET sent.
+    let c = top(&top_addr, "what=commands&by=calls&window=all&n=5");
+    let total: u64 = c["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| matches!(i["name"].as_str(), Some("GET" | "SET" | "MGET")))
+        .map(|i| i["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, sent["commands"].as_u64().unwrap());
+    // Other views answer in the contract's shape.
+    for q in [
+        "what=bigkeys&by=bytes",
+        "what=clients&by=calls",
+        "what=keys&by=bytes",
+        "what=keys&by=latency",
+        "what=patterns&by=latency",
+    ] {
+        let a = top(&top_addr, q);
+        let items = a["items"].as_array().unwrap();
+        assert!(!items.is_empty(), "{q}: {a}");
+        for i in items {
+            for f in ["name", "calls", "bytes", "latency_us", "error"] {
+                assert!(i.get(f).is_some(), "{q}: no {f} in {i}");
+            }
+        }
+    }
+    // Keys are data: never on the metrics port.
+    let metrics = http_get(&obs.metrics_addr, "/metrics").unwrap();
+    let hottest = ranked(&calls)[0].0.clone();
+    assert!(!metrics.contains(&hottest), "a key in /metrics");
+    assert!(!metrics.contains("user:") && !metrics.contains("session:"));
+    let on_metrics = http_get(&obs.metrics_addr, "/top?what=keys").unwrap_or_default();
+    assert!(!on_metrics.contains(&hottest), "/top served on the metrics port");
+    // Bad questions get 400, not an answer.
+    assert!(http_get(&top_addr, "/top?what=nope").unwrap().contains("what:"));
+    obs.stop();
+}
+
+#[test]
+fn top_off_serves_nothing() {
+    let _g = e2e_lock();
+    require_root();
+    let redis = Redis::start(&[]);
+    let port = redis.port.to_string();
+    let top_port = free_port();
+    let top_addr = format!("127.0.0.1:{top_port}");
+    let mut obs = Observer::start(
+        None,
+        &["-i", "lo", "-p", &port, "--log", "/dev/null", "--top", "off", "--top-addr", &top_addr],
+    );
+    redis.cli(&["SET", "k", "v"]);
+    assert!(TcpStream::connect(&top_addr).is_err(), "/top listens with --top off");
+    assert!(http_get(&obs.metrics_addr, "/metrics").is_some());
+    obs.stop();
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Two observers on the same traffic, analytics on and off: a million distinct keys cost the
+/// one with analytics no more than the documented bound for one server.
+#[test]
+fn a_million_distinct_keys_stay_within_the_bound() {
+    /// docs/contract.md: about 8.2 MiB per server with the defaults, plus one merged window
+    /// (1.2 MiB) while a question is answered.
+    const BOUND_KIB: u64 = 8_400 + 1_200;
+    /// Allocator slack and the records carrying keys.
+    const SLACK_KIB: u64 = 4_096;
+    let _g = e2e_lock();
+    require_root();
+    let redis = Redis::start(&[]);
+    let port = redis.port.to_string();
+    let mut on = Observer::start(None, &["-i", "lo", "-p", &port, "--log", "/dev/null"]);
+    let mut off = Observer::start(
+        None,
+        &["-i", "lo", "-p", &port, "--log", "/dev/null", "--top", "off"],
+    );
+    let top_addr = on.top_addr.clone().unwrap();
+    let st = Command::new("redis-benchmark")
+        .args(["-p", &port, "-t", "set", "-n", "2500000", "-r", "100000000", "-P", "32", "-c", "4", "-q"])
+        .status()
+        .expect("redis-benchmark");
+    assert!(st.success());
+    sleep(Duration::from_millis(500));
+    // Ask (the merge of every window is the largest transient allocation).
+    let a = top(&top_addr, "what=keys&by=calls&window=all&n=100");
+    assert_eq!(a["items"].as_array().unwrap().len(), 100);
+    let distinct = redis.admin(&["DBSIZE"]);
+    let (rss_on, rss_off) = (rss_kib(on.proc.child.id()), rss_kib(off.proc.child.id()));
+    eprintln!(
+        "distinct keys {}; RSS with analytics {rss_on} KiB, without {rss_off} KiB, difference {} KiB (bound {BOUND_KIB} + slack {SLACK_KIB})",
+        distinct.trim(),
+        rss_on as i64 - rss_off as i64
+    );
+    assert!(distinct.trim().parse::<u64>().unwrap() >= 1_000_000);
+    assert!(
+        rss_on <= rss_off + BOUND_KIB + SLACK_KIB,
+        "RSS {rss_on} KiB vs {rss_off} KiB without analytics"
+    );
+    on.stop();
+    off.stop();
+}
