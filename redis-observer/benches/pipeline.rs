@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis_ebpf_common::{TCP_ACK, TCP_PSH, TCP_SYN};
 use redis_observer::{
+    analytics::{self, TopConfig},
     command_log::{CommandLog, Format, Renderer, Target},
     metrics::Metrics,
-    analytics::{self, TopConfig},
     outputs::{LogSink, Outputs, TopSink},
     pipeline::{Pipeline, PipelineConfig},
     record::Sink as _,

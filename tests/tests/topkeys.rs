@@ -103,7 +103,10 @@ fn zipf_top_keys_and_patterns_are_the_true_ones() {
             &format!("server={server}&what=keys&by=calls&window={window}&n=10"),
         );
         assert_eq!(a["server"], server.as_str());
-        assert_eq!((a["what"].as_str(), a["by"].as_str()), (Some("keys"), Some("calls")));
+        assert_eq!(
+            (a["what"].as_str(), a["by"].as_str()),
+            (Some("keys"), Some("calls"))
+        );
         assert_eq!(a["window"], window);
         check_top(&a, &calls, 10, &format!("keys/{window}"));
         let errs: Vec<u64> = a["items"]
@@ -152,9 +155,16 @@ fn zipf_top_keys_and_patterns_are_the_true_ones() {
     assert!(!metrics.contains(&hottest), "a key in /metrics");
     assert!(!metrics.contains("user:") && !metrics.contains("session:"));
     let on_metrics = http_get(&obs.metrics_addr, "/top?what=keys").unwrap_or_default();
-    assert!(!on_metrics.contains(&hottest), "/top served on the metrics port");
+    assert!(
+        !on_metrics.contains(&hottest),
+        "/top served on the metrics port"
+    );
     // Bad questions get 400, not an answer.
-    assert!(http_get(&top_addr, "/top?what=nope").unwrap().contains("what:"));
+    assert!(
+        http_get(&top_addr, "/top?what=nope")
+            .unwrap()
+            .contains("what:")
+    );
     obs.stop();
 }
 
@@ -168,10 +178,24 @@ fn top_off_serves_nothing() {
     let top_addr = format!("127.0.0.1:{top_port}");
     let mut obs = Observer::start(
         None,
-        &["-i", "lo", "-p", &port, "--log", "/dev/null", "--top", "off", "--top-addr", &top_addr],
+        &[
+            "-i",
+            "lo",
+            "-p",
+            &port,
+            "--log",
+            "/dev/null",
+            "--top",
+            "off",
+            "--top-addr",
+            &top_addr,
+        ],
     );
     redis.cli(&["SET", "k", "v"]);
-    assert!(TcpStream::connect(&top_addr).is_err(), "/top listens with --top off");
+    assert!(
+        TcpStream::connect(&top_addr).is_err(),
+        "/top listens with --top off"
+    );
     assert!(http_get(&obs.metrics_addr, "/metrics").is_some());
     obs.stop();
 }
@@ -200,11 +224,34 @@ fn a_million_distinct_keys_stay_within_the_bound() {
     let mut on = Observer::start(None, &["-i", "lo", "-p", &port, "--log", "/dev/null"]);
     let mut off = Observer::start(
         None,
-        &["-i", "lo", "-p", &port, "--log", "/dev/null", "--top", "off"],
+        &[
+            "-i",
+            "lo",
+            "-p",
+            &port,
+            "--log",
+            "/dev/null",
+            "--top",
+            "off",
+        ],
     );
     let top_addr = on.top_addr.clone().unwrap();
     let st = Command::new("redis-benchmark")
-        .args(["-p", &port, "-t", "set", "-n", "2500000", "-r", "100000000", "-P", "32", "-c", "4", "-q"])
+        .args([
+            "-p",
+            &port,
+            "-t",
+            "set",
+            "-n",
+            "2500000",
+            "-r",
+            "100000000",
+            "-P",
+            "32",
+            "-c",
+            "4",
+            "-q",
+        ])
         .status()
         .expect("redis-benchmark");
     assert!(st.success());
@@ -226,4 +273,84 @@ fn a_million_distinct_keys_stay_within_the_bound() {
     );
     on.stop();
     off.stop();
+}
+
+/// The rows of one table `replay --top N` printed: `(name, calls)`.
+fn printed_table(out: &str, title: &str) -> Vec<(String, u64)> {
+    let mut rows = Vec::new();
+    let mut lines = out.lines().skip_while(|l| *l != format!("-- {title}"));
+    lines.next(); // title
+    lines.next(); // header
+    for l in lines.take_while(|l| !l.starts_with("--") && !l.is_empty()) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // #, name, calls, bytes, latency_us, error (names here hold no spaces).
+        assert_eq!(f.len(), 6, "row {l:?}");
+        rows.push((f[1].to_owned(), f[2].parse().unwrap()));
+    }
+    rows
+}
+
+/// `replay --top N` over a tcpdump recording of the same kind of workload prints the true top
+/// keys and patterns with their exact counts (a whole small capture fits the sketches).
+#[test]
+fn replay_prints_the_true_tables() {
+    let _g = e2e_lock();
+    require_root();
+    let redis = Redis::start(&[]);
+    let port = redis.port.to_string();
+    let dir = temp_dir("topkeys-replay");
+    let mut dump = Tcpdump::start(None, "lo", redis.port, &dir.join("capture.pcap"));
+    let sent = dir.join("sent.json");
+    let st = Command::new("python3")
+        .arg(root().join("tests/scripts/zipf_workload.py"))
+        .args([&port, "30000", "20000", "1.1", "11"])
+        .arg(&sent)
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    assert_eq!(dump.stop(), 0, "tcpdump dropped packets");
+    let sent: Value = serde_json::from_str(&std::fs::read_to_string(&sent).unwrap()).unwrap();
+    let out = Command::new(observer_bin())
+        .arg("replay")
+        .arg(&dump.path)
+        .args(["-p", &port, "--log", "/dev/null", "--top", "5"])
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(text.contains(&format!("== server 127.0.0.1:{port}")));
+    for (table, field) in [
+        ("keys by calls", "calls"),
+        ("patterns by calls", "patterns"),
+    ] {
+        let truth: BTreeMap<String, u64> = sent[field]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect();
+        let want: Vec<(String, u64)> = ranked(&truth).into_iter().take(5).collect();
+        let got = printed_table(&text, table);
+        let mut g = got.clone();
+        let mut w = want.clone();
+        g.sort();
+        w.sort();
+        assert_eq!(g, w, "{table}");
+    }
+    for t in [
+        "keys by bytes",
+        "keys by latency",
+        "patterns by latency",
+        "big keys (largest request or reply)",
+        "clients by calls",
+        "commands by calls",
+        "commands by latency",
+    ] {
+        assert!(!printed_table(&text, t).is_empty(), "{t} empty");
+    }
 }
