@@ -167,3 +167,92 @@ fn servers_are_capped() {
     }
     assert_eq!(a.servers().len(), 2);
 }
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time (not wall time: the build machines are shared) per command of
+/// `Analytics::record`, one key per command, Zipf-like over 10,000 keys, 64 clients. Run with
+/// `cargo test --release -p redis-observer --lib analytics::tests::cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn cost_per_command() {
+    let conns: Vec<ConnMeta> = (0..64)
+        .map(|i| meta(&format!("127.0.0.1:{}", 40000 + i), "127.0.0.1:6379"))
+        .collect();
+    let mut x = 0x1234_5678_9abc_def1u64;
+    let n = 1_000_000usize;
+    let keys: Vec<Vec<u8>> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x % 1_000_000) as f64 / 1e6;
+            let id = (10_000f64.powf(u * u) as u64).min(9_999);
+            match id % 3 {
+                0 => format!("user:{id}:profile"),
+                1 => format!("order:{id}"),
+                _ => format!("session:{:016x}", id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            }
+            .into_bytes()
+        })
+        .collect();
+    let get = commands::by_name(b"GET");
+    let run = |a: Option<&mut Analytics>| {
+        let mut sink = 0u64;
+        let t0 = thread_cpu_ns();
+        let mut a = a;
+        for (i, k) in keys.iter().enumerate() {
+            let span = [RecordArg {
+                start: 0,
+                kept: k.len() as u32,
+                len: k.len() as u64,
+                redacted: false,
+            }];
+            let rec = CommandRecord {
+                ts_ns: T0 + i as u64 * 1_000,
+                conn: &conns[i % 64],
+                command: get,
+                name: b"GET",
+                key: Some(k),
+                args: &span,
+                keys: &span,
+                arg_buf: k,
+                argc: 1,
+                status: Status::Ok,
+                reply: None,
+                latency_ns: Some(20_000),
+                req_bytes: 30,
+                resp_bytes: 70,
+                in_transaction: false,
+            };
+            match a.as_deref_mut() {
+                Some(a) => a.record(&rec),
+                None => sink = sink.wrapping_add(std::hint::black_box(&rec).argc),
+            }
+        }
+        std::hint::black_box(sink);
+        thread_cpu_ns() - t0
+    };
+    let mut best = u64::MAX;
+    let mut base = u64::MAX;
+    for _ in 0..3 {
+        base = base.min(run(None));
+        let mut a = Analytics::new(TopConfig::default());
+        best = best.min(run(Some(&mut a)));
+    }
+    let distinct: std::collections::HashSet<&Vec<u8>> = keys.iter().collect();
+    eprintln!(
+        "analytics: {:.1} ns/command CPU ({} distinct keys; loop alone {:.1} ns)",
+        (best - base) as f64 / n as f64,
+        distinct.len(),
+        base as f64 / n as f64
+    );
+}
