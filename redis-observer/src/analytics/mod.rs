@@ -220,9 +220,7 @@ impl Tables {
         self.clients.merge(&o.clients);
         self.big.merge(&o.big);
         for (a, b) in self.commands.iter_mut().zip(&o.commands) {
-            for m in 0..WEIGHTS {
-                a[m] = a[m].saturating_add(b[m]);
-            }
+            sketch::add(a, *b);
         }
     }
 }
@@ -337,9 +335,7 @@ impl Analytics {
         let bytes = rec.req_bytes.saturating_add(rec.resp_bytes);
         let w = [1, bytes, latency];
         if let Some(c) = t.commands.get_mut(rec.command.index()) {
-            for m in 0..WEIGHTS {
-                c[m] = c[m].saturating_add(w[m]);
-            }
+            sketch::add(c, w);
         }
         let client = rec.conn.client;
         t.clients
@@ -359,9 +355,7 @@ impl Analytics {
             let mut pat = None;
             let ph = match t.keys.get_mut(h) {
                 Some(e) => {
-                    for m in 0..WEIGHTS {
-                        e.v[m] = e.v[m].saturating_add(w[m]);
-                    }
+                    sketch::add(&mut e.v, w);
                     e.aux
                 }
                 None => {

@@ -240,27 +240,27 @@ impl Sketch {
         let of = other.floor;
         // Items only here get `other`'s floor; items in both are fixed up below.
         for e in &mut self.entries {
-            for m in 0..WEIGHTS {
-                e.v[m] = e.v[m].saturating_add(of[m]);
-                e.err[m] = e.err[m].saturating_add(of[m]);
-            }
+            add(&mut e.v, of);
+            add(&mut e.err, of);
         }
         let sf = self.floor;
         for o in &other.entries {
             if let Some(&i) = self.index.get(&o.hash)
                 && let Some(e) = self.entries.get_mut(i as usize)
             {
-                for m in 0..WEIGHTS {
-                    // Undo the floor added above: the item is on both sides.
-                    e.v[m] = e.v[m].saturating_sub(of[m]).saturating_add(o.v[m]);
-                    e.err[m] = e.err[m].saturating_sub(of[m]).saturating_add(o.err[m]);
+                // Undo the floor added above: the item is on both sides.
+                for ((v, err), (&f, (&ov, &oerr))) in
+                    e.v.iter_mut()
+                        .zip(e.err.iter_mut())
+                        .zip(of.iter().zip(o.v.iter().zip(&o.err)))
+                {
+                    *v = v.saturating_sub(f).saturating_add(ov);
+                    *err = err.saturating_sub(f).saturating_add(oerr);
                 }
             } else {
                 let mut n = *o;
-                for m in 0..WEIGHTS {
-                    n.v[m] = n.v[m].saturating_add(sf[m]);
-                    n.err[m] = n.err[m].saturating_add(sf[m]);
-                }
+                add(&mut n.v, sf);
+                add(&mut n.err, sf);
                 self.index.insert(
                     n.hash,
                     u32::try_from(self.entries.len()).unwrap_or(u32::MAX),
@@ -268,9 +268,7 @@ impl Sketch {
                 self.entries.push(n);
             }
         }
-        for m in 0..WEIGHTS {
-            self.floor[m] = sf[m].saturating_add(of[m]);
-        }
+        add(&mut self.floor, of);
         while self.entries.len() > self.cap {
             self.purge();
         }
@@ -294,6 +292,14 @@ impl Sketch {
                 .then(a.name.as_bytes().cmp(b.name.as_bytes()))
         });
         v
+    }
+}
+
+/// `a += b`, per weight, saturating.
+#[inline]
+pub fn add(a: &mut [u64; WEIGHTS], b: [u64; WEIGHTS]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.saturating_add(y);
     }
 }
 
