@@ -344,6 +344,8 @@ fn analytics_record(c: &mut Criterion) {
                     req_bytes: 30,
                     resp_bytes: 70,
                     in_transaction: false,
+                    blocking: false,
+                    protocol_error: None,
                 };
                 a.record(&rec);
             }

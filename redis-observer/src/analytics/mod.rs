@@ -315,7 +315,7 @@ impl Analytics {
 
     /// Counts one command.
     pub fn record(&mut self, rec: &CommandRecord<'_>) {
-        if rec.status == Status::Aborted {
+        if rec.status == Status::Aborted || rec.protocol_error.is_some() {
             return; // never ran
         }
         let Analytics {

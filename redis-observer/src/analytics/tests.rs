@@ -37,6 +37,8 @@ fn feed(a: &mut Analytics, conn: &ConnMeta, ts: u64, cmd: &str, keys: &[&str], l
         req_bytes: 30,
         resp_bytes: 10,
         in_transaction: false,
+        blocking: false,
+        protocol_error: None,
     };
     a.record(&rec);
 }
@@ -232,6 +234,8 @@ fn cost_per_command() {
                 req_bytes: 30,
                 resp_bytes: 70,
                 in_transaction: false,
+                blocking: false,
+                protocol_error: None,
             };
             match a.as_deref_mut() {
                 Some(a) => a.record(&rec),
