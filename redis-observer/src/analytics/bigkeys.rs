@@ -8,9 +8,27 @@
 //! threshold, so under the size that got it in): big keys carry no error.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use super::sketch::{IdHasher, Name};
+use super::sketch::Name;
+
+/// Hashes are already well mixed: the map uses them as they are.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct BigKey {
@@ -51,6 +69,13 @@ impl BigKeys {
     #[must_use]
     pub fn entries(&self) -> &[BigKey] {
         &self.entries
+    }
+
+    /// Sizes at or under it are not recorded (checked by the caller before anything else).
+    #[inline]
+    #[must_use]
+    pub fn threshold(&self) -> u64 {
+        self.threshold
     }
 
     /// A command of `size` bytes touched the key `hash`.

@@ -285,16 +285,9 @@ pub struct Analytics {
     cfg: TopConfig,
     servers: Vec<ServerTop>,
     last: usize,
-    hasher: ahash::RandomState,
+    /// Seed of every hash (random per process).
+    seed: u64,
 }
-
-/// Fixed seeds: the hashes only identify items within this process.
-const SEEDS: [u64; 4] = [
-    0x243f_6a88_85a3_08d3,
-    0x1319_8a2e_0370_7344,
-    0xa409_3822_299f_31d0,
-    0x082e_fa98_ec4e_6c89,
-];
 
 impl Analytics {
     #[must_use]
@@ -303,7 +296,7 @@ impl Analytics {
             cfg,
             servers: Vec::new(),
             last: 0,
-            hasher: ahash::RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3]),
+            seed: random_seed(),
         }
     }
 
@@ -322,8 +315,9 @@ impl Analytics {
             cfg,
             servers,
             last,
-            hasher,
+            seed,
         } = self;
+        let seed = *seed;
         let Some(s) = server(servers, last, cfg, rec.conn.server) else {
             return;
         };
@@ -335,11 +329,11 @@ impl Analytics {
         let bytes = rec.req_bytes.saturating_add(rec.resp_bytes);
         let w = [1, bytes, latency];
         if let Some(c) = t.commands.get_mut(rec.command.index()) {
-            sketch::add(c, w);
+            sketch::add_fast(c, w);
         }
-        let client = rec.conn.client;
+        let client = &rec.conn.client;
         t.clients
-            .add(hasher.hash_one(client), w, || client_name(client));
+            .add(addr_hash(seed, client), w, || client_name(*client));
         if rec.keys.is_empty() {
             return;
         }
@@ -351,27 +345,30 @@ impl Analytics {
             let Some(kb) = rec.arg_buf.get(start..start + k.kept as usize) else {
                 continue;
             };
-            let h = hasher.hash_one((kb, k.len));
-            let mut pat = None;
-            let ph = match t.keys.get_mut(h) {
-                Some(e) => {
-                    sketch::add(&mut e.v, w);
-                    e.aux
+            // One hash per key, for the key table and big keys; the pattern's hash is kept
+            // with the key, so a tracked key's pattern is never computed again.
+            let h = hash_bytes(seed, kb, k.len);
+            match t.keys.add_tracked_aux(h, w) {
+                Some(ph) => {
+                    if !t.patterns.add_tracked(ph, w) {
+                        let p = pattern_of(kb, k.len);
+                        t.patterns
+                            .insert(ph, Name::new(p.bytes(), p.len as u64), w, 0);
+                    }
                 }
                 None => {
                     let p = pattern_of(kb, k.len);
-                    let ph = hasher.hash_one(p.bytes());
-                    pat = Some(p);
+                    let ph = hash_bytes(seed, p.bytes(), 0);
                     t.keys.insert(h, Name::new(kb, k.len), w, ph);
-                    ph
+                    if !t.patterns.add_tracked(ph, w) {
+                        t.patterns
+                            .insert(ph, Name::new(p.bytes(), p.len as u64), w, 0);
+                    }
                 }
-            };
-            if !t.patterns.add_tracked(ph, w) {
-                let p = pat.unwrap_or_else(|| pattern_of(kb, k.len));
-                t.patterns
-                    .insert(ph, Name::new(p.bytes(), p.len as u64), w, 0);
             }
-            t.big.see(h, big, latency, || Name::new(kb, k.len));
+            if big > t.big.threshold() {
+                t.big.see(h, big, latency, || Name::new(kb, k.len));
+            }
         }
     }
 
@@ -496,6 +493,91 @@ fn sketch_items(s: &Sketch, by: usize, n: usize) -> Vec<Item> {
             },
         })
         .collect()
+}
+
+/// `a · b` folded to 64 bits (wyhash's mixing step).
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+#[inline]
+fn read8(b: &[u8], i: usize) -> u64 {
+    b.get(i..i + 8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+#[inline]
+fn read4(b: &[u8], i: usize) -> u64 {
+    b.get(i..i + 4)
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+        .map_or(0, |a| u64::from(u32::from_le_bytes(a)))
+}
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+
+/// A fast 64-bit hash of `b` and `extra` (wyhash's construction) under the per-process random
+/// `seed`: keys come from the network, and a fixed seed would let a client aim many keys at one
+/// index slot (long probes for the observer).
+#[inline]
+#[must_use]
+pub fn hash_bytes(seed: u64, b: &[u8], extra: u64) -> u64 {
+    let n = b.len();
+    let mut seed = seed ^ fold(extra ^ P0, P1);
+    let (a, c) = if n <= 16 {
+        if n >= 4 {
+            let q = (n >> 3) << 2;
+            (
+                (read4(b, 0) << 32) | read4(b, q),
+                (read4(b, n - 4) << 32) | read4(b, n - 4 - q),
+            )
+        } else if n > 0 {
+            let at = |i: usize| u64::from(b.get(i).copied().unwrap_or(0));
+            ((at(0) << 16) | (at(n >> 1) << 8) | at(n - 1), 0)
+        } else {
+            (0, 0)
+        }
+    } else {
+        let mut i = 0;
+        while n - i > 16 {
+            seed = fold(read8(b, i) ^ P1, read8(b, i + 8) ^ seed);
+            i += 16;
+        }
+        (read8(b, n - 16), read8(b, n - 8))
+    };
+    fold(P1 ^ n as u64, fold(a ^ P1, c ^ seed))
+}
+
+/// A random seed for this process.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(P0);
+    h.finish()
+}
+
+/// A client address's hash (an IPv4-mapped IPv6 address as its IPv4 one, as it is shown).
+#[inline]
+fn addr_hash(seed: u64, a: &SocketAddr) -> u64 {
+    let v4 = |ip: std::net::Ipv4Addr, port: u16| {
+        fold((u64::from(ip.to_bits()) << 16 | u64::from(port)) ^ seed, P1)
+    };
+    match a {
+        SocketAddr::V4(a4) => v4(*a4.ip(), a4.port()),
+        SocketAddr::V6(a6) => match a6.ip().to_ipv4_mapped() {
+            Some(ip) => v4(ip, a6.port()),
+            None => {
+                let x = a6.ip().to_bits();
+                fold(
+                    (x >> 64) as u64 ^ seed,
+                    fold(x as u64 ^ P1, u64::from(a6.port()) ^ seed),
+                )
+            }
+        },
+    }
 }
 
 /// A pattern on the stack.

@@ -10,23 +10,36 @@
 pub const PATTERN_BYTES: usize = 64;
 
 fn is_sep(c: u8) -> bool {
-    matches!(
-        c,
-        b':' | b'/'
-            | b'.'
-            | b'|'
-            | b'#'
-            | b','
-            | b'='
-            | b'@'
-            | b';'
-            | b'_'
-            | b'-'
-            | b' '
-            | b'{'
-            | b'}'
-    )
+    CLASS.get(usize::from(c)).is_some_and(|&k| k & SEP != 0)
 }
+
+const SEP: u8 = 1;
+const DIGIT: u8 = 2;
+const HEX: u8 = 4;
+
+/// Byte classes, so a key is read once, one table load a byte (this runs for every key the
+/// key table does not hold yet).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let seps = b":/.|#,=@;_- {}";
+    let mut i = 0;
+    while i < seps.len() {
+        t[seps[i] as usize] = SEP;
+        i += 1;
+    }
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = DIGIT | HEX;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[(b'a' + c) as usize] = HEX;
+        t[(b'A' + c) as usize] = HEX;
+        c += 1;
+    }
+    t
+};
 
 /// A UUID at the start of `s`, not followed by more of the same segment.
 fn uuid_at(s: &[u8]) -> bool {
@@ -47,58 +60,76 @@ fn uuid_at(s: &[u8]) -> bool {
     s.get(i).is_none_or(|&c| is_sep(c))
 }
 
-fn is_id(seg: &[u8]) -> bool {
-    if seg.is_empty() {
-        return false;
+/// The pattern being written, cut at [`PATTERN_BYTES`].
+struct Out<'a> {
+    buf: &'a mut [u8; PATTERN_BYTES],
+    n: usize,
+    full: bool,
+}
+
+impl Out<'_> {
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        let room = PATTERN_BYTES - self.n;
+        let take = b.len().min(room);
+        if let (Some(d), Some(s)) = (self.buf.get_mut(self.n..self.n + take), b.get(..take)) {
+            d.copy_from_slice(s);
+            self.n += take;
+        }
+        if take < b.len() {
+            self.full = true;
+        }
     }
-    if seg.iter().all(u8::is_ascii_digit) {
-        return true;
-    }
-    seg.len() >= 8 && seg.iter().all(u8::is_ascii_hexdigit) && seg.iter().any(u8::is_ascii_digit)
 }
 
 /// Writes the pattern of `key` into `out`; returns its length. `cut`: the key itself was cut
 /// before it reached here (the pattern of what is left is still useful; it ends with `…`).
 pub fn normalize(key: &[u8], cut: bool, out: &mut [u8; PATTERN_BYTES]) -> usize {
-    let mut n = 0;
-    let mut full = false;
-    let mut put = |b: &[u8], n: &mut usize| {
-        for &c in b {
-            match out.get_mut(*n) {
-                Some(slot) => {
-                    *slot = c;
-                    *n += 1;
-                }
-                None => {
-                    full = true;
-                    return;
-                }
-            }
-        }
+    let mut o = Out {
+        buf: out,
+        n: 0,
+        full: false,
     };
     let mut i = 0;
     while i < key.len() {
-        let rest = key.get(i..).unwrap_or_default();
-        if uuid_at(rest) {
-            put(b"{}", &mut n);
+        // One segment: up to the next separator, judged on the way.
+        let (mut j, mut digits, mut hex, mut any_digit) = (i, true, true, false);
+        while let Some(&c) = key.get(j) {
+            let k = CLASS.get(usize::from(c)).copied().unwrap_or(0);
+            if k & SEP != 0 {
+                break;
+            }
+            digits &= k & DIGIT != 0;
+            hex &= k & HEX != 0;
+            any_digit |= k & DIGIT != 0;
+            j += 1;
+        }
+        let seg = key.get(i..j).unwrap_or_default();
+        // A UUID's first group is 8 hex digits ended by a dash (a separator).
+        if seg.len() == 8
+            && hex
+            && key.get(j) == Some(&b'-')
+            && uuid_at(key.get(i..).unwrap_or_default())
+        {
+            o.put(b"{}");
             i += 36;
             continue;
         }
-        let seg_len = rest.iter().position(|&c| is_sep(c)).unwrap_or(rest.len());
-        let seg = rest.get(..seg_len).unwrap_or_default();
+        let is_id = !seg.is_empty() && (digits || (seg.len() >= 8 && hex && any_digit));
         // The last segment of a cut key is incomplete: not judged, kept as it is.
-        let last_cut = cut && i + seg_len == key.len();
-        if !last_cut && is_id(seg) {
-            put(b"{}", &mut n);
+        let last_cut = cut && j == key.len();
+        if !last_cut && is_id {
+            o.put(b"{}");
         } else {
-            put(seg, &mut n);
+            o.put(seg);
         }
-        i += seg_len;
-        if let Some(&c) = key.get(i) {
-            put(&[c], &mut n);
+        i = j;
+        if let Some(c) = key.get(i..=i) {
+            o.put(c);
             i += 1;
         }
     }
+    let (mut n, full) = (o.n, o.full);
     if cut || full {
         // `…` marks a pattern of a cut key; it replaces the last bytes if there is no room.
         const ELLIPSIS: &[u8] = "…".as_bytes();

@@ -23,9 +23,13 @@
 //! Items are identified by a 64-bit hash of their bytes (a collision merges two items; at a
 //! million distinct keys the chance is about 1 in 10^7); their name is kept, cut to
 //! [`NAME_BYTES`], for display.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//!
+//! Layout, for the per-command cost: what an update touches (hash, estimates, the owner's
+//! word) is a dense 48-byte entry; errors and names live in a parallel array read only at
+//! insertion, purge, merge and answers; the index is open addressing with linear probing over
+//! `u64` slots (32 bits of the hash as a tag, the entry's position), at most half full, so a
+//! lookup reads one index line and, on a tag match, one entry. Nothing is allocated per update
+//! once the first insertion has sized the table.
 
 /// Weights tracked per item.
 pub const CALLS: usize = 0;
@@ -66,7 +70,7 @@ impl Name {
     }
 }
 
-/// One tracked item.
+/// One tracked item, as answers and merges see it.
 #[derive(Clone, Copy, Debug)]
 pub struct Entry {
     pub hash: u64,
@@ -77,65 +81,69 @@ pub struct Entry {
     pub name: Name,
 }
 
-/// Hashes are already well mixed: the map uses them as they are.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// The part of an entry an update touches.
+#[derive(Clone, Copy, Debug)]
+struct Hot {
+    hash: u64,
+    v: [u64; WEIGHTS],
+    aux: u64,
 }
 
-type IdMap = HashMap<u64, u32, BuildHasherDefault<IdHasher>>;
+/// The part read only at insertion, purge, merge and answers.
+#[derive(Clone, Copy, Debug)]
+struct Cold {
+    err: [u64; WEIGHTS],
+    name: Name,
+}
+
+/// Index slots for `n` entries: a power of two, at most half full.
+fn slots(n: usize) -> usize {
+    (n.max(8) * 2).next_power_of_two()
+}
 
 pub struct Sketch {
     cap: usize,
-    entries: Vec<Entry>,
-    index: IdMap,
+    hot: Vec<Hot>,
+    cold: Vec<Cold>,
+    /// 0: empty; else the hash's high 32 bits, then the entry's position + 1.
+    index: Vec<u64>,
     floor: [u64; WEIGHTS],
     /// Scratch for purges (reused).
     scratch: Vec<u64>,
 }
 
 impl Sketch {
-    /// A sketch tracking at most `cap` items (at least 12). Memory grows with use up to
-    /// [`Sketch::max_bytes`].
+    /// A sketch tracking at most `cap` items (at least 12). Memory is taken at the first
+    /// insertion, up to [`Sketch::max_bytes`].
     #[must_use]
     pub fn new(cap: usize) -> Sketch {
         Sketch {
             cap: cap.max(12),
-            entries: Vec::new(),
-            index: IdMap::default(),
+            hot: Vec::new(),
+            cold: Vec::new(),
+            index: Vec::new(),
             floor: [0; WEIGHTS],
             scratch: Vec::new(),
         }
     }
 
-    /// Upper bound of this sketch's memory: entries, index (hashbrown: 16 bytes a slot at a load
-    /// of 7/8, rounded to a power of two) and the purge scratch.
+    /// Upper bound of this sketch's memory between merges: entries, index and the purge
+    /// scratch. A merge holds up to twice that for a moment.
     #[must_use]
     pub fn max_bytes(cap: usize) -> usize {
         let cap = cap.max(12);
-        cap * size_of::<Entry>() + (cap * 8 / 7).next_power_of_two() * 17 + cap * 8
+        cap * (size_of::<Hot>() + size_of::<Cold>() + size_of::<u64>())
+            + slots(cap) * size_of::<u64>()
     }
 
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.hot.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.hot.is_empty()
     }
 
     #[must_use]
@@ -143,50 +151,98 @@ impl Sketch {
         self.floor
     }
 
+    /// Every tracked item (a copy).
     #[must_use]
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    pub fn entries(&self) -> Vec<Entry> {
+        self.hot
+            .iter()
+            .zip(&self.cold)
+            .map(|(h, c)| Entry {
+                hash: h.hash,
+                v: h.v,
+                err: c.err,
+                aux: h.aux,
+                name: c.name,
+            })
+            .collect()
     }
 
-    /// The tracked item with this hash.
+    /// The entry holding `hash` (`Ok`), or the empty index slot where it would go (`Err`).
     #[inline]
-    pub fn get_mut(&mut self, hash: u64) -> Option<&mut Entry> {
-        let i = *self.index.get(&hash)?;
-        self.entries.get_mut(i as usize)
+    fn probe(&self, hash: u64) -> Result<usize, usize> {
+        let mask = self.index.len().wrapping_sub(1);
+        let tag = hash >> 32;
+        let mut p = (hash as usize) & mask;
+        // The index is never full, so an empty slot ends the walk.
+        while let Some(&s) = self.index.get(p) {
+            if s == 0 {
+                return Err(p);
+            }
+            if s >> 32 == tag {
+                let i = (s & 0xffff_ffff) as usize - 1;
+                if self.hot.get(i).is_some_and(|h| h.hash == hash) {
+                    return Ok(i);
+                }
+            }
+            p = (p + 1) & mask;
+        }
+        Err(usize::MAX)
+    }
+
+    /// Adds `w` to the item `hash`, if tracked; returns its `aux` if it was.
+    #[inline]
+    pub fn add_tracked_aux(&mut self, hash: u64, w: [u64; WEIGHTS]) -> Option<u64> {
+        let i = self.probe(hash).ok()?;
+        let h = self.hot.get_mut(i)?;
+        add_fast(&mut h.v, w);
+        Some(h.aux)
     }
 
     /// Adds `w` to the item `hash`, if tracked; returns whether it was.
     #[inline]
     pub fn add_tracked(&mut self, hash: u64, w: [u64; WEIGHTS]) -> bool {
-        match self.get_mut(hash) {
-            Some(e) => {
-                for (v, w) in e.v.iter_mut().zip(w) {
-                    *v = v.saturating_add(w);
-                }
-                true
-            }
-            None => false,
-        }
+        self.add_tracked_aux(hash, w).is_some()
     }
 
     /// Starts tracking an item that [`Sketch::add_tracked`] did not find.
     pub fn insert(&mut self, hash: u64, name: Name, w: [u64; WEIGHTS], aux: u64) {
-        if self.entries.len() >= self.cap {
+        if self.index.is_empty() {
+            self.index = vec![0; slots(self.cap)];
+            self.hot.reserve_exact(self.cap);
+            self.cold.reserve_exact(self.cap);
+        }
+        if self.hot.len() >= self.cap {
             self.purge();
         }
         let mut v = self.floor;
-        for (v, w) in v.iter_mut().zip(w) {
-            *v = v.saturating_add(w);
+        add(&mut v, w);
+        self.push(
+            Hot { hash, v, aux },
+            Cold {
+                err: self.floor,
+                name,
+            },
+        );
+    }
+
+    /// Appends an item known not to be tracked (the index has room).
+    fn push(&mut self, h: Hot, c: Cold) {
+        let i = self.hot.len();
+        self.hot.push(h);
+        self.cold.push(c);
+        self.place(h.hash, i);
+    }
+
+    fn place(&mut self, hash: u64, i: usize) {
+        let mask = self.index.len().wrapping_sub(1);
+        let mut p = (hash as usize) & mask;
+        while let Some(s) = self.index.get_mut(p) {
+            if *s == 0 {
+                *s = (hash >> 32) << 32 | (i as u64 + 1);
+                return;
+            }
+            p = (p + 1) & mask;
         }
-        let i = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-        self.entries.push(Entry {
-            hash,
-            v,
-            err: self.floor,
-            aux,
-            name,
-        });
-        self.index.insert(hash, i);
     }
 
     /// Adds `w` to item `hash` (named `name()`, called only when the item is new).
@@ -202,7 +258,7 @@ impl Sketch {
         let rank = (self.cap / 6).max(1);
         for m in 0..WEIGHTS {
             self.scratch.clear();
-            self.scratch.extend(self.entries.iter().map(|e| e.v[m]));
+            self.scratch.extend(self.hot.iter().map(|e| e.v[m]));
             if self.scratch.len() >= rank {
                 let (_, t, _) = self
                     .scratch
@@ -214,73 +270,98 @@ impl Sketch {
             }
         }
         let floor = self.floor;
-        self.entries
-            .retain(|e| e.v.iter().zip(floor).any(|(&v, f)| v > f));
-        self.reindex();
+        let mut kept = 0;
+        for i in 0..self.hot.len() {
+            let (Some(&h), Some(&c)) = (self.hot.get(i), self.cold.get(i)) else {
+                break;
+            };
+            if h.v.iter().zip(floor).any(|(&v, f)| v > f) {
+                if let (Some(dh), Some(dc)) = (self.hot.get_mut(kept), self.cold.get_mut(kept)) {
+                    (*dh, *dc) = (h, c);
+                }
+                kept += 1;
+            }
+        }
+        self.hot.truncate(kept);
+        self.cold.truncate(kept);
+        self.reindex(self.index.len());
     }
 
-    fn reindex(&mut self) {
-        self.index.clear();
-        for (i, e) in self.entries.iter().enumerate() {
-            self.index
-                .insert(e.hash, u32::try_from(i).unwrap_or(u32::MAX));
+    /// Rebuilds the index with `n` slots (a power of two, more than twice the entries).
+    fn reindex(&mut self, n: usize) {
+        if self.index.len() == n {
+            self.index.fill(0);
+        } else {
+            self.index = vec![0; n];
+        }
+        for i in 0..self.hot.len() {
+            if let Some(h) = self.hot.get(i) {
+                self.place(h.hash, i);
+            }
         }
     }
 
     /// Forgets everything (keeps the allocations).
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.index.clear();
+        self.hot.clear();
+        self.cold.clear();
+        self.index.fill(0);
         self.floor = [0; WEIGHTS];
     }
 
     /// Adds `other` into `self`: the estimates and errors of the union (an item missing on one
     /// side counts that side's floor), floors added up, then purged back under capacity.
     pub fn merge(&mut self, other: &Sketch) {
+        if other.hot.is_empty() && other.floor == [0; WEIGHTS] {
+            return;
+        }
         let of = other.floor;
         // Items only here get `other`'s floor; items in both are fixed up below.
-        for e in &mut self.entries {
-            add(&mut e.v, of);
-            add(&mut e.err, of);
+        for (h, c) in self.hot.iter_mut().zip(self.cold.iter_mut()) {
+            add(&mut h.v, of);
+            add(&mut c.err, of);
+        }
+        let need = slots(self.hot.len() + other.hot.len());
+        if self.index.len() < need {
+            self.reindex(need);
         }
         let sf = self.floor;
-        for o in &other.entries {
-            if let Some(&i) = self.index.get(&o.hash)
-                && let Some(e) = self.entries.get_mut(i as usize)
-            {
-                // Undo the floor added above: the item is on both sides.
-                for ((v, err), (&f, (&ov, &oerr))) in
-                    e.v.iter_mut()
-                        .zip(e.err.iter_mut())
-                        .zip(of.iter().zip(o.v.iter().zip(&o.err)))
-                {
-                    *v = v.saturating_sub(f).saturating_add(ov);
-                    *err = err.saturating_sub(f).saturating_add(oerr);
+        for (o, oc) in other.hot.iter().zip(&other.cold) {
+            match self.probe(o.hash) {
+                Ok(i) => {
+                    let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
+                        continue;
+                    };
+                    // Undo the floor added above: the item is on both sides.
+                    for m in 0..WEIGHTS {
+                        h.v[m] = h.v[m].saturating_sub(of[m]).saturating_add(o.v[m]);
+                        c.err[m] = c.err[m].saturating_sub(of[m]).saturating_add(oc.err[m]);
+                    }
                 }
-            } else {
-                let mut n = *o;
-                add(&mut n.v, sf);
-                add(&mut n.err, sf);
-                self.index.insert(
-                    n.hash,
-                    u32::try_from(self.entries.len()).unwrap_or(u32::MAX),
-                );
-                self.entries.push(n);
+                Err(_) => {
+                    let (mut h, mut c) = (*o, *oc);
+                    add(&mut h.v, sf);
+                    add(&mut c.err, sf);
+                    self.push(h, c);
+                }
             }
         }
         add(&mut self.floor, of);
-        while self.entries.len() > self.cap {
+        while self.hot.len() > self.cap {
             self.purge();
         }
         // A merge can hold twice the capacity for a moment; do not keep that.
-        self.entries.shrink_to(self.cap);
-        self.index.shrink_to(self.cap);
+        if self.index.len() > slots(self.cap) {
+            self.reindex(slots(self.cap));
+        }
+        self.hot.shrink_to(self.cap);
+        self.cold.shrink_to(self.cap);
     }
 
     /// The `n` items with the largest estimate of weight `by`, largest first.
     #[must_use]
     pub fn top(&self, by: usize, n: usize) -> Vec<Entry> {
-        let mut v: Vec<Entry> = self.entries.clone();
+        let mut v = self.entries();
         let key = |e: &Entry| e.v.get(by).copied().unwrap_or(0);
         if n < v.len() {
             v.select_nth_unstable_by(n, |a, b| key(b).cmp(&key(a)));
@@ -295,6 +376,15 @@ impl Sketch {
     }
 }
 
+/// `a += b`, per weight, on the per-command path: wrapping, as no total can reach 2^64 (the
+/// largest, latency in ns, would take 584 years of one command's time).
+#[inline]
+pub fn add_fast(a: &mut [u64; WEIGHTS], b: [u64; WEIGHTS]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.wrapping_add(y);
+    }
+}
+
 /// `a += b`, per weight, saturating.
 #[inline]
 pub fn add(a: &mut [u64; WEIGHTS], b: [u64; WEIGHTS]) {
@@ -305,6 +395,8 @@ pub fn add(a: &mut [u64; WEIGHTS], b: [u64; WEIGHTS]) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     /// Deterministic xorshift.
@@ -346,7 +438,8 @@ mod tests {
                 6 * total[m] / cap as u64
             );
         }
-        let tracked: HashMap<u64, &Entry> = s.entries().iter().map(|e| (e.hash, e)).collect();
+        let entries = s.entries();
+        let tracked: HashMap<u64, &Entry> = entries.iter().map(|e| (e.hash, e)).collect();
         for (k, t) in truth {
             for m in 0..WEIGHTS {
                 match tracked.get(k) {
