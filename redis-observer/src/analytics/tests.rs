@@ -132,7 +132,7 @@ fn keys_patterns_clients_commands_and_windows() {
 fn memory_is_bounded_whatever_the_keys() {
     let cfg = TopConfig::default();
     let bound = Analytics::max_bytes(&cfg);
-    // About 8 MiB a server with the defaults.
+    // About 7.4 MiB a server with the defaults.
     assert!(bound / cfg.max_servers < 10 << 20, "{bound}");
     let mut a = Analytics::new(cfg.clone());
     let c = meta("10.0.0.1:5000", "10.0.0.9:6379");
