@@ -139,8 +139,8 @@ impl BigKeys {
         self.threshold = 0;
     }
 
-    /// The union: maxima of both, the higher threshold, and only keys above it (those are
-    /// exact on both sides).
+    /// The union: maxima of both, the higher threshold, and only keys at or above it (those
+    /// are exact on both sides).
     pub fn merge(&mut self, other: &BigKeys) {
         self.threshold = self.threshold.max(other.threshold);
         for o in &other.entries {
@@ -154,8 +154,11 @@ impl BigKeys {
                 self.push(*o);
             }
         }
+        // A key held at exactly the threshold is exact too (the other side never saw it above
+        // that): keeping it matters when sizes tie, as equal values make every threshold one
+        // of the held sizes.
         let t = self.threshold;
-        self.entries.retain(|e| e.max > t);
+        self.entries.retain(|e| e.max >= t);
         if self.entries.len() > self.cap {
             self.shrink(self.cap);
         } else {
@@ -182,6 +185,23 @@ impl BigKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_sizes_survive_merges() {
+        // Every command the same size: thresholds equal the held sizes.
+        let mut parts: Vec<BigKeys> = (0..6).map(|_| BigKeys::new(16)).collect();
+        for (p, b) in parts.iter_mut().enumerate() {
+            for k in 0..200u64 {
+                b.see(k + 1000 * p as u64, 100, 1, || Name::new(b"k", 1));
+            }
+        }
+        let mut m = BigKeys::new(16);
+        for b in &parts {
+            m.merge(b);
+        }
+        assert!(!m.top(5).is_empty());
+        assert!(m.top(5).iter().all(|e| e.max == 100));
+    }
 
     #[test]
     fn the_largest_are_exact() {
