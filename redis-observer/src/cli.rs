@@ -27,6 +27,8 @@ pub enum Command {
     Tail(TailArgs),
     /// Say whether this host can run `run`.
     Check(CheckArgs),
+    /// A live, full-screen view of a running daemon (its /metrics and /top endpoints).
+    Top(TopArgs),
 }
 
 /// `run --top`: the hot-key analytics and their `/top` endpoint.
@@ -174,6 +176,27 @@ pub struct TailArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct TopArgs {
+    /// The daemon's metrics endpoint (`run --metrics-addr`), host:port.
+    #[arg(long, default_value = "127.0.0.1:9379")]
+    pub metrics: String,
+    /// The daemon's `/top` endpoint (`run --top-addr`), host:port.
+    #[arg(long, default_value = "127.0.0.1:9380")]
+    pub top_addr: String,
+    /// Time between refreshes (100ms to 1h).
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("interval {s:?} out of range (100ms to 1h)"));
+    }
+    Ok(d)
+}
+
+#[derive(Args, Debug)]
 pub struct CheckArgs {
     #[arg(short = 'i', long = "iface", default_value = "lo")]
     pub ifaces: Vec<String>,
@@ -303,6 +326,16 @@ mod tests {
         ])
         .unwrap();
         Cli::try_parse_from(["redis-observer", "check", "-i", "lo"]).unwrap();
+        Cli::try_parse_from([
+            "redis-observer",
+            "top",
+            "--metrics",
+            "127.0.0.1:9379",
+            "--top-addr",
+            "127.0.0.1:9380",
+        ])
+        .unwrap();
+        assert!(Cli::try_parse_from(["redis-observer", "top", "--interval", "1ms"]).is_err());
         assert!(Cli::try_parse_from(["redis-observer", "run", "--slow", "soon"]).is_err());
     }
 }
