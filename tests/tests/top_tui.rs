@@ -352,6 +352,43 @@ fn top_in_tmux_shows_the_hot_key_switches_views_and_quits_cleanly() {
     });
     assert_eq!(tmux.format("#{alternate_on}"), "0");
 
+    // SIGTERM: the terminal is restored as well.
+    tmux.type_line("clear");
+    tmux.type_line(&cmdline);
+    tmux.wait("top for SIGTERM", |s| s.contains("HOT KEYS"));
+    let shell = tmux.format("#{pane_pid}");
+    let top_pid = sh(Command::new("pgrep").args(["-P", &shell]))
+        .stdout
+        .clone();
+    let top_pid = String::from_utf8_lossy(&top_pid).trim().to_owned();
+    sh(Command::new("kill").args(["-TERM", &top_pid]));
+    tmux.wait("the shell after SIGTERM", |s| {
+        s.contains("EXIT=0") && !s.contains("HOT KEYS")
+    });
+    assert_eq!(tmux.format("#{alternate_on}"), "0");
+    assert_eq!(tmux.format("#{cursor_flag}"), "1");
+
+    // A panic: the message comes out on the restored screen, exit 101.
+    tmux.type_line("clear");
+    tmux.type_line(&format!("REDIS_OBSERVER_TOP_TEST_PANIC=1 {cmdline}"));
+    let s = tmux.wait("the shell after a panic", |s| s.contains("EXIT=101"));
+    assert!(s.contains("REDIS_OBSERVER_TOP_TEST_PANIC is set"), "{s}");
+    assert_eq!(tmux.format("#{alternate_on}"), "0");
+    assert_eq!(tmux.format("#{cursor_flag}"), "1");
+    // And the tty is back in cooked mode with echo (raw mode off).
+    tmux.type_line("clear");
+    tmux.type_line("stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo");
+    let s = tmux.wait("stty's modes", |s| {
+        s.lines().any(|l| l.trim().ends_with("icanon"))
+            && s.lines().any(|l| l.trim().ends_with("echo"))
+    });
+    let modes: Vec<&str> = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| matches!(*l, "icanon" | "-icanon" | "echo" | "-echo"))
+        .collect();
+    assert_eq!(modes, ["icanon", "echo"], "{s}");
+
     // Not a terminal: one plain frame, then exit 0.
     let out = Command::new(&bin)
         .args(["top", "--metrics", &metrics, "--top-addr", &top_addr])

@@ -77,6 +77,8 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
     }
+    // The end-to-end test's way to check that a panic restores the terminal.
+    let panic_after_draw = std::env::var_os("REDIS_OBSERVER_TOP_TEST_PANIC").is_some();
     // Raw mode and the alternate screen; also installs a panic hook that restores both.
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     let result = (|| -> anyhow::Result<()> {
@@ -85,6 +87,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             if dirty {
                 terminal.draw(|f| ui::draw(f, &app))?;
                 dirty = false;
+                assert!(!panic_after_draw, "REDIS_OBSERVER_TOP_TEST_PANIC is set");
             }
             if STOP.load(Ordering::Relaxed) {
                 return Ok(());

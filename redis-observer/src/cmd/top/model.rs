@@ -45,7 +45,7 @@ pub fn histogram_delta(now: &Histogram, before: &Histogram) -> Histogram {
 #[must_use]
 pub fn quantile(q: f64, h: &Histogram) -> Option<f64> {
     let total = h.total();
-    if !(total > 0.0) || !(0.0..=1.0).contains(&q) {
+    if total.is_nan() || total <= 0.0 || !(0.0..=1.0).contains(&q) {
         return None;
     }
     let rank = q * total;
