@@ -389,6 +389,22 @@ fn top_in_tmux_shows_the_hot_key_switches_views_and_quits_cleanly() {
         .collect();
     assert_eq!(modes, ["icanon", "echo"], "{s}");
 
+    // The terminal goes away under it (the tmux server killed): `top` ends by itself.
+    tmux.type_line("clear");
+    tmux.type_line(&cmdline);
+    tmux.wait("top before the terminal goes", |s| s.contains("HOT KEYS"));
+    let shell = tmux.format("#{pane_pid}");
+    let pid = sh(Command::new("pgrep").args(["-P", &shell]))
+        .stdout
+        .clone();
+    let pid = String::from_utf8_lossy(&pid).trim().to_owned();
+    drop(tmux);
+    wait_until(
+        "top to end with its terminal",
+        Duration::from_secs(5),
+        || !Path::new(&format!("/proc/{pid}")).exists(),
+    );
+
     // Not a terminal: one plain frame, then exit 0.
     let out = Command::new(&bin)
         .args(["top", "--metrics", &metrics, "--top-addr", &top_addr])

@@ -77,6 +77,10 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
     }
+    std::thread::Builder::new()
+        .name("top-watchdog".into())
+        .spawn(watchdog)
+        .context("starting the watchdog thread")?;
     // The end-to-end test's way to check that a panic restores the terminal.
     let panic_after_draw = std::env::var_os("REDIS_OBSERVER_TOP_TEST_PANIC").is_some();
     // Raw mode and the alternate screen; also installs a panic hook that restores both.
@@ -116,6 +120,37 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     drop(terminal);
     ratatui::restore();
     result
+}
+
+/// Ends the process when the terminal is gone (its window closed, the tmux server killed), or
+/// when a stop signal was not acted on within 2 s. crossterm 0.29 reads a hung-up terminal in a
+/// loop that never returns (end of file is retried), so the main loop cannot notice either.
+fn watchdog() {
+    const TICK: Duration = Duration::from_millis(250);
+    let mut stop_seen = None;
+    loop {
+        std::thread::sleep(TICK);
+        let mut fd = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout; poll only writes `revents`.
+        let n = unsafe { libc::poll(&raw mut fd, 1, 0) };
+        let gone = n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
+        if STOP.load(Ordering::Relaxed) && !gone {
+            let since = *stop_seen.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() < Duration::from_secs(2) {
+                continue;
+            }
+            ratatui::restore();
+        } else if !gone {
+            continue;
+        }
+        // SAFETY: ends the process at once; nothing of ours needs a destructor to run (the
+        // terminal is gone or restored just above).
+        unsafe { libc::_exit(129) }
+    }
 }
 
 /// Stdout is not a terminal: two scrapes an interval apart, one plain frame, done.

@@ -546,3 +546,31 @@ fn the_window_switches_the_command_table() {
     assert_eq!(rows[0].calls, 302.0);
     assert!(screen(&app, 80, 24)[0].contains("window all"));
 }
+
+#[test]
+fn tab_cycles_the_servers_then_all_of_them() {
+    let mut app = App::new(Theme { color: false });
+    let mut snap = snapshot(Window::Last60s, By::Calls);
+    // A scrape that knows both servers.
+    let one = Arc::new(Scrape::from_text(&scrape_one()));
+    snap.now = Some(Stamped {
+        at: 12.0,
+        scrape: Arc::clone(&one),
+    });
+    app.receive(snap);
+    assert_eq!(app.server, ServerSel::One(A.into()));
+    assert_eq!(app.server_position(), (2, 3));
+    let tab = KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE);
+    assert_eq!(app.key(tab), Action::Refetch);
+    assert_eq!(app.server, ServerSel::All);
+    assert_eq!(app.settings().server, ServerSel::All);
+    assert!(screen(&app, 80, 24)[0].contains("all servers [3/3]"));
+    // Every server together: both servers' connections.
+    assert_eq!(app.summary().unwrap().connections, 4.0);
+    app.key(tab);
+    assert_eq!(app.server, ServerSel::One(B.into()));
+    app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    assert_eq!(app.server, ServerSel::All);
+    app.key(key('s'));
+    assert_eq!(app.server, ServerSel::One(B.into()));
+}
