@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis_ebpf_common::{TCP_ACK, TCP_PSH, TCP_SYN};
 use redis_observer::{
+    analytics::{self, TopConfig},
     command_log::{CommandLog, Format, Renderer, Target},
     metrics::Metrics,
-    outputs::{LogSink, Outputs},
+    outputs::{LogSink, Outputs, TopSink},
     pipeline::{Pipeline, PipelineConfig},
     record::Sink as _,
     segment::Segment,
@@ -216,6 +217,11 @@ fn redis_benchmark_p16(total_commands: usize) -> (Vec<Seg>, usize) {
 
 /// Runs the whole pipeline over `segs`, with a JSON log to /dev/null when `log` is set.
 fn replay(segs: &[Seg], log: bool) -> usize {
+    replay_with(segs, log, false)
+}
+
+/// [`replay`], with the hot-key analytics too when `top` is set (records then carry keys).
+fn replay_with(segs: &[Seg], log: bool, top: bool) -> usize {
     let metrics = Metrics::new();
     let log = log.then(|| {
         let target = Target::open("/dev/null", 0, 0).expect("/dev/null opens");
@@ -225,7 +231,12 @@ fn replay(segs: &[Seg], log: bool) -> usize {
     if let Some(log) = log {
         out = out.with(Box::new(LogSink::new(log, None, false)));
     }
-    let mut p = Pipeline::new(PipelineConfig::default());
+    let mut cfg = PipelineConfig::default();
+    if top {
+        out = out.with(Box::new(TopSink::new(TopConfig::default())));
+        analytics::with_keys(&mut cfg);
+    }
+    let mut p = Pipeline::new(cfg);
     for s in segs {
         let seg = Segment {
             ts_ns: s.ts,
@@ -260,6 +271,11 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(commands as u64));
     g.sample_size(10);
     g.bench_function("replay_commands", |b| b.iter(|| replay(&segs, false)));
+    // The same with the hot-key analytics: the difference per element is their cost per
+    // command (keys carried by records, sketches, patterns, big keys, clients, commands).
+    g.bench_function("replay_commands_top", |b| {
+        b.iter(|| replay_with(&segs, false, true))
+    });
     g.finish();
 
     let (segs, commands) = redis_benchmark_p16(400_000);
@@ -271,5 +287,73 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The analytics alone, per command: records as the session hands them over (one key each,
+/// Zipf-like over 10,000 keys of a few patterns, 64 clients, one server).
+fn analytics_record(c: &mut Criterion) {
+    use redis_observer::{
+        analytics::Analytics,
+        commands,
+        conn::ConnMeta,
+        record::{CommandRecord, RecordArg, Status},
+    };
+    let server: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    let conns: Vec<ConnMeta> = (0..64)
+        .map(|i| ConnMeta::new(SocketAddr::from(([127, 0, 0, 1], 40000 + i)), server))
+        .collect();
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let n = 100_000;
+    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        // Roughly Zipf: a power of a uniform draw favours small ids.
+        let u = (rng.next() % 1_000_000) as f64 / 1e6;
+        let id = (10_000f64.powf(u * u) as u64).min(9_999);
+        let k = match id % 3 {
+            0 => format!("user:{id}:profile"),
+            1 => format!("order:{id}"),
+            _ => format!("session:{:016x}", id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        };
+        keys.push(k.into_bytes());
+    }
+    let get = commands::by_name(b"GET");
+    let mut g = c.benchmark_group("analytics");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(20);
+    g.bench_function("record_one_key", |b| {
+        b.iter(|| {
+            let mut a = Analytics::new(TopConfig::default());
+            for (i, k) in keys.iter().enumerate() {
+                let span = [RecordArg {
+                    start: 0,
+                    kept: k.len() as u32,
+                    len: k.len() as u64,
+                    redacted: false,
+                }];
+                let rec = CommandRecord {
+                    ts_ns: 1_700_000_000_000_000_000 + i as u64 * 1_000,
+                    conn: &conns[i % 64],
+                    command: get,
+                    name: b"GET",
+                    key: Some(k),
+                    args: &span,
+                    keys: &span,
+                    arg_buf: k,
+                    argc: 1,
+                    status: Status::Ok,
+                    reply: None,
+                    latency_ns: Some(20_000),
+                    req_bytes: 30,
+                    resp_bytes: 70,
+                    in_transaction: false,
+                    blocking: false,
+                    protocol_error: None,
+                };
+                a.record(&rec);
+            }
+            a.servers().len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, analytics_record);
 criterion_main!(benches);

@@ -27,6 +27,15 @@ pub enum Command {
     Tail(TailArgs),
     /// Say whether this host can run `run`.
     Check(CheckArgs),
+    /// A live, full-screen view of a running daemon (its /metrics and /top endpoints).
+    Top(TopArgs),
+}
+
+/// `run --top`: the hot-key analytics and their `/top` endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,6 +88,14 @@ pub struct RunArgs {
     /// Address of the Prometheus endpoint (`/metrics`, `/healthz`).
     #[arg(long, default_value = "127.0.0.1:9379")]
     pub metrics_addr: SocketAddr,
+    /// Hot keys, key patterns, big keys and busy clients (`GET /top` on `--top-addr`).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub top: Switch,
+    /// Address of the `/top` endpoint (keys are data: never served on the metrics port);
+    /// default 127.0.0.1:9380. When the default is taken (another observer), `/top` is off
+    /// with a warning; an address given here must bind.
+    #[arg(long)]
+    pub top_addr: Option<SocketAddr>,
     /// Payload bytes copied per TCP segment (the rest is counted as not captured; large values are
     /// still decoded by length).
     #[arg(long, default_value = "65536", value_parser = parse_size)]
@@ -113,6 +130,10 @@ pub struct ReplayArgs {
     /// Write the final metrics (Prometheus text format) to this file.
     #[arg(long)]
     pub metrics_out: Option<PathBuf>,
+    /// Print the hot-key tables (keys, patterns, big keys, clients, commands), N lines each,
+    /// once the capture is read.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top: Option<u16>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -152,6 +173,27 @@ pub struct TailArgs {
     /// Colors: auto (on a terminal), always, never.
     #[arg(long, default_value = "auto")]
     pub color: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// The daemon's metrics endpoint (`run --metrics-addr`), host:port.
+    #[arg(long, default_value = "127.0.0.1:9379")]
+    pub metrics: String,
+    /// The daemon's `/top` endpoint (`run --top-addr`), host:port.
+    #[arg(long, default_value = "127.0.0.1:9380")]
+    pub top_addr: String,
+    /// Time between refreshes (100ms to 1h).
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("interval {s:?} out of range (100ms to 1h)"));
+    }
+    Ok(d)
 }
 
 #[derive(Args, Debug)]
@@ -284,6 +326,16 @@ mod tests {
         ])
         .unwrap();
         Cli::try_parse_from(["redis-observer", "check", "-i", "lo"]).unwrap();
+        Cli::try_parse_from([
+            "redis-observer",
+            "top",
+            "--metrics",
+            "127.0.0.1:9379",
+            "--top-addr",
+            "127.0.0.1:9380",
+        ])
+        .unwrap();
+        assert!(Cli::try_parse_from(["redis-observer", "top", "--interval", "1ms"]).is_err());
         assert!(Cli::try_parse_from(["redis-observer", "run", "--slow", "soon"]).is_err());
     }
 }

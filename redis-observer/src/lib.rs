@@ -11,7 +11,8 @@
 //! - [`resp`] decodes commands and replies; [`session`] pairs them into
 //!   [`record::CommandRecord`]s, pushes and [`events::Notice`]s, using the command table in
 //!   [`commands`].
-//! - [`outputs`] fans records out to [`metrics`] and the [`command_log`].
+//! - [`outputs`] fans records out to [`metrics`], the [`command_log`] and the hot-key
+//!   [`analytics`] (`GET /top`, `replay --top N`).
 //!
 //! - [`attribution`] (live) names the local processes at both ends of each connection.
 //!
@@ -21,6 +22,7 @@
 //! The protocol core (`reassembly`, `resp`, `session`, `commands`, `pipeline`) is plain
 //! synchronous Rust with no I/O, shared by the live daemon and `replay`.
 
+pub mod analytics;
 pub mod attribution;
 pub mod capture;
 pub mod cli;

@@ -22,6 +22,10 @@ pub struct RecordLimits {
     pub reply_bytes: usize,
     /// Bytes shown of an error reply.
     pub error_bytes: usize,
+    /// Keys a record carries for the hot-key analytics (every key of the command, from the key
+    /// specs, each cut to `key_bytes`); 0 (the default) when no output needs them, which costs
+    /// nothing per command.
+    pub keys: usize,
 }
 
 impl Default for RecordLimits {
@@ -33,6 +37,7 @@ impl Default for RecordLimits {
             name_bytes: 32,
             reply_bytes: 96,
             error_bytes: 128,
+            keys: 0,
         }
     }
 }
@@ -49,7 +54,8 @@ impl RecordLimits {
     #[must_use]
     pub fn decoder(&self, base: Limits) -> Limits {
         Limits {
-            keep_args: self.args + DECODER_EXTRA_ARGS,
+            // MSET's keys are every other argument.
+            keep_args: self.args.max(self.keys.saturating_mul(2)) + DECODER_EXTRA_ARGS,
             keep_arg_bytes: self
                 .arg_bytes
                 .max(self.key_bytes)

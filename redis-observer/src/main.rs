@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => redis_observer::cmd::replay::run(args),
         Command::Tail(args) => redis_observer::cmd::tail::run(args),
         Command::Check(args) => return redis_observer::cmd::check::run(&args),
+        Command::Top(args) => redis_observer::cmd::top::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,6 +94,9 @@ pub struct CommandRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// Arguments after the command name (and subcommand), the first few only.
     pub args: &'a [RecordArg],
+    /// Every key of the command from the key specs (prefixes in `arg_buf`), at most
+    /// [`RecordLimits::keys`](crate::limits::RecordLimits::keys); empty when that is 0.
+    pub keys: &'a [RecordArg],
     pub arg_buf: &'a [u8],
     /// Total number of arguments after the name (may exceed `args.len()`).
     pub argc: u64,

@@ -466,6 +466,8 @@ impl CommandStats {
 pub struct Observer {
     pub proc: Proc,
     pub metrics_addr: String,
+    /// The `/top` endpoint's address (a free port), unless the test set `--top`/`--top-addr`.
+    pub top_addr: Option<String>,
     pub stderr_path: PathBuf,
 }
 
@@ -497,6 +499,12 @@ impl Observer {
             .args(args)
             .args(["--metrics-addr", &metrics_addr])
             .stderr(stderr);
+        // Each observer its own /top port: tests run next to other observers.
+        let top_addr = (!args.iter().any(|a| a.starts_with("--top"))).then(|| {
+            let a = format!("127.0.0.1:{}", free_port());
+            cmd.args(["--top-addr", &a]);
+            a
+        });
         match stdout {
             Some(p) => cmd.stdout(std::fs::File::create(p).expect("stdout file")),
             None => cmd.stdout(Stdio::null()),
@@ -505,6 +513,7 @@ impl Observer {
         let mut o = Observer {
             proc,
             metrics_addr,
+            top_addr,
             stderr_path,
         };
         let nsname = ns.map(|n| n.name.clone());

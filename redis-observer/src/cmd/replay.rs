@@ -5,10 +5,11 @@ use std::{fs::File, io::BufReader};
 use anyhow::Context as _;
 
 use crate::{
+    analytics::{self, TopConfig},
     cli::ReplayArgs,
     cmd::run::{open_log, pipeline_config},
     metrics::Metrics,
-    outputs::{self, LogMode},
+    outputs::{self, LogMode, TopSink},
     pipeline::Pipeline,
     record::Sink as _,
     replay::PacketReader,
@@ -22,13 +23,21 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
     let mut reader = PacketReader::new(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("reading {}", args.file.display()))?;
+    let top = args
+        .top
+        .map(|n| TopSink::new(TopConfig::default()).printing(usize::from(n)));
+    let mut config = pipeline_config(&args.out);
+    if top.is_some() {
+        analytics::with_keys(&mut config);
+    }
     let (mut outputs, _reopener) = outputs::build(
         &args.out,
         Metrics::new(),
         open_log(&args.out)?,
         LogMode::Direct,
+        top,
     )?;
-    let mut pipeline = Pipeline::new(pipeline_config(&args.out));
+    let mut pipeline = Pipeline::new(config);
     let mut next_tick = 0u64;
     let result = loop {
         match reader.next_segment() {

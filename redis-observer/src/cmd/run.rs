@@ -17,17 +17,20 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    analytics::{self, TopConfig},
     capture::{self, Capture, CaptureConfig},
-    cli::{LogFormat, OutputArgs, RunArgs},
+    cli::{LogFormat, OutputArgs, RunArgs, Switch},
     command_log::{Format, Target},
     conn::IfaceNames,
     metrics::Metrics,
-    outputs::{self, LogMode, Outputs},
+    outputs::{self, LogMode, Outputs, TopSink},
     pipeline::{Pipeline, PipelineConfig},
     privilege,
     record::Sink as _,
 };
 
+/// `--top-addr` when not given.
+const DEFAULT_TOP_ADDR: &str = "127.0.0.1:9380";
 /// How often the reader drains the ring when the kernel does not wake it.
 const DRAIN_TICK: Duration = Duration::from_millis(2);
 /// Housekeeping: idle connections, held out-of-order data.
@@ -74,6 +77,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.metrics_addr)
         .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
     listener.set_nonblocking(true)?;
+    let top_listener = match (args.top, args.top_addr) {
+        (Switch::Off, _) => None,
+        (Switch::On, Some(addr)) => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the top endpoint {addr}"))?,
+        ),
+        (Switch::On, None) => match std::net::TcpListener::bind(DEFAULT_TOP_ADDR) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(addr = DEFAULT_TOP_ADDR, error = %e, "the /top endpoint is off: its default address is taken (give --top-addr)");
+                None
+            }
+        },
+    };
+    if let Some(l) = &top_listener {
+        l.set_nonblocking(true)?;
+    }
     let target = open_log(&args.out)?;
     let mut cap = Capture::start(config)?;
     // After the kernel hook is attached (a connection opened meanwhile is in its map) and
@@ -99,7 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
         }
     }
-    runtime()?.block_on(run_async(args, cap, listener, target, resolver))
+    runtime()?.block_on(run_async(args, cap, listener, top_listener, target, resolver))
 }
 
 pub fn format(f: LogFormat) -> Format {
@@ -134,6 +154,7 @@ async fn run_async(
     args: RunArgs,
     mut cap: Capture,
     listener: std::net::TcpListener,
+    top_listener: Option<std::net::TcpListener>,
     target: Target,
     resolver: crate::attribution::Resolver,
 ) -> anyhow::Result<()> {
@@ -144,9 +165,24 @@ async fn run_async(
         .metrics()
         .register(&registry)
         .context("registering the attribution metrics")?;
+    // The analytics answer `/top` from the pipeline's thread, at each flush.
+    let top_addr = top_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let (top, top_http) = match top_listener {
+        Some(l) => {
+            let l = tokio::net::TcpListener::from_std(l).context("top endpoint")?;
+            let (tx, rx) = analytics::http::channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(analytics::http::serve(l, tx, async move {
+                let _ = stopped.await;
+            }));
+            let sink = TopSink::new(TopConfig::default()).serving(rx);
+            (Some(sink), Some((stop, task)))
+        }
+        None => (None, None),
+    };
     // SIGHUP reopens the log file (logrotate, systemd reload); with stdout it is a no-op, but it
     // must never terminate the daemon.
-    let (mut outputs, reopener) = outputs::build(&args.out, metrics, target, LogMode::Queued)
+    let (mut outputs, reopener) = outputs::build(&args.out, metrics, target, LogMode::Queued, top)
         .context("starting the log writer")?;
     tokio::spawn(reopener.on_sighup().context("SIGHUP handler")?);
 
@@ -161,10 +197,14 @@ async fn run_async(
         },
     ));
 
-    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, "attached");
+    tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, top = ?top_addr, "attached");
     health.store(true, Ordering::Relaxed);
 
-    let mut pipeline = Pipeline::new(pipeline_config(&args.out));
+    let mut config = pipeline_config(&args.out);
+    if top_http.is_some() {
+        analytics::with_keys(&mut config);
+    }
+    let mut pipeline = Pipeline::new(config);
     pipeline.set_attributor(Box::new(resolver));
     let mut ifaces = IfaceNames::default();
     for i in cap.ifaces() {
@@ -224,6 +264,10 @@ async fn run_async(
     let (_metrics, log_result) = outputs.finish();
     let _ = stop_http.send(());
     let _ = http.await;
+    if let Some((stop, task)) = top_http {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     detached.context("detaching")?;
     log_result.context("flushing the command log")?;
     tracing::info!(connections = pipeline.flows(), "detached and flushed");

@@ -130,6 +130,7 @@ mod tests {
             name: b"SET",
             key: Some(b"k\xff"),
             args: &args,
+            keys: &[],
             arg_buf: b"bar",
             argc: 1,
             status: Status::Ok,

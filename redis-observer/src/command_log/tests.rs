@@ -66,6 +66,7 @@ fn with_rec<R>(i: u64, latency_ns: Option<u64>, f: impl FnOnce(&CommandRecord<'_
         name: b"GET",
         key: Some(key.as_bytes()),
         args: &[],
+        keys: &[],
         arg_buf: &[],
         argc: 1,
         status: if latency_ns.is_some() {
@@ -470,6 +471,7 @@ fn log_cost() {
         name: b"SET",
         key: Some(b"user:1000"),
         args: &args,
+        keys: &[],
         arg_buf: args_buf,
         argc: 2,
         status: Status::Ok,

@@ -8,9 +8,11 @@
 //! open-addressing hash table built at compile time from the generated entries. A name that is
 //! not in the table resolves to [`UNKNOWN`], so clients can never create metric label values.
 
+mod keys;
 pub mod redact;
 mod table;
 
+pub use keys::keys;
 pub use redact::{SECRET_CONFIGS, is_secret_arg, reply_is_secret};
 pub use table::{COMMAND_COUNT, SERVERS, acl, flag, key_flag};
 

@@ -25,6 +25,7 @@ fn rec<'a>(
         name: b"X",
         key: None,
         args: &[],
+        keys: &[],
         arg_buf: &[],
         argc: 0,
         status,

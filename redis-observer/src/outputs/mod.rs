@@ -7,10 +7,12 @@
 //! for both `run` and `replay`; a new output is a new file here plus one line in [`build`].
 
 mod log;
+mod top;
 
 use std::io;
 
 pub use log::LogSink;
+pub use top::TopSink;
 
 use crate::cli::OutputArgs;
 use crate::command_log::{CommandLog, Renderer, Reopener, Target};
@@ -130,12 +132,14 @@ pub enum LogMode {
 
 /// The outputs the command line asks for, around `metrics`, and the handle that reopens the
 /// log file (SIGHUP). The log's target was opened by the caller (before privileges are
-/// dropped).
+/// dropped); the hot-key analytics (`top`) were set up by the caller too (`run` serves them,
+/// `replay` prints them).
 pub fn build(
     args: &OutputArgs,
     mut metrics: Metrics,
     log_target: Target,
     mode: LogMode,
+    top: Option<TopSink>,
 ) -> io::Result<(Outputs, Reopener)> {
     metrics.set_client_label(args.client_label);
     let renderer = Renderer::new(crate::cmd::run::format(args.log_format));
@@ -144,7 +148,10 @@ pub fn build(
         LogMode::Direct => CommandLog::direct(log_target, renderer, metrics.log_counters()),
     };
     let reopener = log.reopener();
-    let outputs =
+    let mut outputs =
         Outputs::new(metrics).with(Box::new(LogSink::new(log, args.slow, args.log_pushes)));
+    if let Some(top) = top {
+        outputs = outputs.with(Box::new(top));
+    }
     Ok((outputs, reopener))
 }

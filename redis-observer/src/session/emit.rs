@@ -99,6 +99,9 @@ impl Core {
             name,
             key,
             args: self.args.slice(e.args_at, e.args_len as usize),
+            keys: self
+                .args
+                .slice(e.args_at + u64::from(e.args_len), e.keys_len as usize),
             arg_buf,
             argc: e.argc,
             status: o.status,

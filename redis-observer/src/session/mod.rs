@@ -341,6 +341,9 @@ struct Core {
     keep_args: usize,
     keep_arg_bytes: usize,
     keep_name_bytes: usize,
+    /// Keys per record for the analytics (0: none, no work); each cut to `keep_key_bytes`.
+    keep_keys: usize,
+    keep_key_bytes: usize,
     resolver: commands::Resolver,
 
     /// Commands awaiting a reply, oldest first.
@@ -407,6 +410,8 @@ impl Core {
             keep_args: l.record.args.min(1024),
             keep_arg_bytes: l.record.arg_bytes.max(l.record.key_bytes).min(1 << 16),
             keep_name_bytes: l.record.name_bytes.min(1 << 10),
+            keep_keys: l.record.keys.min(1024),
+            keep_key_bytes: l.record.key_bytes.min(1 << 16),
             resolver: commands::Resolver::default(),
             pending: VecDeque::new(),
             tx: VecDeque::new(),

@@ -84,6 +84,8 @@ pub(super) struct Entry {
     pub key_start: u32,
     pub key_len: u32,
     pub args_len: u32,
+    /// Key spans (analytics) after the `args_len` argument spans.
+    pub keys_len: u32,
     /// Unknown command: its upper-cased name is the first `name_len` kept bytes.
     pub name_len: u32,
     /// Identity change (see `ident.rs`) kept right after the record's `bytes_len` bytes.

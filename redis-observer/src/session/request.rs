@@ -323,6 +323,7 @@ impl Core {
             key_start: 0,
             key_len: 0,
             args_len: 0,
+            keys_len: 0,
             name_len: 0,
             ident_len: 0,
             id,
@@ -421,10 +422,35 @@ impl Core {
             (e.has_key, e.key_start, e.key_len) = (true, rel(&self.bytes), len32(kept.len()));
             self.bytes.extend(kept);
         }
+        if self.keep_keys > 0 {
+            e.keys_len = self.build_keys(req, id, e.bytes_at);
+        }
         e.bytes_len = rel(&self.bytes);
         // After the record's bytes, so freed with them; never shown.
         e.ident_len = ident::encode(id, req, &mut self.bytes);
         e
+    }
+
+    /// Every key of `req` (bounded), after the entry's arguments in the arenas, for outputs
+    /// that read [`CommandRecord::keys`].
+    fn build_keys(&mut self, req: &Request, id: CommandId, at: u64) -> u32 {
+        let (bytes, args, keep) = (&mut self.bytes, &mut self.args, self.keep_key_bytes);
+        let mut n = 0;
+        commands::keys(id, req, self.keep_keys, |i| {
+            if let Some((prefix, len)) = req.arg(i) {
+                let kept = prefix.get(..keep).unwrap_or(prefix);
+                let start = len32(usize::try_from(bytes.end().wrapping_sub(at)).unwrap_or(0));
+                bytes.extend(kept);
+                args.push(RecordArg {
+                    start,
+                    kept: len32(kept.len()),
+                    len,
+                    redacted: false,
+                });
+                n += 1;
+            }
+        });
+        n
     }
 }
 

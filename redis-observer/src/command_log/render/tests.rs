@@ -55,6 +55,7 @@ fn rec<'a>(
         name,
         key,
         args,
+        keys: &[],
         arg_buf,
         argc: args.len() as u64,
         status,
