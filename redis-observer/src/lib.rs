@@ -19,6 +19,7 @@
 //! The protocol core (`reassembly`, `resp`, `session`, `commands`, `pipeline`) is plain
 //! synchronous Rust with no I/O, shared by the live daemon and `replay`.
 
+pub mod budget;
 pub mod capture;
 pub mod cli;
 pub mod cmd;

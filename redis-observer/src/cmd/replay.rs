@@ -28,7 +28,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         open_log(&args.out)?,
         LogMode::Direct,
     )?;
-    let mut pipeline = Pipeline::new(pipeline_config(&args.out));
+    let budget = crate::budget::Budget::split(args.out.memory_limit, 0)?;
+    outputs.metrics.set_memory_budget(&budget);
+    let mut pipeline = Pipeline::new(pipeline_config(&args.out, &budget));
     let mut next_tick = 0u64;
     let result = loop {
         match reader.next_segment() {
