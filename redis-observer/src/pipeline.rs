@@ -72,12 +72,14 @@ impl FlowState for Conn {
         self.session.mem() + self.req.mem() + self.rep.mem()
     }
 
+    /// The server answered the handshake or sent bytes. A flood of spoofed SYNs with data to
+    /// an address that never answers stays unconfirmed: cheap to lose, and never `busy`.
     fn confirmed(&self) -> bool {
-        self.rep.bytes_delivered() > 0 || self.rep.bytes_missing() > 0
+        self.life.saw_server_syn() || self.rep.bytes_delivered() > 0 || self.rep.bytes_missing() > 0
     }
 
     fn busy(&self) -> bool {
-        self.session.waiting()
+        self.confirmed() && self.session.waiting()
     }
 }
 

@@ -17,13 +17,13 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    budget::Budget,
     capture::{self, Capture, CaptureConfig},
     cli::{LogFormat, OutputArgs, RunArgs},
     command_log::{Format, Target},
     conn::IfaceNames,
     metrics::Metrics,
     outputs::{self, LogMode, Outputs},
-    budget::Budget,
     pipeline::{Pipeline, PipelineConfig},
     privilege,
     record::Sink as _,

@@ -156,8 +156,11 @@ impl<T: FlowState> Drop for FlowRef<'_, T> {
 
 impl<T: FlowState> FlowTable<T> {
     /// Table overhead per flow beyond its state's own `mem()`: map slot, heap item.
-    pub(super) const PER_FLOW: usize =
-        size_of::<FlowKey>() + size_of::<Entry<T>>() + size_of::<HeapItem>() + size_of::<(u64, FlowKey)>() + 8;
+    pub(super) const PER_FLOW: usize = size_of::<FlowKey>()
+        + size_of::<Entry<T>>()
+        + size_of::<HeapItem>()
+        + size_of::<(u64, FlowKey)>()
+        + 8;
 
     pub fn new(ports: PortSet, limits: FlowLimits) -> Self {
         FlowTable {
@@ -291,8 +294,7 @@ impl<T: FlowState> FlowTable<T> {
     pub fn enforce_limits(&mut self, now_ns: u64, mut on_evict: impl FnMut(FlowKey, T)) {
         while self.over_limits() {
             if !self.evict_one(now_ns, &mut on_evict)
-                && !(self.mem > self.limits.max_mem_bytes
-                    && self.evict_any(now_ns, &mut on_evict))
+                && !(self.mem > self.limits.max_mem_bytes && self.evict_any(now_ns, &mut on_evict))
             {
                 break;
             }
@@ -353,7 +355,11 @@ impl<T: FlowState> FlowTable<T> {
             .saturating_sub(live)
             .saturating_add(self.map.capacity().saturating_mul(slot))
             .saturating_add(self.heap.capacity().saturating_mul(size_of::<HeapItem>()))
-            .saturating_add(self.fresh.capacity().saturating_mul(size_of::<(u64, FlowKey)>()))
+            .saturating_add(
+                self.fresh
+                    .capacity()
+                    .saturating_mul(size_of::<(u64, FlowKey)>()),
+            )
             .saturating_add(size_of::<Self>())
     }
 
@@ -408,19 +414,30 @@ impl<T: FlowState> FlowTable<T> {
         }
     }
 
-    /// The memory cap's last resort: the least recently active flow, busy or not.
-    fn evict_any(&mut self, now_ns: u64, on_evict: &mut impl FnMut(FlowKey, T)) -> bool {
-        match self.pop_oldest(now_ns, |_| true, None) {
-            Some((key, state)) => {
-                self.stats.flows_evicted_cap += 1;
-                if state.busy() {
-                    self.stats.flows_evicted_busy += 1;
-                }
-                on_evict(key, state);
-                true
-            }
-            None => false,
+    /// The memory cap's last resort, when every flow left is busy or recently active: the
+    /// flow holding the most memory (a client pipelining without reading its replies), not the
+    /// oldest (a worker blocked for an hour holds almost nothing). O(flows), and rare: it frees
+    /// the most per call.
+    fn evict_any(&mut self, _now_ns: u64, on_evict: &mut impl FnMut(FlowKey, T)) -> bool {
+        let Some(key) = self
+            .map
+            .iter()
+            .max_by_key(|(_, e)| (e.mem, std::cmp::Reverse(e.last_ns)))
+            .map(|(k, _)| *k)
+        else {
+            return false;
+        };
+        let Some(e) = self.map.remove(&key) else {
+            return false;
+        };
+        self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
+        self.stats.flows_evicted_cap += 1;
+        if e.state.busy() {
+            self.stats.flows_evicted_busy += 1;
         }
+        on_evict(key, e.state);
+        self.maybe_rebuild_heap();
+        true
     }
 
     /// Removes and returns the oldest-created flow that has not heard from its server.
@@ -478,7 +495,8 @@ impl<T: FlowState> FlowTable<T> {
                 }
                 *spared += 1;
                 self.heap.pop();
-                self.heap.push(Reverse((now_ns.max(ts.saturating_add(1)), id, key)));
+                self.heap
+                    .push(Reverse((now_ns.max(ts.saturating_add(1)), id, key)));
                 continue;
             }
             self.heap.pop();
@@ -492,8 +510,10 @@ impl<T: FlowState> FlowTable<T> {
     /// creations or removals.
     fn compact_fresh(&mut self) {
         let map = &self.map;
-        self.fresh
-            .retain(|(id, key)| map.get(key).is_some_and(|e| e.id == *id && !e.state.confirmed()));
+        self.fresh.retain(|(id, key)| {
+            map.get(key)
+                .is_some_and(|e| e.id == *id && !e.state.confirmed())
+        });
     }
 
     /// Drops heap items of removed flows once they outnumber live flows: in place, O(n), at most

@@ -465,12 +465,12 @@ fn memory_cap_takes_a_busy_flow_as_last_resort() {
     touch(&mut t, 2, 2);
     mark(&mut t, 1, 2, false, true);
     mark(&mut t, 2, 2, false, true);
-    // 2 grows past the cap: the only way under is to drop a busy flow, the least recently active.
-    t.get(client(2), a(SERVER), 3).unwrap().mem = 900;
-    t.get(client(1), a(SERVER), 4).unwrap().mem = 900;
+    // Both grow past the cap: the only way under is to drop a busy flow, the biggest.
+    t.get(client(2), a(SERVER), 3).unwrap().mem = 600;
+    t.get(client(1), a(SERVER), 4).unwrap().mem = 1200;
     let mut gone = Vec::new();
     t.enforce_mem(5, |k, _| gone.push(k.client.port() - 40000));
-    assert_eq!(gone, vec![2]);
+    assert_eq!(gone, vec![1]);
     assert_eq!(t.stats().flows_evicted_busy, 1);
     assert!(t.flows_mem() <= t.limits().max_mem_bytes);
     // Under the cap: nothing to do.
