@@ -30,7 +30,7 @@ pub const MIN_FLOWS: u64 = 8 << 20;
 
 /// The smallest a connection costs in the table (its state, buffers not yet grown, the table's
 /// bookkeeping); bounds how many connections the budget can hold.
-pub const MIN_PER_FLOW: u64 = 1024;
+pub const MIN_PER_FLOW: u64 = 2048;
 
 /// Connections tracked at most, whatever the budget.
 pub const MAX_FLOWS: u64 = 100_000;

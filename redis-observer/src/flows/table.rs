@@ -74,7 +74,9 @@ pub struct FlowStats {
 }
 
 struct Entry<T> {
-    state: T,
+    /// Boxed: a connection's state is large (about 1.5 KiB), and the map keeps up to twice
+    /// its length in slots; boxed, a spare slot costs under 100 bytes.
+    state: Box<T>,
     /// Latest activity, ns (never moves backwards).
     last_ns: u64,
     /// Unique per flow ever created: tells this flow's heap item from a previous flow's with the
@@ -133,13 +135,13 @@ impl<T: FlowState> FlowRef<'_, T> {
 impl<T: FlowState> Deref for FlowRef<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.entry.state
+        &*self.entry.state
     }
 }
 
 impl<T: FlowState> DerefMut for FlowRef<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.entry.state
+        &mut *self.entry.state
     }
 }
 
@@ -156,11 +158,15 @@ impl<T: FlowState> Drop for FlowRef<'_, T> {
 
 impl<T: FlowState> FlowTable<T> {
     /// Table overhead per flow beyond its state's own `mem()`: map slot, heap item.
-    pub(super) const PER_FLOW: usize = size_of::<FlowKey>()
-        + size_of::<Entry<T>>()
-        + size_of::<HeapItem>()
-        + size_of::<(u64, FlowKey)>()
-        + 8;
+    /// Table overhead per flow beyond its state's own `mem()` (which counts the state itself),
+    /// amortised over what the containers keep spare: the allocator's header of the boxed
+    /// state; a map slot, twice (the map grows by doubling and never shrinks); a heap item and
+    /// a `fresh` item, four times each (up to twice as many items as flows before a rebuild,
+    /// and doubling capacity).
+    pub(super) const PER_FLOW: usize = 16
+        + 2 * (size_of::<FlowKey>() + size_of::<Entry<T>>() + 1)
+        + 4 * size_of::<HeapItem>()
+        + 4 * size_of::<(u64, FlowKey)>();
 
     pub fn new(ports: PortSet, limits: FlowLimits) -> Self {
         FlowTable {
@@ -229,7 +235,7 @@ impl<T: FlowState> FlowTable<T> {
                 (e, false)
             }
             MapEntry::Vacant(v) => {
-                let state = make(&key, dir);
+                let state = Box::new(make(&key, dir));
                 let mem = state.mem();
                 let id = self.next_id;
                 self.next_id += 1;
@@ -261,7 +267,7 @@ impl<T: FlowState> FlowTable<T> {
         self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
         self.stats.flows_closed += 1;
         self.maybe_rebuild_heap();
-        Some(e.state)
+        Some(*e.state)
     }
 
     /// Removes flows idle for `idle_timeout_ns` or more, oldest first, handing each to
@@ -315,7 +321,7 @@ impl<T: FlowState> FlowTable<T> {
         self.fresh.clear();
         self.mem = 0;
         for (key, e) in self.map.drain() {
-            on_evict(key, e.state);
+            on_evict(key, *e.state);
         }
     }
 
@@ -328,14 +334,14 @@ impl<T: FlowState> FlowTable<T> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &T)> {
-        self.map.iter().map(|(k, e)| (k, &e.state))
+        self.map.iter().map(|(k, e)| (k, &*e.state))
     }
 
     /// Visits every flow mutably (periodic work such as `Stream::expire_held`), re-measuring
     /// each one's memory. Does not count as activity.
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&FlowKey, &mut T)) {
         for (k, e) in &mut self.map {
-            f(k, &mut e.state);
+            f(k, &mut *e.state);
             let now = e.state.mem();
             self.mem = self.mem.saturating_sub(e.mem).saturating_add(now);
             e.mem = now;
@@ -353,6 +359,7 @@ impl<T: FlowState> FlowTable<T> {
         let live = self.map.len().saturating_mul(Self::PER_FLOW);
         self.mem
             .saturating_sub(live)
+            .saturating_add(self.map.len().saturating_mul(16))
             .saturating_add(self.map.capacity().saturating_mul(slot))
             .saturating_add(self.heap.capacity().saturating_mul(size_of::<HeapItem>()))
             .saturating_add(
@@ -435,7 +442,7 @@ impl<T: FlowState> FlowTable<T> {
         if e.state.busy() {
             self.stats.flows_evicted_busy += 1;
         }
-        on_evict(key, e.state);
+        on_evict(key, *e.state);
         self.maybe_rebuild_heap();
         true
     }
@@ -448,7 +455,7 @@ impl<T: FlowState> FlowTable<T> {
                 Some(e) if e.id == id && !e.state.confirmed() => {
                     let e = self.map.remove(&key)?;
                     self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
-                    return Some((key, e.state));
+                    return Some((key, *e.state));
                 }
                 // Removed, replaced or confirmed since: a confirmed flow never goes back.
                 _ => {}
@@ -502,7 +509,7 @@ impl<T: FlowState> FlowTable<T> {
             self.heap.pop();
             let e = self.map.remove(&key)?;
             self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
-            return Some((key, e.state));
+            return Some((key, *e.state));
         }
     }
 
