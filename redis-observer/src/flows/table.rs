@@ -399,7 +399,7 @@ impl<T: FlowState> FlowTable<T> {
     /// Evicts one flow to make room: the oldest that never heard from its server, else the
     /// longest-idle one that is idle at least `min_idle_to_evict_ns` and not busy.
     fn evict_one(&mut self, now_ns: u64, on_evict: &mut impl FnMut(FlowKey, T)) -> bool {
-        if let Some((key, state)) = self.pop_unconfirmed() {
+        if let Some((key, state)) = self.pop_unconfirmed(now_ns) {
             self.stats.flows_evicted_cap += 1;
             self.stats.flows_evicted_unconfirmed += 1;
             on_evict(key, state);
@@ -447,18 +447,27 @@ impl<T: FlowState> FlowTable<T> {
         true
     }
 
-    /// Removes and returns the oldest-created flow that has not heard from its server.
-    fn pop_unconfirmed(&mut self) -> Option<(FlowKey, T)> {
+    /// Removes and returns the oldest-created flow that has not heard from its server, if it
+    /// has been quiet `min_idle_to_evict_ns` (a real connection's SYN-ACK comes within a round
+    /// trip: a new connection must not be taken for a one-sided one while it waits for it).
+    fn pop_unconfirmed(&mut self, now_ns: u64) -> Option<(FlowKey, T)> {
+        let min_idle = self.limits.min_idle_to_evict_ns;
         while let Some(&(id, key)) = self.fresh.front() {
-            self.fresh.pop_front();
             match self.map.get(&key) {
                 Some(e) if e.id == id && !e.state.confirmed() => {
+                    if now_ns.saturating_sub(e.last_ns) < min_idle {
+                        // The oldest one-sided flow is still active: the others are younger.
+                        return None;
+                    }
+                    self.fresh.pop_front();
                     let e = self.map.remove(&key)?;
                     self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
                     return Some((key, *e.state));
                 }
                 // Removed, replaced or confirmed since: a confirmed flow never goes back.
-                _ => {}
+                _ => {
+                    self.fresh.pop_front();
+                }
             }
         }
         None
