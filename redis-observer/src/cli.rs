@@ -76,6 +76,10 @@ pub struct OutputArgs {
     /// logged `unanswered`); in replay, on the capture's clock.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Memory the daemon may use in all (bytes, or with K/M/G suffix): every budget (connections,
+    /// commands awaiting replies, buffers) is derived from it.
+    #[arg(long, default_value = "192M", value_parser = parse_size)]
+    pub memory_limit: u64,
 }
 
 #[derive(Args, Debug)]

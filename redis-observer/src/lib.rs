@@ -24,6 +24,7 @@
 
 pub mod analytics;
 pub mod attribution;
+pub mod budget;
 pub mod capture;
 pub mod cli;
 pub mod cmd;

@@ -11,7 +11,7 @@ use crate::{
         CloseReason, FlowKey, FlowLimits, FlowState, FlowTable, Lifecycle, PortSet, Transition,
     },
     reassembly::{Stream, StreamEvent, StreamLimits},
-    record::{Dir, FlowEvent, MissReason, Sink},
+    record::{Dir, EvictReason, FlowEvent, MissReason, Sink},
     segment::Segment,
     session::{Session, SessionLimits},
 };
@@ -89,6 +89,16 @@ const HALF_CLOSED_IDLE_NS: u64 = 5_000_000_000;
 impl FlowState for Conn {
     fn mem(&self) -> usize {
         self.session.mem() + self.req.mem() + self.rep.mem()
+    }
+
+    /// The server answered the handshake or sent bytes. A flood of spoofed SYNs with data to
+    /// an address that never answers stays unconfirmed: cheap to lose, and never `busy`.
+    fn confirmed(&self) -> bool {
+        self.life.saw_server_syn() || self.rep.bytes_delivered() > 0 || self.rep.bytes_missing() > 0
+    }
+
+    fn busy(&self) -> bool {
+        self.confirmed() && self.session.waiting()
     }
 }
 
@@ -324,6 +334,10 @@ impl Pipeline {
                 conn.close(seg.ts_ns, &mut self.tap, sink);
             }
         }
+        // A flow grows between ticks (pipelined commands awaiting replies, held segments): the
+        // memory cap holds at every segment, not only once a second.
+        self.table
+            .enforce_mem(seg.ts_ns, |k, c| evicted.push((k, c)));
         self.evict(evicted, seg.ts_ns, sink);
     }
 
@@ -424,7 +438,14 @@ impl Pipeline {
 
     fn evict(&mut self, evicted: Vec<(FlowKey, Conn)>, ts: u64, sink: &mut impl Sink) {
         for (_, c) in evicted {
-            sink.flow(c.meta(), FlowEvent::Evicted { idle: false });
+            let reason = if !c.confirmed() {
+                EvictReason::OneSided
+            } else if c.busy() {
+                EvictReason::Busy
+            } else {
+                EvictReason::Limit
+            };
+            sink.flow(c.meta(), FlowEvent::Evicted { reason });
             c.close(ts, &mut self.tap, sink);
         }
     }
@@ -469,7 +490,12 @@ impl Pipeline {
             expired.push((k, c))
         });
         for (_, c) in expired {
-            sink.flow(c.meta(), FlowEvent::Evicted { idle: true });
+            sink.flow(
+                c.meta(),
+                FlowEvent::Evicted {
+                    reason: EvictReason::Idle,
+                },
+            );
             c.close(now_ns, &mut self.tap, sink);
         }
     }

@@ -142,6 +142,34 @@ impl MissReason {
 }
 
 /// Connection-level happenings, for metrics.
+/// Why a connection left the flow table before it ended (`redis_observer_flows_evicted_total`'s
+/// `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictReason {
+    /// Quiet for `--idle-timeout` with nothing awaiting a reply.
+    Idle,
+    /// To make room (count or memory cap), the longest-idle connection.
+    Limit,
+    /// To make room, a connection that never heard from its server (spoofed or half-open):
+    /// these go first.
+    OneSided,
+    /// To keep the memory cap when nothing else was left: a connection with a command awaiting
+    /// its reply.
+    Busy,
+}
+
+impl EvictReason {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictReason::Idle => "idle",
+            EvictReason::Limit => "limit",
+            EvictReason::OneSided => "one_sided",
+            EvictReason::Busy => "busy",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlowEvent {
     /// First seen (at its SYN, or mid-stream).
@@ -152,9 +180,9 @@ pub enum FlowEvent {
         reason: MissReason,
         n: u64,
     },
-    /// Dropped from the flow table to respect its caps (`idle`: by the idle timeout).
+    /// Dropped from the flow table: by the idle timeout, or to respect its caps.
     Evicted {
-        idle: bool,
+        reason: EvictReason,
     },
     /// Not tracked: the flow table was full of active connections.
     Refused,

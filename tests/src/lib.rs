@@ -484,7 +484,22 @@ impl Observer {
         Self::start_inner(ns, args, Some(stdout))
     }
 
+    /// Like `start`, the daemon placed in `cgroup` before it runs its first instruction (so its
+    /// ring buffer and every page it touches are charged there).
+    pub fn start_in_cgroup(args: &[&str], cgroup: &MemCgroup) -> Observer {
+        Self::start_opts(None, args, None, Some(cgroup))
+    }
+
     fn start_inner(ns: Option<&NetNs>, args: &[&str], stdout: Option<&Path>) -> Observer {
+        Self::start_opts(ns, args, stdout, None)
+    }
+
+    fn start_opts(
+        ns: Option<&NetNs>,
+        args: &[&str],
+        stdout: Option<&Path>,
+        cgroup: Option<&MemCgroup>,
+    ) -> Observer {
         require_root();
         let bin = observer_bin();
         let mport = free_port();
@@ -509,6 +524,9 @@ impl Observer {
             Some(p) => cmd.stdout(std::fs::File::create(p).expect("stdout file")),
             None => cmd.stdout(Stdio::null()),
         };
+        if let Some(cg) = cgroup {
+            cg.enter_on_exec(&mut cmd);
+        }
         let proc = Proc::spawn("redis-observer", &mut cmd);
         let mut o = Observer {
             proc,
@@ -1084,4 +1102,133 @@ pub fn e2e_lock() -> E2eLock {
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(r, 0, "flock: {}", std::io::Error::last_os_error());
     E2eLock(f)
+}
+
+/// A memory cgroup of the test's own (v2, or v1's memory hierarchy under this process's own
+/// cgroup), with a hard limit; removed on drop (after its processes are gone).
+pub struct MemCgroup {
+    pub path: PathBuf,
+    v2: bool,
+}
+
+impl MemCgroup {
+    pub fn new(name: &str, limit_bytes: u64) -> MemCgroup {
+        require_root();
+        let leaf = unique(name);
+        let (path, v2) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            // A child of the root: an inner cgroup holding processes cannot enable controllers
+            // for its children.
+            let p = Path::new("/sys/fs/cgroup").join(&leaf);
+            let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+            (p, true)
+        } else {
+            let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+            let rel = own
+                .lines()
+                .find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+                    ctrl.split(',').any(|c| c == "memory").then_some(path)
+                })
+                .expect("no memory cgroup (v1) for this process")
+                .trim_start_matches('/');
+            (
+                Path::new("/sys/fs/cgroup/memory").join(rel).join(&leaf),
+                false,
+            )
+        };
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let cg = MemCgroup { path, v2 };
+        if v2 {
+            cg.write("memory.max", &limit_bytes.to_string());
+            let _ = std::fs::write(cg.path.join("memory.swap.max"), "0");
+        } else {
+            cg.write("memory.limit_in_bytes", &limit_bytes.to_string());
+            let _ = std::fs::write(cg.path.join("memory.swappiness"), "0");
+        }
+        cg
+    }
+
+    fn write(&self, file: &str, value: &str) {
+        std::fs::write(self.path.join(file), value)
+            .unwrap_or_else(|e| panic!("writing {value} to {}/{file}: {e}", self.path.display()));
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path.join(file)).unwrap_or_default()
+    }
+
+    /// `cmd`'s process moves itself here between fork and exec.
+    pub fn enter_on_exec(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt as _;
+        let procs = std::ffi::CString::new(
+            self.path
+                .join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .expect("path without NUL");
+        // SAFETY: between fork and exec only async-signal-safe calls are made (open, write,
+        // close, getpid) on memory prepared before the fork; no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let mut buf = [0u8; 16];
+                let mut n = libc::getpid() as u32;
+                let mut i = buf.len();
+                loop {
+                    i -= 1;
+                    buf[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let w = libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i);
+                libc::close(fd);
+                if w < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Times the kernel's OOM killer killed a process of this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let text = if self.v2 {
+            self.read("memory.events")
+        } else {
+            self.read("memory.oom_control")
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Highest memory charged to the cgroup (process memory, kernel memory such as the BPF ring
+    /// buffer, page cache), bytes.
+    pub fn peak_bytes(&self) -> u64 {
+        let f = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        self.read(f).trim().parse().unwrap_or(0)
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -26,7 +26,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let top = args
         .top
         .map(|n| TopSink::new(TopConfig::default()).printing(usize::from(n)));
-    let mut config = pipeline_config(&args.out);
+    let budget = crate::budget::Budget::split(args.out.memory_limit, 0)?;
+    let mut config = pipeline_config(&args.out, &budget);
     if top.is_some() {
         analytics::with_keys(&mut config);
     }
@@ -37,6 +38,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         LogMode::Direct,
         top,
     )?;
+    outputs.metrics.set_memory_budget(&budget);
     let mut pipeline = Pipeline::new(config);
     let mut next_tick = 0u64;
     let result = loop {

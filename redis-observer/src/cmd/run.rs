@@ -18,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     analytics::{self, TopConfig},
+    budget::Budget,
     capture::{self, Capture, CaptureConfig},
     cli::{LogFormat, OutputArgs, RunArgs, Switch},
     command_log::{Format, Target},
@@ -39,6 +40,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 const KERNEL_COUNTERS: Duration = Duration::from_millis(100);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let budget = Budget::split(args.out.memory_limit, args.ring_bytes)?;
     let config = CaptureConfig {
         ifaces: args.ifaces.clone(),
         ports: args.out.ports.clone(),
@@ -119,7 +121,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
         }
     }
-    runtime()?.block_on(run_async(args, cap, listener, top_listener, target, resolver))
+    runtime()?.block_on(run_async(
+        args,
+        budget,
+        cap,
+        listener,
+        top_listener,
+        target,
+        resolver,
+    ))
 }
 
 pub fn format(f: LogFormat) -> Format {
@@ -129,13 +139,17 @@ pub fn format(f: LogFormat) -> Format {
     }
 }
 
-/// The pipeline `run` and `replay` both use, from the shared arguments.
-pub fn pipeline_config(out: &OutputArgs) -> PipelineConfig {
-    PipelineConfig {
+/// The pipeline `run` and `replay` both use, from the shared arguments and the memory budget.
+pub fn pipeline_config(out: &OutputArgs, budget: &Budget) -> PipelineConfig {
+    let mut cfg = PipelineConfig {
         ports: out.ports.clone(),
         idle_timeout_ns: u64::try_from(out.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
         ..PipelineConfig::default()
-    }
+    };
+    cfg.flows.max_flows = budget.max_flows;
+    cfg.flows.max_mem_bytes = usize::try_from(budget.flows).unwrap_or(usize::MAX);
+    cfg.session.max_pending_bytes = usize::try_from(budget.pending_per_conn).unwrap_or(usize::MAX);
+    cfg
 }
 
 /// The command log's destination, opened before anything is attached so a bad path fails early.
@@ -152,6 +166,7 @@ fn now_ns() -> u64 {
 
 async fn run_async(
     args: RunArgs,
+    budget: Budget,
     mut cap: Capture,
     listener: std::net::TcpListener,
     top_listener: Option<std::net::TcpListener>,
@@ -200,7 +215,14 @@ async fn run_async(
     tracing::info!(ifaces = ?args.ifaces, ports = ?args.out.ports, mode = ?args.attach, metrics = %args.metrics_addr, top = ?top_addr, "attached");
     health.store(true, Ordering::Relaxed);
 
-    let mut config = pipeline_config(&args.out);
+    outputs.metrics.set_memory_budget(&budget);
+    tracing::info!(
+        limit_mib = budget.limit >> 20,
+        connections_mib = budget.flows >> 20,
+        max_connections = budget.max_flows,
+        "memory budget"
+    );
+    let mut config = pipeline_config(&args.out, &budget);
     if top_http.is_some() {
         analytics::with_keys(&mut config);
     }
@@ -249,6 +271,7 @@ async fn run_async(
             last_housekeeping = Instant::now();
             let now = now_ns();
             pipeline.tick(now, &mut outputs);
+            outputs.metrics.set_flows_memory(pipeline.mem());
             outputs.tick(now);
         }
     };

@@ -325,7 +325,10 @@ fn of_rule(r: &Rule, a: Args) -> Policy {
         }
     };
     if secret_reply {
-        p |= REPLY;
+        // An error in the place of a secret reply is as doubtful as the reply: only its class
+        // is shown (a reply stream that shifted could put another command's echoing error
+        // there).
+        p |= REPLY | ERRORS;
     }
     Policy(p)
 }

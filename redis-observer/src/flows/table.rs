@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::mem::size_of;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
@@ -15,6 +15,20 @@ pub trait FlowState {
     /// Heap bytes this state holds (buffers, queues), counted against the table's memory cap.
     /// Called each time a [`FlowRef`] is dropped: keep it O(1).
     fn mem(&self) -> usize;
+
+    /// The server side has spoken (sent data): a real connection. A flow that never heard from
+    /// its server (spoofed SYNs with data, half-open, one-sided) is the first to go when room is
+    /// needed, whatever its age. O(1).
+    fn confirmed(&self) -> bool {
+        true
+    }
+
+    /// Work is outstanding (a command awaiting its reply, such as a `BLPOP queue 0`): the flow
+    /// is not idle however quiet it is. Busy flows are never expired for idleness and are
+    /// evicted for room only when nothing else can go. O(1).
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// Caps of a [`FlowTable`].
@@ -50,12 +64,19 @@ pub struct FlowStats {
     pub flows_expired_idle: u64,
     /// Not created: table full and no flow idle enough to evict.
     pub flows_refused: u64,
+    /// Of `flows_evicted_cap`: flows that never heard from their server (evicted first).
+    pub flows_evicted_unconfirmed: u64,
+    /// Of `flows_evicted_cap`: flows with a command awaiting its reply (evicted last, only to
+    /// keep the memory cap).
+    pub flows_evicted_busy: u64,
     /// Removed by [`FlowTable::remove`] (connection closed).
     pub flows_closed: u64,
 }
 
 struct Entry<T> {
-    state: T,
+    /// Boxed: a connection's state is large (about 1.5 KiB), and the map keeps up to twice
+    /// its length in slots; boxed, a spare slot costs under 100 bytes.
+    state: Box<T>,
     /// Latest activity, ns (never moves backwards).
     last_ns: u64,
     /// Unique per flow ever created: tells this flow's heap item from a previous flow's with the
@@ -68,10 +89,16 @@ struct Entry<T> {
 /// `(last activity when pushed, flow id, key)`, smallest first.
 type HeapItem = Reverse<(u64, u64, FlowKey)>;
 
+/// Busy flows one eviction or expiry pass steps over before giving up.
+const SPARE_MAX: usize = 1024;
+
 /// Connections and their state `T`. See the module docs.
 pub struct FlowTable<T: FlowState> {
     map: HashMap<FlowKey, Entry<T>, ahash::RandomState>,
     pub(super) heap: BinaryHeap<HeapItem>,
+    /// `(flow id, key)` of flows in creation order, for evicting unconfirmed flows first. Items
+    /// of flows since removed or confirmed are skipped when they surface; rebuilt like `heap`.
+    fresh: VecDeque<(u64, FlowKey)>,
     ports: PortSet,
     limits: FlowLimits,
     /// Sum over flows of `Entry::mem + PER_FLOW`.
@@ -108,13 +135,13 @@ impl<T: FlowState> FlowRef<'_, T> {
 impl<T: FlowState> Deref for FlowRef<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.entry.state
+        &*self.entry.state
     }
 }
 
 impl<T: FlowState> DerefMut for FlowRef<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.entry.state
+        &mut *self.entry.state
     }
 }
 
@@ -131,13 +158,21 @@ impl<T: FlowState> Drop for FlowRef<'_, T> {
 
 impl<T: FlowState> FlowTable<T> {
     /// Table overhead per flow beyond its state's own `mem()`: map slot, heap item.
-    pub(super) const PER_FLOW: usize =
-        size_of::<FlowKey>() + size_of::<Entry<T>>() + size_of::<HeapItem>() + 8;
+    /// Table overhead per flow beyond its state's own `mem()` (which counts the state itself),
+    /// amortised over what the containers keep spare: the allocator's header of the boxed
+    /// state; a map slot, twice (the map grows by doubling and never shrinks); a heap item and
+    /// a `fresh` item, four times each (up to twice as many items as flows before a rebuild,
+    /// and doubling capacity).
+    pub(super) const PER_FLOW: usize = 16
+        + 2 * (size_of::<FlowKey>() + size_of::<Entry<T>>() + 1)
+        + 4 * size_of::<HeapItem>()
+        + 4 * size_of::<(u64, FlowKey)>();
 
     pub fn new(ports: PortSet, limits: FlowLimits) -> Self {
         FlowTable {
             map: HashMap::with_hasher(ahash::RandomState::new()),
             heap: BinaryHeap::new(),
+            fresh: VecDeque::new(),
             ports,
             limits,
             mem: 0,
@@ -184,6 +219,9 @@ impl<T: FlowState> FlowTable<T> {
         mut on_evict: impl FnMut(FlowKey, T),
     ) -> Option<FlowRef<'_, T>> {
         let (key, dir) = orient(&self.ports, src, dst);
+        if self.fresh.len() > 2 * self.map.len() + 1024 {
+            self.compact_fresh();
+        }
         // Only a full table pays for the extra lookup; the common path hashes once.
         if self.is_full() && !self.map.contains_key(&key) && !self.make_room(now_ns, &mut on_evict)
         {
@@ -197,11 +235,12 @@ impl<T: FlowState> FlowTable<T> {
                 (e, false)
             }
             MapEntry::Vacant(v) => {
-                let state = make(&key, dir);
+                let state = Box::new(make(&key, dir));
                 let mem = state.mem();
                 let id = self.next_id;
                 self.next_id += 1;
                 self.heap.push(Reverse((now_ns, id, key)));
+                self.fresh.push_back((id, key));
                 self.mem = self.mem.saturating_add(mem + Self::PER_FLOW);
                 self.stats.flows_created += 1;
                 let e = v.insert(Entry {
@@ -228,7 +267,7 @@ impl<T: FlowState> FlowTable<T> {
         self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
         self.stats.flows_closed += 1;
         self.maybe_rebuild_heap();
-        Some(e.state)
+        Some(*e.state)
     }
 
     /// Removes flows idle for `idle_timeout_ns` or more, oldest first, handing each to
@@ -241,9 +280,12 @@ impl<T: FlowState> FlowTable<T> {
         mut on_evict: impl FnMut(FlowKey, T),
     ) -> usize {
         let mut n = 0;
-        while let Some((key, state)) =
-            self.pop_oldest(|last| now_ns.saturating_sub(last) >= idle_timeout_ns)
-        {
+        let mut spared = 0;
+        while let Some((key, state)) = self.pop_oldest(
+            now_ns,
+            |last| now_ns.saturating_sub(last) >= idle_timeout_ns,
+            Some(&mut spared),
+        ) {
             self.stats.flows_expired_idle += 1;
             n += 1;
             on_evict(key, state);
@@ -252,17 +294,34 @@ impl<T: FlowState> FlowTable<T> {
         n
     }
 
-    /// Evicts longest-idle flows (idle at least `min_idle_to_evict_ns`) while over a cap.
+    /// Evicts while over a cap: flows that never heard from their server first, then the
+    /// longest-idle ones (idle at least `min_idle_to_evict_ns`, not busy); over the memory cap
+    /// with nothing else left, the least recently active flow even if busy.
     pub fn enforce_limits(&mut self, now_ns: u64, mut on_evict: impl FnMut(FlowKey, T)) {
-        while self.over_limits() && self.evict_one(now_ns, &mut on_evict) {}
+        while self.over_limits() {
+            if !self.evict_one(now_ns, &mut on_evict)
+                && !(self.mem > self.limits.max_mem_bytes && self.evict_any(now_ns, &mut on_evict))
+            {
+                break;
+            }
+        }
+    }
+
+    /// Over the memory cap (the caller just let a flow grow): evicts until under it. One
+    /// comparison when under.
+    pub fn enforce_mem(&mut self, now_ns: u64, on_evict: impl FnMut(FlowKey, T)) {
+        if self.mem > self.limits.max_mem_bytes {
+            self.enforce_limits(now_ns, on_evict);
+        }
     }
 
     /// Removes every flow (shutdown), handing each to `on_evict`.
     pub fn drain(&mut self, mut on_evict: impl FnMut(FlowKey, T)) {
         self.heap.clear();
+        self.fresh.clear();
         self.mem = 0;
         for (key, e) in self.map.drain() {
-            on_evict(key, e.state);
+            on_evict(key, *e.state);
         }
     }
 
@@ -275,14 +334,14 @@ impl<T: FlowState> FlowTable<T> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &T)> {
-        self.map.iter().map(|(k, e)| (k, &e.state))
+        self.map.iter().map(|(k, e)| (k, &*e.state))
     }
 
     /// Visits every flow mutably (periodic work such as `Stream::expire_held`), re-measuring
     /// each one's memory. Does not count as activity.
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&FlowKey, &mut T)) {
         for (k, e) in &mut self.map {
-            f(k, &mut e.state);
+            f(k, &mut *e.state);
             let now = e.state.mem();
             self.mem = self.mem.saturating_sub(e.mem).saturating_add(now);
             e.mem = now;
@@ -300,8 +359,14 @@ impl<T: FlowState> FlowTable<T> {
         let live = self.map.len().saturating_mul(Self::PER_FLOW);
         self.mem
             .saturating_sub(live)
+            .saturating_add(self.map.len().saturating_mul(16))
             .saturating_add(self.map.capacity().saturating_mul(slot))
             .saturating_add(self.heap.capacity().saturating_mul(size_of::<HeapItem>()))
+            .saturating_add(
+                self.fresh
+                    .capacity()
+                    .saturating_mul(size_of::<(u64, FlowKey)>()),
+            )
             .saturating_add(size_of::<Self>())
     }
 
@@ -331,9 +396,22 @@ impl<T: FlowState> FlowTable<T> {
         true
     }
 
+    /// Evicts one flow to make room: the oldest that never heard from its server, else the
+    /// longest-idle one that is idle at least `min_idle_to_evict_ns` and not busy.
     fn evict_one(&mut self, now_ns: u64, on_evict: &mut impl FnMut(FlowKey, T)) -> bool {
+        if let Some((key, state)) = self.pop_unconfirmed(now_ns) {
+            self.stats.flows_evicted_cap += 1;
+            self.stats.flows_evicted_unconfirmed += 1;
+            on_evict(key, state);
+            return true;
+        }
         let min_idle = self.limits.min_idle_to_evict_ns;
-        match self.pop_oldest(|last| now_ns.saturating_sub(last) >= min_idle) {
+        let mut spared = 0;
+        match self.pop_oldest(
+            now_ns,
+            |last| now_ns.saturating_sub(last) >= min_idle,
+            Some(&mut spared),
+        ) {
             Some((key, state)) => {
                 self.stats.flows_evicted_cap += 1;
                 on_evict(key, state);
@@ -343,13 +421,72 @@ impl<T: FlowState> FlowTable<T> {
         }
     }
 
+    /// The memory cap's last resort, when every flow left is busy or recently active: the
+    /// flow holding the most memory (a client pipelining without reading its replies), not the
+    /// oldest (a worker blocked for an hour holds almost nothing). O(flows), and rare: it frees
+    /// the most per call.
+    fn evict_any(&mut self, _now_ns: u64, on_evict: &mut impl FnMut(FlowKey, T)) -> bool {
+        let Some(key) = self
+            .map
+            .iter()
+            .max_by_key(|(_, e)| (e.mem, std::cmp::Reverse(e.last_ns)))
+            .map(|(k, _)| *k)
+        else {
+            return false;
+        };
+        let Some(e) = self.map.remove(&key) else {
+            return false;
+        };
+        self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
+        self.stats.flows_evicted_cap += 1;
+        if e.state.busy() {
+            self.stats.flows_evicted_busy += 1;
+        }
+        on_evict(key, *e.state);
+        self.maybe_rebuild_heap();
+        true
+    }
+
+    /// Removes and returns the oldest-created flow that has not heard from its server, if it
+    /// has been quiet `min_idle_to_evict_ns` (a real connection's SYN-ACK comes within a round
+    /// trip: a new connection must not be taken for a one-sided one while it waits for it).
+    fn pop_unconfirmed(&mut self, now_ns: u64) -> Option<(FlowKey, T)> {
+        let min_idle = self.limits.min_idle_to_evict_ns;
+        while let Some(&(id, key)) = self.fresh.front() {
+            match self.map.get(&key) {
+                Some(e) if e.id == id && !e.state.confirmed() => {
+                    if now_ns.saturating_sub(e.last_ns) < min_idle {
+                        // The oldest one-sided flow is still active: the others are younger.
+                        return None;
+                    }
+                    self.fresh.pop_front();
+                    let e = self.map.remove(&key)?;
+                    self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
+                    return Some((key, *e.state));
+                }
+                // Removed, replaced or confirmed since: a confirmed flow never goes back.
+                _ => {
+                    self.fresh.pop_front();
+                }
+            }
+        }
+        None
+    }
+
     /// Removes and returns the flow with the oldest activity if `evictable(last_ns)` holds for
-    /// it. Cleans stale heap items on the way.
-    fn pop_oldest(&mut self, evictable: impl Fn(u64) -> bool) -> Option<(FlowKey, T)> {
+    /// it. Cleans stale heap items on the way. With `spare`, a busy flow is not taken: its item
+    /// is requeued at `now_ns` (so it is looked at again only after the others) and counted
+    /// there; at most [`SPARE_MAX`] per call, so a table full of busy flows costs bounded work.
+    fn pop_oldest(
+        &mut self,
+        now_ns: u64,
+        evictable: impl Fn(u64) -> bool,
+        mut spare: Option<&mut usize>,
+    ) -> Option<(FlowKey, T)> {
         loop {
             let &Reverse((ts, id, key)) = self.heap.peek()?;
-            let last = match self.map.get(&key) {
-                Some(e) if e.id == id => e.last_ns,
+            let (last, busy) = match self.map.get(&key) {
+                Some(e) if e.id == id => (e.last_ns, e.state.busy()),
                 // A removed flow's item.
                 _ => {
                     self.heap.pop();
@@ -362,20 +499,45 @@ impl<T: FlowState> FlowTable<T> {
                 self.heap.push(Reverse((last, id, key)));
                 continue;
             }
-            // The top item is current, so this is the least recently active flow.
+            // The top item is current, so this is the least recently active flow (busy flows
+            // requeued earlier aside).
             if !evictable(last) {
                 return None;
+            }
+            if busy && let Some(spared) = spare.as_deref_mut() {
+                // Requeued by this pass already (everything behind it is as recent): stop.
+                if ts >= now_ns || *spared >= SPARE_MAX {
+                    return None;
+                }
+                *spared += 1;
+                self.heap.pop();
+                self.heap
+                    .push(Reverse((now_ns.max(ts.saturating_add(1)), id, key)));
+                continue;
             }
             self.heap.pop();
             let e = self.map.remove(&key)?;
             self.mem = self.mem.saturating_sub(e.mem + Self::PER_FLOW);
-            return Some((key, e.state));
+            return Some((key, *e.state));
         }
+    }
+
+    /// Drops `fresh` items of flows removed or confirmed since: O(n), at most once per n
+    /// creations or removals.
+    fn compact_fresh(&mut self) {
+        let map = &self.map;
+        self.fresh.retain(|(id, key)| {
+            map.get(key)
+                .is_some_and(|e| e.id == *id && !e.state.confirmed())
+        });
     }
 
     /// Drops heap items of removed flows once they outnumber live flows: in place, O(n), at most
     /// once per n removals.
     fn maybe_rebuild_heap(&mut self) {
+        if self.fresh.len() > 2 * self.map.len() + 1024 {
+            self.compact_fresh();
+        }
         if self.heap.len() <= 2 * self.map.len() + 1024 {
             return;
         }

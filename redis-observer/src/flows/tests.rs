@@ -12,12 +12,28 @@ use rstest::rstest;
 struct S {
     mem: usize,
     tag: u32,
+    /// Never heard from its server.
+    one_sided: bool,
+    busy: bool,
 }
 
 impl FlowState for S {
     fn mem(&self) -> usize {
         self.mem
     }
+    fn confirmed(&self) -> bool {
+        !self.one_sided
+    }
+    fn busy(&self) -> bool {
+        self.busy
+    }
+}
+
+/// Sets client `n`'s flags (the flow exists).
+fn mark(t: &mut FlowTable<S>, n: u16, now: u64, one_sided: bool, busy: bool) {
+    let mut r = t.get(client(n), a(SERVER), now).unwrap();
+    r.one_sided = one_sided;
+    r.busy = busy;
 }
 
 fn a(s: &str) -> SocketAddr {
@@ -50,8 +66,8 @@ fn touch(t: &mut FlowTable<S>, n: u16, now: u64) -> (bool, Vec<u16>) {
             a(SERVER),
             now,
             |_, _| S {
-                mem: 0,
                 tag: u32::from(n),
+                ..S::default()
             },
             |k, _| ev.push(k.client.port() - 40000),
         )
@@ -370,4 +386,105 @@ fn syn_retransmission_and_reuse() {
     let mut l = Lifecycle::new();
     assert_eq!(l.observe(Dir::Reply, SYN, 6), Transition::Nothing);
     assert!(!l.saw_client_syn());
+}
+
+#[test]
+fn one_sided_flows_go_first_whatever_their_age() {
+    let mut t = table(3, 10);
+    touch(&mut t, 1, 1);
+    touch(&mut t, 2, 2);
+    touch(&mut t, 3, 3);
+    // 2 and 3 never heard from their server; 1 is older and idle, but a real connection.
+    mark(&mut t, 2, 3, true, false);
+    mark(&mut t, 3, 3, true, false);
+    assert_eq!(touch(&mut t, 4, 100), (true, vec![2]));
+    mark(&mut t, 4, 100, true, false);
+    assert_eq!(touch(&mut t, 5, 100), (true, vec![3]));
+    mark(&mut t, 5, 100, true, false);
+    // 4 is one-sided but active 5 ns ago (a new connection awaiting its SYN-ACK): the real
+    // connection 1, idle, goes instead.
+    assert_eq!(touch(&mut t, 6, 105), (true, vec![1]));
+    assert_eq!(touch(&mut t, 7, 111), (true, vec![4]));
+    assert_eq!(t.stats().flows_evicted_unconfirmed, 3);
+}
+
+#[test]
+fn a_confirmed_flow_leaves_the_one_sided_queue() {
+    let mut t = table(2, 10);
+    touch(&mut t, 1, 1);
+    mark(&mut t, 1, 1, true, false);
+    touch(&mut t, 2, 2);
+    // 1 hears from its server: no longer first to go.
+    mark(&mut t, 1, 50, false, false);
+    assert_eq!(touch(&mut t, 3, 100), (true, vec![2]));
+}
+
+#[test]
+fn busy_flows_are_spared_by_idle_expiry_and_eviction() {
+    let mut t = table(3, 10);
+    touch(&mut t, 1, 1);
+    touch(&mut t, 2, 2);
+    touch(&mut t, 3, 3);
+    // 1 waits on a blocking command: quiet, but not idle.
+    mark(&mut t, 1, 1, false, true);
+    let mut gone = Vec::new();
+    assert_eq!(
+        t.expire(1_000, 100, |k, _| gone.push(k.client.port() - 40000)),
+        2
+    );
+    gone.sort();
+    assert_eq!(gone, vec![2, 3]);
+    assert_eq!(t.len(), 1);
+    // Room is made from the idle ones; the busy one is kept and the new flow refused when
+    // nothing else can go.
+    touch(&mut t, 4, 1_000);
+    touch(&mut t, 5, 1_001);
+    assert_eq!(touch(&mut t, 6, 2_000), (true, vec![4]));
+    assert_eq!(touch(&mut t, 7, 2_001), (true, vec![5]));
+    mark(&mut t, 6, 2_001, false, true);
+    mark(&mut t, 7, 2_001, false, true);
+    assert_eq!(touch(&mut t, 8, 3_000), (false, vec![]));
+    assert_eq!(t.stats().flows_refused, 1);
+    // Done waiting: an ordinary idle flow again.
+    mark(&mut t, 1, 1, false, false);
+    assert_eq!(touch(&mut t, 8, 3_000), (true, vec![1]));
+}
+
+#[test]
+fn memory_cap_takes_a_busy_flow_as_last_resort() {
+    let mut t = FlowTable::<S>::new(
+        [6379].into_iter().collect(),
+        FlowLimits {
+            max_flows: 100,
+            max_mem_bytes: 3 * FlowTable::<S>::PER_FLOW + 1000,
+            min_idle_to_evict_ns: 10,
+        },
+    );
+    touch(&mut t, 1, 1);
+    touch(&mut t, 2, 2);
+    mark(&mut t, 1, 2, false, true);
+    mark(&mut t, 2, 2, false, true);
+    // Both grow past the cap: the only way under is to drop a busy flow, the biggest.
+    t.get(client(2), a(SERVER), 3).unwrap().mem = 600;
+    t.get(client(1), a(SERVER), 4).unwrap().mem = 1500;
+    let mut gone = Vec::new();
+    t.enforce_mem(5, |k, _| gone.push(k.client.port() - 40000));
+    assert_eq!(gone, vec![1]);
+    assert_eq!(t.stats().flows_evicted_busy, 1);
+    assert!(t.flows_mem() <= t.limits().max_mem_bytes);
+    // Under the cap: nothing to do.
+    t.enforce_mem(6, |_, _| panic!("under the cap"));
+}
+
+#[test]
+fn many_busy_flows_cost_bounded_work_per_pass() {
+    let mut t = table(5_000, 10);
+    for n in 0..3_000u16 {
+        touch(&mut t, n, u64::from(n));
+        mark(&mut t, n, u64::from(n), false, true);
+    }
+    // Every flow is busy: one expiry pass looks at a bounded number and removes none.
+    assert_eq!(t.expire(1 << 40, 1, |_, _| panic!("busy")), 0);
+    assert_eq!(t.len(), 3_000);
+    assert!(t.heap.len() <= 3_000, "{}", t.heap.len());
 }

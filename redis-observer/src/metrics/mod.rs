@@ -473,6 +473,10 @@ pub struct Metrics {
     k_bytes_lost: Monotonic,
     repl_fam: repl::Families,
     repl: repl::Links,
+    /// `redis_observer_memory_budget_bytes{part}`: how `--memory-limit` splits.
+    memory_budget: IntGaugeVec,
+    /// `redis_observer_memory_bytes{part="flows"}`: what the connections hold now.
+    flows_memory: IntGauge,
 }
 
 impl Default for Metrics {
@@ -485,6 +489,13 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap_or_else(|e| bad_metric(name, &e));
     register(registry, name, Box::new(c.clone()));
     c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g =
+        IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bad_metric(name, &e));
+    register(registry, name, Box::new(g.clone()));
+    g
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -711,6 +722,19 @@ impl Metrics {
             dirty: Vec::new(),
             repl_fam: repl::Families::new(&r),
             repl: repl::Links::default(),
+            memory_budget: gauge_vec(
+                &r,
+                "redis_observer_memory_budget_bytes",
+                "How --memory-limit splits: limit, fixed, ring, log_queue, margin, flows.",
+                &["part"],
+            ),
+            flows_memory: gauge_vec(
+                &r,
+                "redis_observer_memory_bytes",
+                "Memory held now, counted against its budget (flows: connections' state, buffers and commands awaiting replies).",
+                &["part"],
+            )
+            .with_label_values(&["flows"]),
             client_label: ClientLabel::default(),
             dirty_clients: Vec::new(),
             servers: Servers {
@@ -910,6 +934,21 @@ impl Metrics {
 
     /// Connection state dropped before the connection closed (idle, table full...). `reason`
     /// is a label value: keep it to a few literals.
+    /// Publishes how the memory limit splits (once, at start).
+    pub fn set_memory_budget(&mut self, b: &crate::budget::Budget) {
+        for (part, bytes) in b.parts() {
+            self.memory_budget
+                .with_label_values(&[part])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// What the connections hold now (periodically).
+    pub fn set_flows_memory(&mut self, bytes: usize) {
+        self.flows_memory
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     pub fn flow_evicted(&mut self, reason: &'static str) {
         if let Some((_, c)) = self.flows_evicted_cache.iter().find(|(r, _)| *r == reason) {
             c.inc();
@@ -949,7 +988,7 @@ impl Metrics {
             FlowEvent::Opened => self.connection_opened(server),
             FlowEvent::Closed => self.connection_closed(server),
             FlowEvent::BytesMissed { reason, n } => self.add_bytes_missed(reason, n),
-            FlowEvent::Evicted { idle } => self.flow_evicted(if idle { "idle" } else { "limit" }),
+            FlowEvent::Evicted { reason } => self.flow_evicted(reason.as_str()),
             FlowEvent::Refused => self.flows_refused.inc(),
         }
     }

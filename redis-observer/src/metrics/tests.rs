@@ -366,7 +366,12 @@ fn notices_and_observer_counters() {
         },
     );
     m.record_flow(server, FlowEvent::Refused);
-    m.record_flow(server, FlowEvent::Evicted { idle: false });
+    m.record_flow(
+        server,
+        FlowEvent::Evicted {
+            reason: crate::record::EvictReason::Limit,
+        },
+    );
     let mut k = Counters::default();
     k.0[counter::PACKETS as usize] = 10;
     k.0[counter::EVENTS_LOST as usize] = 2;

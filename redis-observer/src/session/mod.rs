@@ -91,6 +91,9 @@ pub struct SessionLimits {
     /// Commands awaiting a reply, queued MULTI commands included; beyond it the oldest is dropped
     /// and its reply skipped.
     pub max_pending: usize,
+    /// Bytes those commands may hold (their entries, kept arguments and bytes); beyond it the
+    /// oldest is dropped the same way. Derived from `--memory-limit`.
+    pub max_pending_bytes: usize,
     /// Decoder limits (what the decoders keep bounds what records can show); their working
     /// prefixes come from `record` (see [`RecordLimits::decoder`]).
     pub resp: Limits,
@@ -110,6 +113,7 @@ impl SessionLimits {
     pub fn with_record(record: RecordLimits) -> Self {
         SessionLimits {
             max_pending: 100_000,
+            max_pending_bytes: 64 << 20,
             resp: record.decoder(Limits::default()),
             record,
         }
@@ -322,6 +326,21 @@ impl Session {
     pub fn ignored(&self) -> bool {
         self.core.ignored
     }
+
+    /// The client waits on the server: a command awaits its reply (a blocked `BLPOP` too), a
+    /// transaction is open, it is subscribed, or it is a replication link. Such a connection is
+    /// not idle however quiet it is.
+    #[must_use]
+    pub fn waiting(&self) -> bool {
+        let c = &self.core;
+        !c.closed
+            && !c.ignored
+            && (!c.pending.is_empty()
+                || !c.tx.is_empty()
+                || c.multi_req
+                || c.pubsub.subscribed()
+                || c.link.is_some())
+    }
 }
 
 /// Whether the connection is inside MULTI, as the replies showed it.
@@ -338,6 +357,7 @@ struct Core {
     /// Time of the latest bytes fed (ns since the epoch): when notices happen.
     now: u64,
     max_pending: usize,
+    max_pending_bytes: usize,
     keep_args: usize,
     keep_arg_bytes: usize,
     keep_name_bytes: usize,
@@ -406,6 +426,7 @@ impl Core {
             meta,
             now: 0,
             max_pending: l.max_pending.max(1),
+            max_pending_bytes: l.max_pending_bytes,
             // Bounds keep every entry's bytes far below u32 offsets.
             keep_args: l.record.args.min(1024),
             keep_arg_bytes: l.record.arg_bytes.max(l.record.key_bytes).min(1 << 16),

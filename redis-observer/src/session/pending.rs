@@ -209,6 +209,12 @@ impl<T: Copy> Fifo<T> {
     pub(super) fn mem(&self) -> usize {
         self.buf.capacity() * size_of::<T>()
     }
+
+    /// Bytes of live elements (what a cap on held data compares; `mem` also counts spare
+    /// capacity and freed space not yet compacted).
+    pub(super) fn live_bytes(&self) -> usize {
+        self.buf.len().saturating_sub(self.lo) * size_of::<T>()
+    }
 }
 
 #[cfg(test)]

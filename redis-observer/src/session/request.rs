@@ -287,7 +287,11 @@ impl Core {
     /// commands answered `+QUEUED` grew `tx` and the arenas without limit; found while writing
     /// the `session` fuzz target, whose memory bound catches it.)
     pub(super) fn full(&self) -> bool {
-        self.pending.len() + self.tx.len() >= self.max_pending
+        let n = self.pending.len() + self.tx.len();
+        n >= self.max_pending
+            || (n > 0
+                && n * size_of::<Entry>() + self.bytes.live_bytes() + self.args.live_bytes()
+                    >= self.max_pending_bytes)
     }
 
     pub(super) fn drop_oldest(&mut self, sink: &mut impl Sink) {
