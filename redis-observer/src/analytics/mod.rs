@@ -61,6 +61,20 @@ impl Default for TopConfig {
     }
 }
 
+impl TopConfig {
+    /// This configuration analysing as many servers as `bytes` holds (with
+    /// [`Analytics::reserve_bytes`]): at least one, at most `max_servers`.
+    #[must_use]
+    pub fn within(mut self, bytes: u64) -> TopConfig {
+        let per = (BUCKETS + 1) * Tables::max_bytes(&self);
+        let room = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(3 * Tables::max_bytes(&self));
+        self.max_servers = (room / per.max(1)).clamp(1, self.max_servers.max(1));
+        self
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum What {
@@ -304,6 +318,13 @@ impl Analytics {
     #[must_use]
     pub fn max_bytes(cfg: &TopConfig) -> usize {
         cfg.max_servers * (BUCKETS + 1) * Tables::max_bytes(cfg)
+    }
+
+    /// What to set aside for the analytics in the memory budget: the tables, and the merged
+    /// copies an answer or a bucket's end builds for a moment (three windows' worth).
+    #[must_use]
+    pub fn reserve_bytes(cfg: &TopConfig) -> usize {
+        Self::max_bytes(cfg) + 3 * Tables::max_bytes(cfg)
     }
 
     /// Counts one command.

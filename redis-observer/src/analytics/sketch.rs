@@ -333,6 +333,7 @@ impl Sketch {
                         continue;
                     };
                     // Undo the floor added above: the item is on both sides.
+                    #[allow(clippy::needless_range_loop)] // four arrays indexed alike
                     for m in 0..WEIGHTS {
                         h.v[m] = h.v[m].saturating_sub(of[m]).saturating_add(o.v[m]);
                         c.err[m] = c.err[m].saturating_sub(of[m]).saturating_add(oc.err[m]);

@@ -267,3 +267,18 @@ fn cost_per_command() {
         base as f64 / n as f64
     );
 }
+
+#[test]
+fn the_budget_sets_how_many_servers_are_analysed() {
+    let one = Analytics::reserve_bytes(&TopConfig {
+        max_servers: 1,
+        ..TopConfig::default()
+    }) as u64;
+    assert_eq!(TopConfig::default().within(0).max_servers, 1);
+    assert_eq!(TopConfig::default().within(one).max_servers, 1);
+    assert_eq!(TopConfig::default().within(u64::MAX).max_servers, 8);
+    // The default --memory-limit (192 MiB) gives the analytics a sixth.
+    let cfg = TopConfig::default().within(32 << 20);
+    assert_eq!(cfg.max_servers, 4);
+    assert!(Analytics::reserve_bytes(&cfg) as u64 <= 32 << 20);
+}

@@ -23,10 +23,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
     let mut reader = PacketReader::new(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("reading {}", args.file.display()))?;
+    let top_cfg = TopConfig::default().within(args.out.memory_limit / 6);
+    let top_bytes = if args.top.is_some() {
+        analytics::Analytics::reserve_bytes(&top_cfg) as u64
+    } else {
+        0
+    };
     let top = args
         .top
-        .map(|n| TopSink::new(TopConfig::default()).printing(usize::from(n)));
-    let budget = crate::budget::Budget::split(args.out.memory_limit, 0)?;
+        .map(|n| TopSink::new(top_cfg).printing(usize::from(n)));
+    let budget = crate::budget::Budget::split(args.out.memory_limit, 0, top_bytes)?;
     let mut config = pipeline_config(&args.out, &budget);
     if top.is_some() {
         analytics::with_keys(&mut config);

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    analytics::{self, TopConfig},
+    analytics::{self, Analytics, TopConfig},
     budget::Budget,
     capture::{self, Capture, CaptureConfig},
     cli::{LogFormat, OutputArgs, RunArgs, Switch},
@@ -40,7 +40,13 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 const KERNEL_COUNTERS: Duration = Duration::from_millis(100);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let budget = Budget::split(args.out.memory_limit, args.ring_bytes)?;
+    // The analytics get a sixth of the limit: as many servers' tables as that holds.
+    let top_cfg =
+        (args.top == Switch::On).then(|| TopConfig::default().within(args.out.memory_limit / 6));
+    let top_bytes = top_cfg
+        .as_ref()
+        .map_or(0, |c| Analytics::reserve_bytes(c) as u64);
+    let budget = Budget::split(args.out.memory_limit, args.ring_bytes, top_bytes)?;
     let config = CaptureConfig {
         ifaces: args.ifaces.clone(),
         ports: args.out.ports.clone(),
@@ -123,7 +129,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     runtime()?.block_on(run_async(
         args,
-        budget,
+        (budget, top_cfg.unwrap_or_default()),
         cap,
         listener,
         top_listener,
@@ -166,7 +172,7 @@ fn now_ns() -> u64 {
 
 async fn run_async(
     args: RunArgs,
-    budget: Budget,
+    (budget, top_cfg): (Budget, TopConfig),
     mut cap: Capture,
     listener: std::net::TcpListener,
     top_listener: Option<std::net::TcpListener>,
@@ -190,7 +196,7 @@ async fn run_async(
             let task = tokio::spawn(analytics::http::serve(l, tx, async move {
                 let _ = stopped.await;
             }));
-            let sink = TopSink::new(TopConfig::default()).serving(rx);
+            let sink = TopSink::new(top_cfg).serving(rx);
             (Some(sink), Some((stop, task)))
         }
         None => (None, None),

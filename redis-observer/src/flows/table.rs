@@ -135,13 +135,13 @@ impl<T: FlowState> FlowRef<'_, T> {
 impl<T: FlowState> Deref for FlowRef<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &*self.entry.state
+        &self.entry.state
     }
 }
 
 impl<T: FlowState> DerefMut for FlowRef<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut *self.entry.state
+        &mut self.entry.state
     }
 }
 
@@ -299,9 +299,9 @@ impl<T: FlowState> FlowTable<T> {
     /// with nothing else left, the least recently active flow even if busy.
     pub fn enforce_limits(&mut self, now_ns: u64, mut on_evict: impl FnMut(FlowKey, T)) {
         while self.over_limits() {
-            if !self.evict_one(now_ns, &mut on_evict)
-                && !(self.mem > self.limits.max_mem_bytes && self.evict_any(now_ns, &mut on_evict))
-            {
+            let evicted = self.evict_one(now_ns, &mut on_evict)
+                || (self.mem > self.limits.max_mem_bytes && self.evict_any(now_ns, &mut on_evict));
+            if !evicted {
                 break;
             }
         }

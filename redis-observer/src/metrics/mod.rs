@@ -725,7 +725,7 @@ impl Metrics {
             memory_budget: gauge_vec(
                 &r,
                 "redis_observer_memory_budget_bytes",
-                "How --memory-limit splits: limit, fixed, ring, log_queue, margin, flows.",
+                "How --memory-limit splits: limit, fixed, ring, log_queue, top, margin, flows.",
                 &["part"],
             ),
             flows_memory: gauge_vec(
