@@ -131,6 +131,7 @@ fuzz_target!(|input: Input| {
             ports: vec![6379],
             session: SessionLimits {
                 max_pending: 8,
+                max_pending_bytes: 4096,
                 resp: limits(1),
                 record: RecordLimits {
                     args: 4,

@@ -93,6 +93,7 @@ fuzz_target!(|input: Input| {
     } else {
         SessionLimits {
             max_pending: 8,
+            max_pending_bytes: 4096,
             resp: resp.clone(),
             record: RecordLimits {
                 args: 4,
