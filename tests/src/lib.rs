@@ -1232,3 +1232,98 @@ impl Drop for MemCgroup {
         }
     }
 }
+
+/// A raw IPv4 socket that sends hand-built TCP SYNs from any source address (IP_HDRINCL), for
+/// floods of spoofed connections.
+pub struct RawSyns {
+    fd: i32,
+}
+
+impl RawSyns {
+    // Not `Default`: it opens a socket (root).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> RawSyns {
+        // SAFETY: plain socket(2); IPPROTO_RAW implies IP_HDRINCL.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        RawSyns { fd }
+    }
+
+    /// One SYN `src:sport` → `dst:dport` with sequence number `seq`, carrying `payload`.
+    pub fn send(
+        &self,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        seq: u32,
+        payload: &[u8],
+    ) {
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+        tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x02; // SYN
+        tcp[14..16].copy_from_slice(&65_535u16.to_be_bytes());
+        tcp.extend_from_slice(payload);
+        let mut pseudo = Vec::with_capacity(12 + tcp.len());
+        pseudo.extend_from_slice(&src);
+        pseudo.extend_from_slice(&dst);
+        pseudo.extend_from_slice(&[0, 6]);
+        pseudo.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        pseudo.extend_from_slice(&tcp);
+        let c = internet_checksum(&pseudo);
+        tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        let total = 20 + tcp.len();
+        let mut pkt = vec![0u8; 20];
+        pkt[0] = 0x45;
+        pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        pkt[6] = 0x40; // DF
+        pkt[8] = 64;
+        pkt[9] = 6;
+        pkt[12..16].copy_from_slice(&src);
+        pkt[16..20].copy_from_slice(&dst);
+        pkt.extend_from_slice(&tcp);
+        // SAFETY: sockaddr_in is plain data.
+        let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sin.sin_family = libc::AF_INET as u16;
+        sin.sin_addr.s_addr = u32::from_ne_bytes(dst);
+        // SAFETY: sendto with a buffer and address we own, correctly sized.
+        let r = unsafe {
+            libc::sendto(
+                self.fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&sin as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        assert_eq!(
+            r,
+            total as isize,
+            "sendto: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl Drop for RawSyns {
+    fn drop(&mut self) {
+        // SAFETY: closing the fd we opened.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Internet checksum (RFC 1071).
+pub fn internet_checksum(words: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in words.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

@@ -1344,72 +1344,16 @@ fn ten_thousand_connections() {
     rig.finish(&[rss0, rss_open, rss_closed]);
 }
 
-/// Internet checksum (RFC 1071).
-fn checksum(words: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in words.chunks(2) {
-        let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);
-        sum += u32::from(w);
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// `n` raw SYNs to 127.0.0.1:`port` from spoofed loopback sources 127.1.x.y (nobody answers the
 /// SYN-ACKs: the kernel resets them), as fast as a raw socket goes.
 fn syn_flood(port: u16, n: usize) {
-    // SAFETY: plain socket(2); IPPROTO_RAW implies IP_HDRINCL.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-    let dst = [127u8, 0, 0, 1];
-    // SAFETY: sockaddr_in is plain data.
-    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sin.sin_family = libc::AF_INET as u16;
-    sin.sin_addr.s_addr = u32::from_ne_bytes(dst);
+    let raw = RawSyns::new();
     let mut rng = Rng(0x5eed);
     for i in 0..n {
         let src = [127u8, 1, (i / 250) as u8, (i % 250) as u8 + 1];
         let sport = 1024 + (rng.next() % 60_000) as u16;
-        let mut tcp = [0u8; 20];
-        tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-        tcp[2..4].copy_from_slice(&port.to_be_bytes());
-        tcp[4..8].copy_from_slice(&(rng.next() as u32).to_be_bytes());
-        tcp[12] = 5 << 4;
-        tcp[13] = 0x02; // SYN
-        tcp[14..16].copy_from_slice(&65_535u16.to_be_bytes());
-        let mut pseudo = Vec::with_capacity(32);
-        pseudo.extend_from_slice(&src);
-        pseudo.extend_from_slice(&dst);
-        pseudo.extend_from_slice(&[0, 6, 0, 20]);
-        pseudo.extend_from_slice(&tcp);
-        let c = checksum(&pseudo);
-        tcp[16..18].copy_from_slice(&c.to_be_bytes());
-        let mut pkt = [0u8; 40];
-        pkt[0] = 0x45;
-        pkt[2..4].copy_from_slice(&40u16.to_be_bytes());
-        pkt[6] = 0x40; // DF
-        pkt[8] = 64;
-        pkt[9] = 6;
-        pkt[12..16].copy_from_slice(&src);
-        pkt[16..20].copy_from_slice(&dst);
-        pkt[20..].copy_from_slice(&tcp);
-        // SAFETY: sendto with a buffer and address we own, correctly sized.
-        let r = unsafe {
-            libc::sendto(
-                fd,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&sin as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        assert_eq!(r, 40, "sendto: {}", std::io::Error::last_os_error());
+        raw.send(src, sport, [127, 0, 0, 1], port, rng.next() as u32, &[]);
     }
-    // SAFETY: closing the fd we opened.
-    unsafe { libc::close(fd) };
 }
 
 /// A SYN flood of 10,000 raw SYNs from spoofed loopback addresses, then 2,000 complete

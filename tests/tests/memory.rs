@@ -202,18 +202,6 @@ fn blocked_worker(addr: SocketAddr, queue: &'static str) -> JoinHandle<Vec<u8>> 
     })
 }
 
-/// Internet checksum (RFC 1071).
-fn checksum(words: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in words.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// A sink nothing answers from: a veth pair whose far end sits in a namespace of the test's own
 /// that neither owns nor forwards `TARGET`, routed through it from here. Packets sent there
 /// leave through `host_if` (where the daemon sees them) and vanish: no SYN-ACK, no RST.
@@ -268,62 +256,13 @@ fn syn_data_flood(
     per_sec: u64,
     payload: impl Fn(usize) -> Vec<u8>,
 ) {
-    // SAFETY: plain socket(2); IPPROTO_RAW implies IP_HDRINCL.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-    // SAFETY: sockaddr_in is plain data.
-    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sin.sin_family = libc::AF_INET as u16;
-    sin.sin_addr.s_addr = u32::from_ne_bytes(dst);
+    let raw = RawSyns::new();
     let t0 = Instant::now();
     for i in 0..n {
-        let data = payload(i);
         let src = [198u8, 20, (i / 250 % 250) as u8, (i % 250) as u8 + 1];
         let sport = 1024 + (i / 62_500) as u16 * 7 + (i % 7) as u16;
-        let mut tcp = vec![0u8; 20];
-        tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-        tcp[2..4].copy_from_slice(&port.to_be_bytes());
-        tcp[4..8].copy_from_slice(&(i as u32).wrapping_mul(2_654_435_761).to_be_bytes());
-        tcp[12] = 5 << 4;
-        tcp[13] = 0x02; // SYN
-        tcp[14..16].copy_from_slice(&65_535u16.to_be_bytes());
-        tcp.extend_from_slice(&data);
-        let tcp_len = tcp.len() as u16;
-        let mut pseudo = Vec::with_capacity(12 + tcp.len());
-        pseudo.extend_from_slice(&src);
-        pseudo.extend_from_slice(&dst);
-        pseudo.extend_from_slice(&[0, 6]);
-        pseudo.extend_from_slice(&tcp_len.to_be_bytes());
-        pseudo.extend_from_slice(&tcp);
-        let c = checksum(&pseudo);
-        tcp[16..18].copy_from_slice(&c.to_be_bytes());
-        let total = 20 + tcp.len();
-        let mut pkt = vec![0u8; 20];
-        pkt[0] = 0x45;
-        pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        pkt[6] = 0x40; // DF
-        pkt[8] = 64;
-        pkt[9] = 6;
-        pkt[12..16].copy_from_slice(&src);
-        pkt[16..20].copy_from_slice(&dst);
-        pkt.extend_from_slice(&tcp);
-        // SAFETY: sendto with a buffer and address we own, correctly sized.
-        let r = unsafe {
-            libc::sendto(
-                fd,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&sin as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        assert_eq!(
-            r,
-            total as isize,
-            "sendto: {}",
-            std::io::Error::last_os_error()
-        );
+        let seq = (i as u32).wrapping_mul(2_654_435_761);
+        raw.send(src, sport, dst, port, seq, &payload(i));
         if i % 1000 == 999 {
             let due = Duration::from_secs_f64((i + 1) as f64 / per_sec as f64);
             if let Some(wait) = due.checked_sub(t0.elapsed()) {
@@ -331,8 +270,6 @@ fn syn_data_flood(
             }
         }
     }
-    // SAFETY: closing the fd we opened.
-    unsafe { libc::close(fd) };
 }
 
 /// Polls until `check` passes (20 s), else panics with its last complaint.
