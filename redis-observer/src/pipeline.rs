@@ -13,7 +13,7 @@ use crate::{
     reassembly::{Stream, StreamEvent, StreamLimits},
     record::{Dir, EvictReason, FlowEvent, MissReason, Sink},
     segment::Segment,
-    session::{Session, SessionLimits},
+    session::{RdbChannelNote, RdbChannels, Session, SessionLimits},
 };
 
 #[derive(Clone, Debug)]
@@ -206,6 +206,12 @@ impl Conn {
         }
     }
 
+    /// What the session learned about a Redis 8 rdb-channel sync, for the pipeline to join.
+    fn take_note(&mut self, key: FlowKey) -> Option<Note> {
+        let note = self.session.take_rdb_channel_note()?;
+        Some((self.session.meta().server, key, note))
+    }
+
     /// End of the connection: everything held goes out, pending commands become unanswered.
     fn close(mut self, ts: u64, tap: &mut Option<StreamTap>, sink: &mut impl Sink) {
         let Conn {
@@ -269,6 +275,9 @@ fn report_missing(
     }
 }
 
+/// A session's [`RdbChannelNote`], with its server and connection.
+type Note = (SocketAddr, FlowKey, RdbChannelNote);
+
 /// Counters of the pipeline itself.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PipelineStats {
@@ -283,6 +292,10 @@ pub struct Pipeline {
     last_ts: u64,
     tap: Option<StreamTap>,
     attributor: Option<Box<dyn Attributor>>,
+    /// Redis 8 rdb-channel syncs with one side seen (bounded, expiring).
+    rdb_channels: RdbChannels<FlowKey>,
+    /// The note of the segment being handled.
+    note: Option<Note>,
 }
 
 impl Pipeline {
@@ -297,6 +310,8 @@ impl Pipeline {
             last_ts: 0,
             tap: None,
             attributor: None,
+            rdb_channels: RdbChannels::default(),
+            note: None,
         }
     }
 
@@ -320,7 +335,7 @@ impl Pipeline {
     }
 
     pub fn mem(&self) -> usize {
-        self.table.mem()
+        self.table.mem() + self.rdb_channels.mem()
     }
 
     pub fn segment(&mut self, seg: &Segment<'_>, sink: &mut impl Sink) {
@@ -329,6 +344,9 @@ impl Pipeline {
         let opens = seg.flags & TCP_SYN != 0 || !seg.data.is_empty() || seg.missing > 0;
         let mut evicted: Vec<(FlowKey, Conn)> = Vec::new();
         let closed = self.segment_in_flow(seg, opens, &mut evicted, sink);
+        if let Some(note) = self.note.take() {
+            self.join(note, seg.ts_ns, sink);
+        }
         if let Some(key) = closed {
             if let Some(conn) = self.table.remove(&key) {
                 conn.close(seg.ts_ns, &mut self.tap, sink);
@@ -433,7 +451,19 @@ impl Pipeline {
                 closed = true;
             }
         }
+        self.note = flow.take_note(key);
         closed.then_some(key)
+    }
+
+    /// Puts a session's rdb-channel note through the table; a completed pair hands the main
+    /// connection its stream's starting offset.
+    #[cold]
+    fn join(&mut self, (server, key, note): Note, ts: u64, sink: &mut impl Sink) {
+        if let Some(j) = self.rdb_channels.note(server, key, note, ts)
+            && let Some(mut main) = self.table.get_key(&j.main)
+        {
+            main.session.rdb_channel_offset(j.id, j.offset, sink);
+        }
     }
 
     fn evict(&mut self, evicted: Vec<(FlowKey, Conn)>, ts: u64, sink: &mut impl Sink) {
@@ -455,6 +485,7 @@ impl Pipeline {
         // Holes the capture will never fill (a lost event is not retransmitted) must not stall a
         // connection that went quiet.
         let mut stale_closing = Vec::new();
+        let mut notes = Vec::new();
         let tap = &mut self.tap;
         self.table.for_each_mut(|key, conn| {
             let stale = match conn.closing_since {
@@ -477,7 +508,12 @@ impl Pipeline {
                     report_missing(session.meta(), &before, stream.stats(), sink);
                 }
             }
+            notes.extend(conn.take_note(*key));
         });
+        for note in notes {
+            self.join(note, now_ns, sink);
+        }
+        self.rdb_channels.expire(now_ns);
         // Both FINs seen long ago and data before them never came, or one FIN and silence:
         // close with what there is.
         for key in stale_closing {
@@ -589,6 +625,98 @@ mod tests {
         p.tick(6 * SEC + 1, &mut f);
         assert_eq!((f.opened, f.closed, p.flows()), (1, 1, 0));
         assert_eq!(f.commands, vec!["GET unanswered"]);
+    }
+
+    /// Commands (executed ones, by name), notices and replication events, as text.
+    #[derive(Default)]
+    struct Repl {
+        commands: std::collections::BTreeMap<String, u64>,
+        notices: Vec<String>,
+        events: Vec<String>,
+    }
+
+    impl Sink for Repl {
+        fn command(&mut self, r: &CommandRecord<'_>) {
+            if crate::session::executed(r) {
+                *self
+                    .commands
+                    .entry(String::from_utf8_lossy(r.name).into_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+        fn notice(&mut self, _c: &crate::conn::ConnMeta, _ts: u64, n: crate::record::Notice) {
+            self.notices.push(format!("{n:?}"));
+        }
+        fn replication(
+            &mut self,
+            _c: &crate::conn::ConnMeta,
+            replica: SocketAddr,
+            e: crate::record::ReplEvent,
+        ) {
+            self.events.push(format!("{replica} {e:?}"));
+        }
+    }
+
+    /// Redis 8.2's full sync through an RDB channel, as captured (see `docs/redis-notes.md`
+    /// §4): replica 17003 syncs (main connection, then its RDB channel) while replica 57224's
+    /// link, already running, is picked up mid-stream; writes during the RDB transfer, then a
+    /// WAIT (GETACK in the stream). The pipeline joins the RDB channel to its main connection,
+    /// whose link then knows where its stream stands: 202 at the end, as the master's
+    /// `master_repl_offset` said; acknowledged 165.
+    #[test]
+    fn rdb_channel_joined_to_its_main_connection() {
+        let pcap: &[u8] = include_bytes!("../../tests/data/replication/redis-8.2-rdb-channel.pcap");
+        let mut r = crate::replay::PacketReader::new(pcap).expect("pcap");
+        let mut p = Pipeline::new(PipelineConfig {
+            ports: vec![17001],
+            ..PipelineConfig::default()
+        });
+        let mut f = Repl::default();
+        while let Some(seg) = r.next_segment().expect("segment") {
+            p.segment(&seg, &mut f);
+        }
+        p.finish(&mut f);
+        let want: std::collections::BTreeMap<String, u64> = [
+            ("INCR", 1),
+            ("PING", 1),
+            ("PSYNC", 2),
+            ("REPLCONF", 13),
+            ("SET", 2),
+            ("WAIT", 1),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
+        assert_eq!(f.commands, want);
+        assert_eq!(f.notices, Vec::<String>::new());
+        let of = |replica: &str| -> Vec<&str> {
+            f.events
+                .iter()
+                .filter_map(|e| e.strip_prefix(replica))
+                .collect()
+        };
+        let r3 = of("127.0.0.1:17003 ");
+        assert_eq!(
+            r3,
+            [
+                "Up(MainChannel)",
+                "Up(RdbChannel)",
+                "Stream { commands: 0, bytes: 0, offset: Some(55), lag: None }",
+                "Stream { commands: 2, bytes: 56, offset: Some(111), lag: None }",
+                "Stream { commands: 1, bytes: 27, offset: Some(138), lag: None }",
+                "Rdb { bytes: 251, duration_ns: 0 }",
+                "Ack { offset: 55, lag: Some(83) }",
+                "Ack { offset: 138, lag: Some(0) }",
+                "Ack { offset: 138, lag: Some(0) }",
+                "Stream { commands: 2, bytes: 64, offset: Some(202), lag: Some(64) }",
+                "Ack { offset: 165, lag: Some(37) }",
+                "Down",
+            ]
+        );
+        // The link picked up mid-stream: counted, no offset to know.
+        let r0 = of("127.0.0.1:57224 ");
+        assert_eq!(r0.first(), Some(&"Up(Unknown)"));
+        assert!(r0.iter().all(|e| !e.contains("offset: Some")), "{r0:?}");
+        assert_eq!(p.rdb_channels.len(), 0);
     }
 
     /// Records every call; names the client `cli` and the server `srv`.

@@ -197,6 +197,14 @@ pub enum SyncKind {
     Partial,
     /// Picked up mid-stream (the handshake was not seen).
     Unknown,
+    /// `+RDBCHANNELSYNC <id>` (Redis 8 full sync through an RDB channel): the link of the
+    /// replica's main connection. The stream starts at once; the RDB, and the offset the stream
+    /// starts at, come on the RDB channel. Not counted as a full sync (the RDB channel is).
+    MainChannel,
+    /// The RDB channel of a Redis 8 full sync (`REPLCONF rdb-channel 1`, then `+FULLRESYNC`):
+    /// one RDB, then the master closes it. Counted as the full sync; not a link of its own (no
+    /// `Down` follows).
+    RdbChannel,
 }
 
 /// What a replication link (a replica connected to the watched port) did, for metrics. The

@@ -204,6 +204,18 @@ impl<T: FlowState> FlowTable<T> {
         })
     }
 
+    /// The flow `key`, as it is (not marked active): for facts another connection learned.
+    pub fn get_key(&mut self, key: &FlowKey) -> Option<FlowRef<'_, T>> {
+        let entry = self.map.get_mut(key)?;
+        Some(FlowRef {
+            key: *key,
+            dir: Dir::Request,
+            created: false,
+            entry,
+            total: &mut self.mem,
+        })
+    }
+
     /// The flow of a segment, created with `make` if new, marked active at `now_ns`. When the
     /// table is full, the longest-idle flows are evicted first (handed to `on_evict`); if none
     /// has been idle for `min_idle_to_evict_ns`, the new flow is refused (`None`, counted).

@@ -201,12 +201,18 @@ impl Links {
         match ev {
             ReplEvent::Up(kind) => {
                 match kind {
-                    SyncKind::Full => fam.full_syncs.with_label_values(&[server]).inc(),
+                    SyncKind::Full | SyncKind::RdbChannel => {
+                        fam.full_syncs.with_label_values(&[server]).inc();
+                    }
                     SyncKind::Partial => fam.partial_syncs.with_label_values(&[server]).inc(),
-                    SyncKind::Unknown => {}
+                    SyncKind::Unknown | SyncKind::MainChannel => {}
                 }
-                s.links_active.inc();
-                link.live += 1;
+                // A Redis 8 RDB channel carries the full sync of a link counted on its main
+                // connection (as INFO counts the replica once).
+                if kind != SyncKind::RdbChannel {
+                    s.links_active.inc();
+                    link.live += 1;
+                }
             }
             ReplEvent::Rdb { bytes, duration_ns } => {
                 s.rdb_bytes_total.inc_by(bytes);

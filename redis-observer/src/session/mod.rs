@@ -32,7 +32,9 @@
 //!   `SYNC`'s stream starts), the server side is a replication stream, not replies; replies are
 //!   fed a line at a time while such an answer is awaited, so the hand-over is exact. A link
 //!   already running is found by the replica's `REPLCONF ACK` or by commands the server sends
-//!   with nothing pending. `REPLCONF ACK`/`GETACK` are never answered.
+//!   with nothing pending. `REPLCONF ACK`/`GETACK` are never answered. Redis 8's RDB channel
+//!   (`+RDBCHANNELSYNC <id>` on the main connection, the RDB on a second one) is joined to its
+//!   main connection through [`RdbChannels`]: see [`Session::take_rdb_channel_note`].
 //! - **QUIT**, a protocol error and Redis's `POST`/`Host:` guard end the request stream: nothing
 //!   the client sends afterwards runs. A request refused with a protocol error is one record
 //!   (status `error`, `protocol_error` set) paired with the server's `-ERR Protocol error: …`
@@ -58,6 +60,7 @@
 //! their arenas, `pubsub` confirmations, `ident` the identity a command changes, `repl`
 //! replication links.
 
+mod channels;
 mod emit;
 mod ident;
 mod pending;
@@ -81,6 +84,7 @@ use crate::resp::{
     Kind, Limits, ProtocolError, Reply, ReplyDecoder, ReplyEvent, RequestDecoder, RequestEvent,
 };
 
+pub use channels::{Join, MAX_WAITING, RdbChannelNote, RdbChannels, WAIT_NS};
 use pending::{Entry, Fifo};
 use pubsub::PubSub;
 use repl::Link;
@@ -293,6 +297,20 @@ impl Session {
         }
     }
 
+    /// What this connection learned about a Redis 8 rdb-channel sync since the last call: the
+    /// pipeline puts it through its [`RdbChannels`] and hands the offset it yields to the main
+    /// connection's [`Session::rdb_channel_offset`].
+    pub fn take_rdb_channel_note(&mut self) -> Option<RdbChannelNote> {
+        self.core.rdb_note.take()
+    }
+
+    /// The RDB channel of this connection (which the master calls `id`) started at `offset`:
+    /// the stream offset, and the lag, of its link from now on. Ignored unless this connection
+    /// is a main channel that the master called `id` and still waits for its offset.
+    pub fn rdb_channel_offset(&mut self, id: u64, offset: u64, sink: &mut impl Sink) {
+        self.core.rdb_channel_offset(id, offset, sink);
+    }
+
     /// Connection ended: every pending command becomes `unanswered` (a pub/sub command that got
     /// some confirmations is complete), queued transaction commands too (never ran).
     pub fn close(&mut self, ts: u64, sink: &mut impl Sink) {
@@ -413,6 +431,12 @@ struct Core {
     link: Option<Box<Link>>,
     /// `REPLCONF listening-port` (0: not seen): names the link.
     repl_port: u16,
+    /// `REPLCONF main-ch-client-id <id>`: an RDB channel, for the main connection `id`.
+    rdb_channel_of: Option<u64>,
+    /// `+RDBCHANNELSYNC <id>`: a main channel, which the master calls `id`.
+    main_channel_id: Option<u64>,
+    /// Not yet taken by the pipeline.
+    rdb_note: Option<RdbChannelNote>,
     /// A protocol-error reply that came with no command pending: (error, reply time, bytes).
     refusal: Option<(ProtocolError, u64, u64)>,
 }
@@ -462,6 +486,9 @@ impl Core {
             link_watch: false,
             link: None,
             repl_port: 0,
+            rdb_channel_of: None,
+            main_channel_id: None,
+            rdb_note: None,
             refusal: None,
         }
     }

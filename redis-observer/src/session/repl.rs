@@ -8,6 +8,13 @@
 //!   mark, keeping at most the mark and 40 bytes of the stream;
 //! - the propagated commands, multibulk arrays exactly as a client sends them, so the request
 //!   decoder reads them. Their bytes advance the master's replication offset; keepalives do not.
+//!
+//! Redis 8 splits a full sync over two connections (`repl-rdb-channel`, with a diskless
+//! master): the main connection's PSYNC is answered `+RDBCHANNELSYNC <client id>` and the stream
+//! follows at once; the replica opens an RDB channel (`REPLCONF ... rdb-channel 1
+//! main-ch-client-id <id>`, then `PSYNC`) that gets `+FULLRESYNC <replid> <offset>`, the RDB, and
+//! is closed. The main link's stream starts at that offset: the two sessions are joined by the
+//! pipeline ([`super::RdbChannels`]), which hands the offset over ([`Link::set_base`]).
 
 use std::net::SocketAddr;
 
@@ -18,7 +25,7 @@ use crate::resp::{DesyncReason, Kind, Limits, Reply, Request, RequestDecoder, Re
 
 use super::emit::Outcome;
 use super::pending::{Entry, Role};
-use super::{Core, parse_u64};
+use super::{Core, RdbChannelNote, parse_u64};
 
 /// Length of the diskless transfer's end mark.
 const MARK: usize = 40;
@@ -56,10 +63,13 @@ pub(super) struct Names {
 }
 
 pub(super) struct Link {
+    kind: SyncKind,
     st: St,
     cmds: RequestDecoder,
     /// Master offset of the last byte streamed (known from the handshake).
     offset: Option<u64>,
+    /// A main channel waiting for its RDB channel's `+FULLRESYNC`: bytes streamed so far.
+    pre_base: Option<u64>,
     /// The replica's last `REPLCONF ACK`.
     acked: Option<u64>,
     hdr: [u8; MAX_HDR],
@@ -74,17 +84,22 @@ pub(super) struct Link {
 
 impl Link {
     /// After `+FULLRESYNC <id> <offset>` (`base` = offset), `+CONTINUE` (`base` = the PSYNC
-    /// offset minus one), `SYNC` (offset unknown), or picked up mid-stream.
+    /// offset minus one), `SYNC` (offset unknown), `+RDBCHANNELSYNC` (offset learned later), or
+    /// picked up mid-stream.
     pub(super) fn new(kind: SyncKind, base: Option<u64>) -> Self {
         let (st, cmds) = match kind {
-            SyncKind::Full => (St::AwaitRdb, RequestDecoder::new(limits())),
-            SyncKind::Partial => (St::Commands, RequestDecoder::new(limits())),
+            SyncKind::Full | SyncKind::RdbChannel => (St::AwaitRdb, RequestDecoder::new(limits())),
+            SyncKind::Partial | SyncKind::MainChannel => {
+                (St::Commands, RequestDecoder::new(limits()))
+            }
             SyncKind::Unknown => (St::Commands, RequestDecoder::new_mid_stream(limits())),
         };
         Link {
+            kind,
             st,
             cmds,
             offset: base,
+            pre_base: (kind == SyncKind::MainChannel).then_some(0),
             acked: None,
             hdr: [0; MAX_HDR],
             hdr_len: 0,
@@ -108,6 +123,20 @@ impl Link {
 
     fn lag(&self) -> Option<u64> {
         Some(self.offset?.saturating_sub(self.acked?))
+    }
+
+    pub(super) fn kind(&self) -> SyncKind {
+        self.kind
+    }
+
+    /// A main channel learned where its stream started (its RDB channel's `+FULLRESYNC`
+    /// offset): the stream offset and lag from now on. `None` when it was not waiting for one
+    /// (already known, or lost to a gap).
+    pub(super) fn set_base(&mut self, base: u64) -> Option<(u64, Option<u64>)> {
+        let streamed = self.pre_base.take()?;
+        let offset = base.saturating_add(streamed);
+        self.offset = Some(offset);
+        Some((offset, self.lag()))
     }
 
     pub(super) fn bytes(&mut self, ts: u64, mut data: &[u8], n: &Names, sink: &mut impl Sink) {
@@ -174,7 +203,7 @@ impl Link {
 
     fn gap(&mut self, ts: u64, n: &Names, sink: &mut impl Sink) {
         // Bytes of the stream were lost: the offset can no longer be followed.
-        self.offset = None;
+        (self.offset, self.pre_base) = (None, None);
         sink.notice(
             &n.meta,
             ts,
@@ -302,7 +331,7 @@ impl Link {
             RequestEvent::Desync(r) => bad = Some(r),
         });
         if let Some(reason) = bad {
-            self.offset = None;
+            (self.offset, self.pre_base) = (None, None);
             sink.notice(
                 &n.meta,
                 ts,
@@ -327,6 +356,9 @@ impl Link {
         }
         if let Some(o) = self.offset.as_mut() {
             *o = o.saturating_add(bytes);
+        }
+        if let Some(p) = self.pre_base.as_mut() {
+            *p = p.saturating_add(bytes);
         }
         let ev = ReplEvent::Stream {
             commands,
@@ -385,15 +417,51 @@ impl Core {
     /// From here on the server side is a replication stream, and the client a replica whose
     /// commands (ACKs) the master never answers.
     pub(super) fn start_link(&mut self, kind: SyncKind, base: Option<u64>, sink: &mut impl Sink) {
-        if let Some(n) = self.link_names() {
-            // A second handshake on one connection: the old link ends here.
-            sink.replication(&n.meta, n.replica, ReplEvent::Down);
-        }
+        // A second handshake on one connection: the old link ends here.
+        self.link_down(sink);
         self.link = Some(Box::new(Link::new(kind, base)));
         self.link_watch = true;
         self.reply_off = true;
         if let Some(n) = self.link_names() {
             sink.replication(&n.meta, n.replica, ReplEvent::Up(kind));
+        }
+    }
+
+    /// The link ends (an RDB channel was never counted as one).
+    pub(super) fn link_down(&mut self, sink: &mut impl Sink) {
+        if let Some(n) = self.link_names()
+            && self
+                .link
+                .as_ref()
+                .is_some_and(|l| l.kind() != SyncKind::RdbChannel)
+        {
+            sink.replication(&n.meta, n.replica, ReplEvent::Down);
+        }
+    }
+
+    /// The main channel `id` learned its stream's starting offset from its RDB channel.
+    pub(super) fn rdb_channel_offset(&mut self, id: u64, offset: u64, sink: &mut impl Sink) {
+        if self.closed || self.main_channel_id != Some(id) {
+            return;
+        }
+        let Some(n) = self.link_names() else {
+            return;
+        };
+        let Some(link) = self
+            .link
+            .as_deref_mut()
+            .filter(|l| l.kind() == SyncKind::MainChannel)
+        else {
+            return;
+        };
+        if let Some((offset, lag)) = link.set_base(offset) {
+            let ev = ReplEvent::Stream {
+                commands: 0,
+                bytes: 0,
+                offset: Some(offset),
+                lag,
+            };
+            sink.replication(&n.meta, n.replica, ev);
         }
     }
 
@@ -420,7 +488,8 @@ impl Core {
         sink.replication(&n.meta, n.replica, ReplEvent::Ack { offset, lag });
     }
 
-    /// PSYNC's answer: `+FULLRESYNC <replid> <offset>` or `+CONTINUE [<replid>]` start a link.
+    /// PSYNC's answer: `+FULLRESYNC <replid> <offset>`, `+CONTINUE [<replid>]` or
+    /// `+RDBCHANNELSYNC <client id>` start a link.
     pub(super) fn on_psync_reply(&mut self, psync: &Entry, r: &Reply, sink: &mut impl Sink) {
         if r.kind != Kind::Simple {
             return;
@@ -429,7 +498,25 @@ impl Core {
         match words.next() {
             Some(b"FULLRESYNC") => {
                 let base = words.nth(1).and_then(parse_u64);
-                self.start_link(SyncKind::Full, base, sink);
+                match self.rdb_channel_of {
+                    // An RDB channel: its snapshot's offset is where the main channel's stream
+                    // starts.
+                    Some(id) => {
+                        self.start_link(SyncKind::RdbChannel, base, sink);
+                        if let Some(offset) = base {
+                            self.rdb_note = Some(RdbChannelNote::Rdb { id, offset });
+                        }
+                    }
+                    None => self.start_link(SyncKind::Full, base, sink),
+                }
+            }
+            Some(b"RDBCHANNELSYNC") => {
+                // The stream starts now; the RDB comes on another connection.
+                self.main_channel_id = words.next().and_then(parse_u64);
+                self.start_link(SyncKind::MainChannel, None, sink);
+                if let Some(id) = self.main_channel_id {
+                    self.rdb_note = Some(RdbChannelNote::Main { id });
+                }
             }
             Some(b"CONTINUE") => {
                 // The master resumes at the offset the replica asked for.

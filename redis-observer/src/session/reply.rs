@@ -4,7 +4,7 @@
 //! connection's end.
 
 use crate::commands::{self, CommandId};
-use crate::record::{Dir, Notice, ReplEvent, ReplySummary, Sink, Status};
+use crate::record::{Dir, Notice, ReplySummary, Sink, Status};
 use crate::resp::{DesyncReason, Kind, ProtocolError, Reply, ReplyEvent};
 
 use super::emit::{Outcome, summary};
@@ -381,9 +381,7 @@ impl Core {
             }
             self.pop_pending();
         }
-        if let Some(n) = self.link_names() {
-            sink.replication(&n.meta, n.replica, ReplEvent::Down);
-        }
+        self.link_down(sink);
         self.closed = true;
     }
 }

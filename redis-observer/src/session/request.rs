@@ -152,7 +152,8 @@ impl Core {
     }
 
     /// Redis's replconfCommand walks its option pairs and returns at once, without a reply, on
-    /// `ack` or `getack`; `listening-port` names the replica for the link's metrics.
+    /// `ack` or `getack`; `listening-port` names the replica for the link's metrics, and
+    /// `main-ch-client-id` makes the connection a Redis 8 RDB channel.
     #[cold]
     pub(super) fn replconf(&mut self, req: &Request) -> Role {
         if req.argc.is_multiple_of(2) {
@@ -168,6 +169,10 @@ impl Core {
                 && let Some(port) = req.arg(i + 1).and_then(|(v, _)| parse_u64(v))
             {
                 self.repl_port = u16::try_from(port).unwrap_or(0);
+            }
+            // Redis 8: this connection is the RDB channel of a replica's main connection.
+            if is(b"main-ch-client-id") {
+                self.rdb_channel_of = req.arg(i + 1).and_then(|(v, _)| parse_u64(v));
             }
             i += 2;
         }

@@ -1771,18 +1771,24 @@ fn full_sync_expected(diskless: bool, streamed: u64) -> Vec<String> {
 
 /// Stream events summed and durations blanked, so that any segmentation compares equal.
 fn normalized(events: Vec<String>) -> Vec<String> {
+    normalized_for(events, "10.0.0.1:6380")
+}
+
+/// [`normalized`] for the link of `replica`.
+fn normalized_for(events: Vec<String>, replica: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let (mut cmds, mut bytes, mut last) = (0u64, 0u64, String::new());
+    let prefix = format!("repl {replica} Stream {{ commands: ");
     let flush = |out: &mut Vec<String>, cmds: &mut u64, bytes: &mut u64, last: &mut String| {
         if *cmds > 0 || *bytes > 0 {
             out.push(format!(
-                "repl 10.0.0.1:6380 Stream {{ commands: {cmds}, bytes: {bytes}, offset: {last}"
+                "repl {replica} Stream {{ commands: {cmds}, bytes: {bytes}, offset: {last}"
             ));
             (*cmds, *bytes) = (0, 0);
         }
     };
     for e in events {
-        if let Some(rest) = e.strip_prefix("repl 10.0.0.1:6380 Stream { commands: ") {
+        if let Some(rest) = e.strip_prefix(&prefix) {
             let (c, rest) = rest.split_once(", bytes: ").unwrap();
             let (b, rest) = rest.split_once(", offset: ").unwrap();
             cmds += c.parse::<u64>().unwrap();
@@ -2049,4 +2055,260 @@ fn refused_count_line_has_its_bytes() {
         [" [] error error:ERR Protocol error: too big mbulk count string refused"]
     );
     assert_eq!(r.sink.recs[0].req_bytes, bytes.len() as u64);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Redis 8: full sync through an RDB channel
+
+/// The replica's two connections in the capture `tests/data/replication/redis-8.2-rdb-channel.pcap`
+/// (Redis 8.2.3, diskless master, `rdb-key-save-delay` slowing the RDB): (main channel?, client
+/// bytes?, µs since the capture's start, bytes), in capture order.
+const RDB_CHANNEL_SYNC: &[(bool, bool, u64, &[u8])] = &[
+    (true, true, 455371, b"*1\r\n$4\r\nPING\r\n"),
+    (true, false, 455480, b"+PONG\r\n"),
+    (
+        true,
+        true,
+        455502,
+        b"*3\r\n$8\r\nREPLCONF\r\n$14\r\nlistening-port\r\n$5\r\n17003\r\n",
+    ),
+    (true, false, 455520, b"+OK\r\n"),
+    (
+        true,
+        true,
+        455524,
+        b"*7\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n$\
+          4\r\ncapa\r\n$16\r\nrdb-channel-repl\r\n",
+    ),
+    (true, false, 455530, b"+OK\r\n"),
+    (
+        true,
+        true,
+        455548,
+        b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n",
+    ),
+    (true, false, 455587, b"+RDBCHANNELSYNC 15\r\n"),
+    (
+        false,
+        true,
+        455669,
+        b"*11\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$8\r\nrdb-only\r\n$1\r\n1\r\n$\
+          11\r\nrdb-channel\r\n$1\r\n1\r\n$17\r\nmain-ch-client-id\r\n$2\r\n15\r\n$14\r\nlis\
+          tening-port\r\n$5\r\n17003\r\n",
+    ),
+    (false, false, 455695, b"+OK\r\n"),
+    (
+        false,
+        true,
+        455706,
+        b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n",
+    ),
+    (
+        false,
+        false,
+        455733,
+        b"+FULLRESYNC 21d8e4dd20a610ea617ba28535e327aafcbdfc92 55\r\n",
+    ),
+    (
+        true,
+        false,
+        861999,
+        b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nset\r\n$7\r\nduring1\r\n$1\r\nx\r\n",
+    ),
+    (
+        true,
+        false,
+        1272900,
+        b"*2\r\n$4\r\nincr\r\n$7\r\nduring2\r\n",
+    ),
+    (
+        false,
+        false,
+        2257902,
+        b"$EOF:cf20b4a3acec8eb0fa91bca37e314b1759b58a04\r\nREDIS0012\xfa\tredis-ver\x058.2.3\
+          \xfa\nredis-bits\xc0@\xfa\x05ctime\xc2\x1d\x1c\x17k\xfa\x08used-mem\xc2X\x80\r\x00\
+          \xfa\x0erepl-stream-db\xc0\x00\xfa\x07repl-id(21d8e4dd20a610ea617ba28535e327aafcbd\
+          fc92\xfa\x0brepl-offset\xc07\xfa\x08aof-base\xc0\x00\xfe\x00\xfb\x06\x00\x00\x04ke\
+          y3\x06value3\x00\x04key5\x06value5\x00\x04key1\x06value1\x00\x04key2\x06value2\x00\
+          \x04key4\x06value4\x00\x06before\xc0\x01\xff\xbe\xa0(\xfe5\xa2\x85Pcf20b4a3acec8eb\
+          0fa91bca37e314b1759b58a04",
+    ),
+    (
+        true,
+        true,
+        2261702,
+        b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$2\r\n55\r\n",
+    ),
+    (
+        true,
+        true,
+        2465800,
+        b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$3\r\n138\r\n",
+    ),
+    (
+        true,
+        true,
+        3469829,
+        b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$3\r\n138\r\n",
+    ),
+    (
+        true,
+        false,
+        3710342,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$1\r\n1\r\n*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$\
+          1\r\n*\r\n",
+    ),
+    (
+        true,
+        true,
+        3710486,
+        b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$3\r\n165\r\n",
+    ),
+];
+
+/// Both connections fed in capture order; their notes joined by an [`RdbChannels`] table as
+/// the pipeline does. Returns the main channel's and the RDB channel's events.
+fn rdb_channel_run(steps: &[(bool, bool, u64, &[u8])]) -> (Vec<String>, Vec<String>) {
+    rdb_channel_run_losing(steps, None)
+}
+
+/// [`rdb_channel_run`], the bytes of step `lose` not captured.
+fn rdb_channel_run_losing(
+    steps: &[(bool, bool, u64, &[u8])],
+    lose: Option<usize>,
+) -> (Vec<String>, Vec<String>) {
+    let server = addr("127.0.0.1:17001");
+    let limits = SessionLimits::default();
+    let conn = |client: &str| Run {
+        session: Session::new(ConnMeta::new(addr(client), server), &limits, false),
+        sink: Collect::default(),
+    };
+    let (mut main, mut rdb) = (conn("127.0.0.1:57272"), conn("127.0.0.1:57280"));
+    let mut table = RdbChannels::default();
+    let mut last = 0;
+    for (i, &(is_main, client, us, bytes)) in steps.iter().enumerate() {
+        last = us * 1000;
+        let step = match (client, lose == Some(i)) {
+            (true, false) => Step::C(bytes.to_vec()),
+            (false, false) => Step::S(bytes.to_vec()),
+            (true, true) => Step::CMiss(bytes.len() as u64),
+            (false, true) => Step::SMiss(bytes.len() as u64),
+        };
+        let (run, key) = if is_main {
+            (&mut main, "main")
+        } else {
+            (&mut rdb, "rdb")
+        };
+        run.step(last, &step);
+        if let Some(note) = run.session.take_rdb_channel_note()
+            && let Some(j) = table.note(server, key, note, last)
+        {
+            assert_eq!(j.main, "main");
+            main.session
+                .rdb_channel_offset(j.id, j.offset, &mut main.sink);
+        }
+    }
+    assert!(table.is_empty(), "{table:?}");
+    main.step(last + 1, &Step::Close);
+    rdb.step(last + 1, &Step::Close);
+    (main.sink.events, rdb.sink.events)
+}
+
+const R: &str = "repl 127.0.0.1:17003";
+
+/// The main channel's events in the capture: the link starts at `+RDBCHANNELSYNC` and learns
+/// at the RDB channel's `+FULLRESYNC` that its stream starts at offset 55, which the master's
+/// `master_repl_offset` (202 at the end) confirms.
+fn rdb_channel_main_events() -> Vec<String> {
+    [
+        "PING [] ok simple:PONG",
+        "REPLCONF [listening-port 17003] ok simple:OK",
+        "REPLCONF [capa eof capa psync2 capa rdb-channel-repl] ok simple:OK",
+        "PSYNC [? -1] ok simple:RDBCHANNELSYNC 15",
+        &format!("{R} Up(MainChannel)"),
+        &format!("{R} Stream {{ commands: 0, bytes: 0, offset: Some(55), lag: None }}"),
+        &format!("{R} Stream {{ commands: 2, bytes: 56, offset: Some(111), lag: None }}"),
+        &format!("{R} Stream {{ commands: 1, bytes: 27, offset: Some(138), lag: None }}"),
+        &format!("{R} Ack {{ offset: 55, lag: Some(83) }}"),
+        "REPLCONF [ACK 55] no_reply -",
+        &format!("{R} Ack {{ offset: 138, lag: Some(0) }}"),
+        "REPLCONF [ACK 138] no_reply -",
+        &format!("{R} Ack {{ offset: 138, lag: Some(0) }}"),
+        "REPLCONF [ACK 138] no_reply -",
+        &format!("{R} Stream {{ commands: 2, bytes: 64, offset: Some(202), lag: Some(64) }}"),
+        &format!("{R} Ack {{ offset: 165, lag: Some(37) }}"),
+        "REPLCONF [ACK 165] no_reply -",
+        &format!("{R} Down"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The RDB channel: one REPLCONF and PSYNC, the full sync and its RDB (338 bytes on the wire:
+/// `$EOF:<mark>\r\n`, 251 bytes of RDB, the mark), no link of its own (no `Down`).
+fn rdb_channel_rdb_events() -> Vec<String> {
+    [
+        "REPLCONF [capa eof rdb-only 1 rdb-channel 1 main-ch-client-id 15 listening-port 17003] \
+         ok simple:OK",
+        "PSYNC [? -1] ok simple:FULLRESYNC 21d8e4dd20a610ea617ba28535e327aafcbdfc92 55",
+        &format!("{R} Up(RdbChannel)"),
+        &format!("{R} Rdb {{ bytes: 251, duration_ns: 0 }}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn rdb_channel_sync_from_redis_8_2() {
+    let (main, rdb) = rdb_channel_run(RDB_CHANNEL_SYNC);
+    assert_eq!(main, rdb_channel_main_events());
+    assert_eq!(rdb, rdb_channel_rdb_events());
+}
+
+/// The same bytes cut into pieces of every size: the same counts, offsets and lags.
+#[rstest]
+fn rdb_channel_sync_any_segmentation(#[values(1, 2, 7, 41, 200)] piece: usize) {
+    let cut: Vec<(bool, bool, u64, &[u8])> = RDB_CHANNEL_SYNC
+        .iter()
+        .flat_map(|&(m, c, us, b)| b.chunks(piece).map(move |p| (m, c, us, p)))
+        .collect();
+    let (main, rdb) = rdb_channel_run(&cut);
+    let replica = "127.0.0.1:17003";
+    assert_eq!(
+        normalized_for(main, replica),
+        normalized_for(rdb_channel_main_events(), replica),
+        "piece {piece}"
+    );
+    assert_eq!(rdb, rdb_channel_rdb_events(), "piece {piece}");
+}
+
+/// A gap in the main channel's stream before its offset is known: the offset it would learn
+/// no longer adds up, so none is shown (nor a lag).
+#[test]
+fn rdb_channel_gap_before_the_offset() {
+    let mut steps: Vec<(bool, bool, u64, &[u8])> = RDB_CHANNEL_SYNC.to_vec();
+    // Move the RDB channel's +FULLRESYNC after the main channel's propagated INCR, and lose
+    // the INCR.
+    let full = steps
+        .iter()
+        .position(|s| s.3.starts_with(b"+FULLRESYNC"))
+        .unwrap();
+    let fr = steps.remove(full);
+    let incr = steps
+        .iter()
+        .position(|s| s.3.starts_with(b"*2\r\n$4\r\nincr"))
+        .unwrap();
+    steps.insert(incr + 1, fr);
+    let (main, rdb) = rdb_channel_run_losing(&steps, Some(incr));
+    assert_eq!(rdb, rdb_channel_rdb_events());
+    assert_eq!(
+        main.iter().filter(|e| e.starts_with("notice")).count(),
+        1,
+        "the gap is a desync: {main:#?}"
+    );
+    let shown: Vec<&String> = main
+        .iter()
+        .filter(|e| e.contains("offset: Some") || e.contains("lag: Some"))
+        .collect();
+    assert!(shown.is_empty(), "{shown:#?}");
 }
