@@ -547,23 +547,16 @@ fn wait_waitaof_and_chained_replica(server: &str) {
         });
     }
     // Redis 8 replicas sync through a second connection (`+RDBCHANNELSYNC <id>` on the main
-    // one, then `+FULLRESYNC` and the RDB on the RDB channel): the main channel's starting
-    // offset travels on the other connection, which the observer does not link to it yet, so it
-    // knows no stream offset (nor lag) for such links. Known gap; the counts are exact anyway.
-    let offsets_known = !server.starts_with("redis-8");
-    if offsets_known {
-        wait_until("observer lag 0", Duration::from_secs(10), || {
-            let live = obs.metrics();
-            let lag = by_replica(&live, "redis_replication_ack_lag_bytes", &ms);
-            let lag_r1 = by_replica(&live, "redis_replication_ack_lag_bytes", &r1s);
-            lag.len() == 1
-                && lag_r1.len() == 1
-                && lag.values().chain(lag_r1.values()).all(|v| *v == 0.0)
-        });
-    } else {
-        // An acknowledgement of the last offset (replicas send one every second).
-        sleep(Duration::from_millis(1500));
-    }
+    // one, then `+FULLRESYNC` and the RDB on the RDB channel): the observer joins the two, so
+    // the main link knows its stream offset, and its lag, as on any other server.
+    wait_until("observer lag 0", Duration::from_secs(10), || {
+        let live = obs.metrics();
+        let lag = by_replica(&live, "redis_replication_ack_lag_bytes", &ms);
+        let lag_r1 = by_replica(&live, "redis_replication_ack_lag_bytes", &r1s);
+        lag.len() == 1
+            && lag_r1.len() == 1
+            && lag.values().chain(lag_r1.values()).all(|v| *v == 0.0)
+    });
     // Freeze the replicas (R2 first: R1 must still answer INFO), then read both sides.
     r2.proc.signal(libc::SIGSTOP);
     sleep(Duration::from_millis(400));
@@ -629,15 +622,22 @@ fn wait_waitaof_and_chained_replica(server: &str) {
     assert_eq!(sum("redis_replication_full_syncs_total", &ms), 1.0, "R1");
     assert_eq!(sum("redis_replication_full_syncs_total", &r1s), 1.0, "R2");
     let label = |r: &Redis| format!("127.0.0.1:{}", r.port);
-    let offset_series: &[&str] = if offsets_known {
-        &[
-            "redis_replication_stream_offset",
-            "redis_replication_acked_offset",
-        ]
-    } else {
-        &["redis_replication_acked_offset"]
-    };
-    for &name in offset_series {
+    // One link per replica (a Redis 8 RDB channel carries its replica's full sync but is not a
+    // link of its own, as INFO's connected_slaves counts it), and each RDB counted once.
+    assert_eq!(sum("redis_replication_links_active", &ms), 1.0, "R1");
+    assert_eq!(sum("redis_replication_links_active", &r1s), 1.0, "R2");
+    for (srv, r) in [(&ms, &r1), (&r1s, &r2)] {
+        let rdb = by_replica(&live, "redis_replication_rdb_bytes", srv);
+        let total = sum("redis_replication_rdb_bytes_total", srv);
+        assert!(
+            total > 50.0 && rdb == [(label(r), total)].into(),
+            "{srv}: RDB counted once: {rdb:?}, total {total}"
+        );
+    }
+    for name in [
+        "redis_replication_stream_offset",
+        "redis_replication_acked_offset",
+    ] {
         assert_eq!(
             by_replica(&live, name, &ms),
             [(label(&r1), top as f64)].into(),
