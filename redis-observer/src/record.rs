@@ -201,9 +201,9 @@ pub enum SyncKind {
     /// replica's main connection. The stream starts at once; the RDB, and the offset the stream
     /// starts at, come on the RDB channel. Not counted as a full sync (the RDB channel is).
     MainChannel,
-    /// The RDB channel of a Redis 8 full sync (`REPLCONF rdb-channel 1`, then `+FULLRESYNC`):
-    /// one RDB, then the master closes it. Counted as the full sync; not a link of its own (no
-    /// `Down` follows).
+    /// The RDB channel of a Redis 8 full sync (`REPLCONF rdb-channel 1`, then `+FULLRESYNC`),
+    /// or of Valkey's dual-channel sync (`SYNC`): one RDB, then the master closes it. Counted as
+    /// the full sync; not a link of its own (no `Down` follows).
     RdbChannel,
 }
 

@@ -433,6 +433,8 @@ struct Core {
     repl_port: u16,
     /// `REPLCONF main-ch-client-id <id>`: an RDB channel, for the main connection `id`.
     rdb_channel_of: Option<u64>,
+    /// `REPLCONF rdb-channel 1`: an RDB channel (Redis 8, Valkey's dual channel).
+    rdb_channel: bool,
     /// `+RDBCHANNELSYNC <id>`: a main channel, which the master calls `id`.
     main_channel_id: Option<u64>,
     /// Not yet taken by the pipeline.
@@ -487,6 +489,7 @@ impl Core {
             link: None,
             repl_port: 0,
             rdb_channel_of: None,
+            rdb_channel: false,
             main_channel_id: None,
             rdb_note: None,
             refusal: None,

@@ -15,6 +15,12 @@
 //! main-ch-client-id <id>`, then `PSYNC`) that gets `+FULLRESYNC <replid> <offset>`, the RDB, and
 //! is closed. The main link's stream starts at that offset: the two sessions are joined by the
 //! pipeline ([`super::RdbChannels`]), which hands the offset over ([`Link::set_base`]).
+//!
+//! Valkey's dual-channel sync (off by default) differs: the main connection gets
+//! `+DUALCHANNELSYNC`, an ordinary reply; the RDB channel (`REPLCONF ... rdb-channel 1`) sends
+//! `SYNC` and gets `$ENDOFF:<offset> <replid> <dbid> <client id>` before the `$EOF:` RDB; the
+//! main connection then sends `PSYNC <replid> <offset + 1>`, answered `+CONTINUE`: its link
+//! knows its offset by itself.
 
 use std::net::SocketAddr;
 
@@ -237,6 +243,12 @@ impl Link {
         }
         let h = &self.hdr[..self.hdr_len];
         let h = h.strip_suffix(b"\r").unwrap_or(h);
+        if h.starts_with(b"ENDOFF:") {
+            // Valkey's dual-channel sync: `$ENDOFF:<offset> <replid> <dbid> <client id>` comes
+            // before the RDB's own header on the RDB channel.
+            self.st = St::AwaitRdb;
+            return rest;
+        }
         if let Some(mark) = h.strip_prefix(b"EOF:") {
             if let Some(m) = mark.get(..MARK) {
                 self.mark.copy_from_slice(m);
@@ -411,7 +423,13 @@ impl Core {
         };
         self.emit(&h, o, sink);
         self.pop_pending();
-        self.start_link(SyncKind::Full, None, sink);
+        // Valkey's dual-channel RDB channel syncs with SYNC.
+        let kind = if self.rdb_channel {
+            SyncKind::RdbChannel
+        } else {
+            SyncKind::Full
+        };
+        self.start_link(kind, None, sink);
     }
 
     /// From here on the server side is a replication stream, and the client a replica whose
@@ -506,6 +524,9 @@ impl Core {
                         if let Some(offset) = base {
                             self.rdb_note = Some(RdbChannelNote::Rdb { id, offset });
                         }
+                    }
+                    None if self.rdb_channel => {
+                        self.start_link(SyncKind::RdbChannel, base, sink);
                     }
                     None => self.start_link(SyncKind::Full, base, sink),
                 }

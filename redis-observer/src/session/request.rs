@@ -153,7 +153,8 @@ impl Core {
 
     /// Redis's replconfCommand walks its option pairs and returns at once, without a reply, on
     /// `ack` or `getack`; `listening-port` names the replica for the link's metrics, and
-    /// `main-ch-client-id` makes the connection a Redis 8 RDB channel.
+    /// `main-ch-client-id` (Redis 8) or `rdb-channel 1` (Redis 8, Valkey) make the connection
+    /// an RDB channel.
     #[cold]
     pub(super) fn replconf(&mut self, req: &Request) -> Role {
         if req.argc.is_multiple_of(2) {
@@ -173,6 +174,9 @@ impl Core {
             // Redis 8: this connection is the RDB channel of a replica's main connection.
             if is(b"main-ch-client-id") {
                 self.rdb_channel_of = req.arg(i + 1).and_then(|(v, _)| parse_u64(v));
+            }
+            if is(b"rdb-channel") {
+                self.rdb_channel = req.arg(i + 1).is_some_and(|(v, _)| v == b"1");
             }
             i += 2;
         }

@@ -2312,3 +2312,143 @@ fn rdb_channel_gap_before_the_offset() {
         .collect();
     assert!(shown.is_empty(), "{shown:#?}");
 }
+
+/// A Valkey 8.1.8 dual-channel full sync (`dual-channel-replication-enabled yes` on both), as
+/// captured on loopback, in the same form as [`RDB_CHANNEL_SYNC`]: the main connection, then
+/// the RDB channel (`SYNC`, `$ENDOFF:`, the RDB), then PSYNC `+CONTINUE` on the main one.
+const VALKEY_DUAL_CHANNEL_SYNC: &[(bool, bool, u64, &[u8])] = &[
+    (true, true, 75, b"*1\r\n$4\r\nPING\r\n"),
+    (true, false, 177, b"+PONG\r\n"),
+    (
+        true,
+        true,
+        200,
+        b"*3\r\n$8\r\nREPLCONF\r\n$14\r\nlistening-port\r\n$5\r\n17032\r\n",
+    ),
+    (true, false, 228, b"+OK\r\n"),
+    (
+        true,
+        true,
+        238,
+        b"*7\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n$\
+          4\r\ncapa\r\n$12\r\ndual-channel\r\n",
+    ),
+    (true, false, 252, b"+OK\r\n"),
+    (
+        true,
+        true,
+        255,
+        b"*3\r\n$8\r\nREPLCONF\r\n$7\r\nversion\r\n$5\r\n8.1.8\r\n",
+    ),
+    (true, false, 267, b"+OK\r\n"),
+    (
+        true,
+        true,
+        282,
+        b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n",
+    ),
+    (true, false, 313, b"+DUALCHANNELSYNC\r\n"),
+    (
+        false,
+        true,
+        414,
+        b"*9\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$8\r\nrdb-only\r\n$1\r\n1\r\n$1\
+          1\r\nrdb-channel\r\n$1\r\n1\r\n$14\r\nlistening-port\r\n$5\r\n17032\r\n",
+    ),
+    (false, false, 425, b"+OK\r\n"),
+    (false, true, 435, b"SYNC\r\n"),
+    (
+        false,
+        false,
+        469,
+        b"$ENDOFF:0 30a4997c297413cb4746616deceb54b7609cde21 0 7\r\n",
+    ),
+    (
+        true,
+        true,
+        826,
+        b"*3\r\n$8\r\nREPLCONF\r\n$17\r\nset-rdb-client-id\r\n$1\r\n7\r\n",
+    ),
+    (
+        false,
+        false,
+        1411,
+        b"$EOF:fb05c441e3582e5ba0720a5782d80a7bc8f45e43\r\nREDIS0011\xfa\nvalkey-ver\x058.1.\
+          8\xfa\nredis-bits\xc0@\xfa\x05ctime\xc2\xc8 \x17k\xfa\x08used-mem\xc2\xb8\x18\x11\
+          \x00\xfa\x0erepl-stream-db\xc0\x00\xfa\x07repl-id(30a4997c297413cb4746616deceb54b7\
+          609cde21\xfa\x0brepl-offset\xc0\x00\xfa\x08aof-base\xc0\x00\xfe\x00\xfb\x03\x00\
+          \x00\x02k1\x01v\x00\x02k2\x01v\x00\x02k3\x01v\xff\xbb6I\xd61\x03T\xa7fb05c441e3582\
+          e5ba0720a5782d80a7bc8f45e43",
+    ),
+    (true, false, 1658, b"+OK\r\n"),
+    (
+        true,
+        true,
+        5077,
+        b"*3\r\n$5\r\nPSYNC\r\n$40\r\n30a4997c297413cb4746616deceb54b7609cde21\r\n$1\r\n1\r\
+          \n",
+    ),
+    (
+        true,
+        false,
+        5176,
+        b"+CONTINUE 30a4997c297413cb4746616deceb54b7609cde21\r\n",
+    ),
+    (
+        true,
+        true,
+        5481,
+        b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n",
+    ),
+    (
+        true,
+        true,
+        1003264,
+        b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n",
+    ),
+    (
+        true,
+        false,
+        1516885,
+        b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nset\r\n$5\r\nafter\r\n$1\r\n1\r\n",
+    ),
+];
+
+/// Valkey's dual channel: the RDB channel skips the `$ENDOFF:` line, counts the full sync and
+/// its RDB, and is no link; the main connection's link starts at `+CONTINUE`, offset known.
+#[test]
+fn valkey_dual_channel_sync() {
+    let (main, rdb) = rdb_channel_run(VALKEY_DUAL_CHANNEL_SYNC);
+    let r = "repl 127.0.0.1:17032";
+    let replid = "30a4997c297413cb4746616deceb54b7609cde21";
+    assert_eq!(
+        main,
+        [
+            "PING [] ok simple:PONG",
+            "REPLCONF [listening-port 17032] ok simple:OK",
+            "REPLCONF [capa eof capa psync2 capa dual-channel] ok simple:OK",
+            "REPLCONF [version 8.1.8] ok simple:OK",
+            "PSYNC [? -1] ok simple:DUALCHANNELSYNC",
+            "REPLCONF [set-rdb-client-id 7] ok simple:OK",
+            &format!("PSYNC [{replid} 1] ok simple:CONTINUE {replid}"),
+            &format!("{r} Up(Partial)"),
+            &format!("{r} Ack {{ offset: 0, lag: Some(0) }}"),
+            "REPLCONF [ACK 0] no_reply -",
+            &format!("{r} Ack {{ offset: 0, lag: Some(0) }}"),
+            "REPLCONF [ACK 0] no_reply -",
+            &format!("{r} Stream {{ commands: 2, bytes: 54, offset: Some(54), lag: Some(54) }}"),
+            &format!("{r} Down"),
+        ]
+        .map(String::from)
+    );
+    assert_eq!(
+        rdb,
+        [
+            "REPLCONF [capa eof rdb-only 1 rdb-channel 1 listening-port 17032] ok simple:OK",
+            "SYNC [] ok -",
+            &format!("{r} Up(RdbChannel)"),
+            &format!("{r} Rdb {{ bytes: 195, duration_ns: 0 }}"),
+        ]
+        .map(String::from)
+    );
+}
