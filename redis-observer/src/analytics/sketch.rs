@@ -89,6 +89,42 @@ struct Hot {
     aux: u64,
 }
 
+/// An entry's position in a sketch, valid while the sketch's generation is unchanged. Entries
+/// move only when a purge, merge or clear rebuilds a table, and each rebuild of any sketch takes
+/// a new generation from one process-wide counter, so a slot names one entry of one sketch (a
+/// generation repeats only after 2^32 rebuilds). Lets a key reach its pattern's entry, and a
+/// connection its client's, without hashing or probing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    generation: u32,
+    /// Position + 1 (0: none).
+    pos: u32,
+}
+
+/// Where generations come from (0 is never handed out: a default [`Slot`] names nothing).
+static GENERATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+fn next_generation() -> u32 {
+    let g = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if g == 0 { next_generation() } else { g }
+}
+
+impl Slot {
+    /// As an entry's `aux`.
+    #[must_use]
+    pub fn to_aux(self) -> u64 {
+        u64::from(self.generation) << 32 | u64::from(self.pos)
+    }
+
+    #[must_use]
+    pub fn from_aux(aux: u64) -> Slot {
+        Slot {
+            generation: (aux >> 32) as u32,
+            pos: aux as u32,
+        }
+    }
+}
+
 /// The part read only at insertion, purge, merge and answers.
 #[derive(Clone, Copy, Debug)]
 struct Cold {
@@ -110,6 +146,8 @@ pub struct Sketch {
     floor: [u64; WEIGHTS],
     /// Scratch for purges (reused).
     scratch: Vec<u64>,
+    /// Changes whenever entries move (see [`Slot`]).
+    generation: u32,
 }
 
 impl Sketch {
@@ -124,6 +162,7 @@ impl Sketch {
             index: Vec::new(),
             floor: [0; WEIGHTS],
             scratch: Vec::new(),
+            generation: next_generation(),
         }
     }
 
@@ -189,23 +228,75 @@ impl Sketch {
         Err(usize::MAX)
     }
 
-    /// Adds `w` to the item `hash`, if tracked; returns its `aux` if it was.
+    /// Adds `w` to the item `hash`, if tracked; returns its position if it was.
     #[inline]
-    pub fn add_tracked_aux(&mut self, hash: u64, w: [u64; WEIGHTS]) -> Option<u64> {
+    pub fn add_tracked_at(&mut self, hash: u64, w: [u64; WEIGHTS]) -> Option<usize> {
         let i = self.probe(hash).ok()?;
         let h = self.hot.get_mut(i)?;
         add_fast(&mut h.v, w);
-        Some(h.aux)
+        Some(i)
     }
 
     /// Adds `w` to the item `hash`, if tracked; returns whether it was.
     #[inline]
     pub fn add_tracked(&mut self, hash: u64, w: [u64; WEIGHTS]) -> bool {
-        self.add_tracked_aux(hash, w).is_some()
+        self.add_tracked_at(hash, w).is_some()
     }
 
-    /// Starts tracking an item that [`Sketch::add_tracked`] did not find.
-    pub fn insert(&mut self, hash: u64, name: Name, w: [u64; WEIGHTS], aux: u64) {
+    /// The `aux` of the entry at `pos` (from [`Sketch::add_tracked_at`]).
+    #[inline]
+    #[must_use]
+    pub fn aux(&self, pos: usize) -> u64 {
+        self.hot.get(pos).map_or(0, |h| h.aux)
+    }
+
+    /// Sets the `aux` of the entry at `pos`.
+    #[inline]
+    pub fn set_aux(&mut self, pos: usize, aux: u64) {
+        if let Some(h) = self.hot.get_mut(pos) {
+            h.aux = aux;
+        }
+    }
+
+    /// The current slot of the entry at `pos`.
+    #[inline]
+    #[must_use]
+    pub fn slot(&self, pos: usize) -> Slot {
+        Slot {
+            generation: self.generation,
+            pos: u32::try_from(pos + 1).unwrap_or(0),
+        }
+    }
+
+    /// Adds `w` to the entry `link` names if it is still there (same generation): no hash, no
+    /// probe. Returns whether it was.
+    #[inline]
+    pub fn add_at(&mut self, link: Slot, w: [u64; WEIGHTS]) -> bool {
+        if link.generation != self.generation || link.pos == 0 {
+            return false;
+        }
+        match self.hot.get_mut(link.pos as usize - 1) {
+            Some(h) => {
+                add_fast(&mut h.v, w);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds `w` to the item `hash` (named `name()`, called only when the item is new) and
+    /// returns its slot.
+    #[inline]
+    pub fn add_slot(&mut self, hash: u64, w: [u64; WEIGHTS], name: impl FnOnce() -> Name) -> Slot {
+        let pos = match self.add_tracked_at(hash, w) {
+            Some(i) => i,
+            None => self.insert(hash, name(), w, 0),
+        };
+        self.slot(pos)
+    }
+
+    /// Starts tracking an item that [`Sketch::add_tracked`] did not find; returns its position.
+    pub fn insert(&mut self, hash: u64, name: Name, w: [u64; WEIGHTS], aux: u64) -> usize {
         if self.index.is_empty() {
             self.index = vec![0; slots(self.cap)];
             self.hot.reserve_exact(self.cap);
@@ -222,15 +313,16 @@ impl Sketch {
                 err: self.floor,
                 name,
             },
-        );
+        )
     }
 
-    /// Appends an item known not to be tracked (the index has room).
-    fn push(&mut self, h: Hot, c: Cold) {
+    /// Appends an item known not to be tracked (the index has room); returns its position.
+    fn push(&mut self, h: Hot, c: Cold) -> usize {
         let i = self.hot.len();
         self.hot.push(h);
         self.cold.push(c);
         self.place(h.hash, i);
+        i
     }
 
     fn place(&mut self, hash: u64, i: usize) {
@@ -285,6 +377,7 @@ impl Sketch {
         self.hot.truncate(kept);
         self.cold.truncate(kept);
         self.reindex(self.index.len());
+        self.generation = next_generation();
     }
 
     /// Rebuilds the index with `n` slots (a power of two, more than twice the entries).
@@ -307,6 +400,7 @@ impl Sketch {
         self.cold.clear();
         self.index.fill(0);
         self.floor = [0; WEIGHTS];
+        self.generation = next_generation();
     }
 
     /// Adds `other` into `self`: the estimates and errors of the union (an item missing on one
@@ -348,6 +442,7 @@ impl Sketch {
             }
         }
         add(&mut self.floor, of);
+        self.generation = next_generation();
         while self.hot.len() > self.cap {
             self.purge();
         }
