@@ -27,6 +27,10 @@ pub struct ConnMeta {
     pub client_proc: Option<Arc<Process>>,
     /// The local process that owns the server's listening socket.
     pub server_proc: Option<Arc<Process>>,
+    /// Where the hot-key analytics last found this connection's client in their client table
+    /// (`analytics::sketch::Slot`, 0: nowhere yet), so their per-command path neither hashes
+    /// the address nor probes. Only the analytics read or set it.
+    pub top_slot: Cell<u64>,
 }
 
 impl ConnMeta {
@@ -39,6 +43,7 @@ impl ConnMeta {
             ident: Identity::default(),
             client_proc: None,
             server_proc: None,
+            top_slot: Cell::new(0),
         }
     }
 

@@ -32,6 +32,8 @@ const TESTS: &str = "set,get,incr,lpush,hset";
 enum Arm {
     None,
     Tc,
+    /// The TC arm without the hot-key analytics (`--top off`): the gap is their cost.
+    TcTopOff,
     Socket,
     TcFullLog,
     /// Diagnostic: the kernel program and the ring reader, nothing decoded.
@@ -44,6 +46,7 @@ impl Arm {
         match self {
             Arm::None => "no observer",
             Arm::Tc => "observer, TC (metrics + --slow 10ms)",
+            Arm::TcTopOff => "observer, TC, --top off (metrics + --slow 10ms)",
             Arm::Socket => "observer, socket (metrics + --slow 10ms)",
             Arm::TcFullLog => "observer, TC, full log to a file",
             Arm::CaptureOnly => "capture path only: TC + ring drained, nothing decoded",
@@ -219,7 +222,7 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
     let log = s.dir.join("commands.log");
     let _ = std::fs::remove_file(&log);
     let observer = match arm {
-        Arm::Tc | Arm::Socket | Arm::TcFullLog | Arm::CaptureOnly => {
+        Arm::Tc | Arm::TcTopOff | Arm::Socket | Arm::TcFullLog | Arm::CaptureOnly => {
             let mut c = Command::new(&s.bin);
             c.args([
                 "run",
@@ -237,6 +240,9 @@ fn one_run(s: &Setup, arm: Arm, pipeline: u32, n: u32) -> anyhow::Result<Sample>
                 c.args(["--log", "/dev/null", "--capture-only"]);
             } else {
                 c.args(["--log", "/dev/null", "--slow", "10ms"]);
+            }
+            if arm == Arm::TcTopOff {
+                c.args(["--top", "off"]);
             }
             let child = c
                 .stdout(Stdio::null())
@@ -440,6 +446,7 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
     let arms = [
         Arm::None,
         Arm::Tc,
+        Arm::TcTopOff,
         Arm::Socket,
         Arm::TcFullLog,
         Arm::CaptureOnly,
@@ -473,7 +480,13 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
             }
         }
         bpf_stats_enabled(true)?;
-        for arm in [Arm::Tc, Arm::Socket, Arm::TcFullLog, Arm::CaptureOnly] {
+        for arm in [
+            Arm::Tc,
+            Arm::TcTopOff,
+            Arm::Socket,
+            Arm::TcFullLog,
+            Arm::CaptureOnly,
+        ] {
             kernel.insert((p, arm), one_run(&s, arm, p, n)?);
         }
         bpf_stats_enabled(false)?;
@@ -524,7 +537,7 @@ pub fn bench(bin: &Path, rounds: usize, quick: bool) -> anyhow::Result<()> {
             let rps = median(v.iter().map(|s| s.rps).collect());
             let observed = matches!(
                 arm,
-                Arm::Tc | Arm::Socket | Arm::TcFullLog | Arm::CaptureOnly
+                Arm::Tc | Arm::TcTopOff | Arm::Socket | Arm::TcFullLog | Arm::CaptureOnly
             );
             let sum = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).sum::<f64>();
             let commands = sum(&|s| s.commands);

@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::commands::{self, CommandId};
 use crate::record::{CommandRecord, Status};
 use bigkeys::BigKeys;
-use sketch::{BYTES, CALLS, LATENCY, Name, Sketch, WEIGHTS};
+use sketch::{BYTES, CALLS, LATENCY, Name, Sketch, Slot, WEIGHTS};
 
 /// Keys a record carries for the analytics (the rest of a larger MGET/MSET/DEL is not seen).
 pub const KEYS_PER_COMMAND: usize = 32;
@@ -260,7 +260,15 @@ impl ServerTop {
     }
 
     /// Moves the current bucket forward to the one holding `now`.
+    #[inline]
     fn advance(&mut self, now: u64) {
+        if now.wrapping_sub(self.cur_start) < BUCKET_NS {
+            return; // the current bucket (the common case)
+        }
+        self.advance_slow(now);
+    }
+
+    fn advance_slow(&mut self, now: u64) {
         if self.cur_start == 0 {
             self.cur_start = now - now % BUCKET_NS;
             return;
@@ -269,6 +277,7 @@ impl ServerTop {
             return; // a little out of order: counted in the current bucket
         };
         let steps = ahead / BUCKET_NS;
+
         for _ in 0..steps.min(BUCKETS as u64) {
             let (done, all) = (&self.buckets[self.cur], &mut self.all);
             all.merge(done);
@@ -352,40 +361,49 @@ impl Analytics {
         if let Some(c) = t.commands.get_mut(rec.command.index()) {
             sketch::add_fast(c, w);
         }
-        let client = &rec.conn.client;
-        t.clients
-            .add(addr_hash(seed, client), w, || client_name(*client));
+        // The connection remembers where its client's entry is (valid while that table has
+        // not moved its entries): no hash, no probe, for all but its first command per window.
+        let conn = rec.conn;
+        if !t.clients.add_at(Slot::from_aux(conn.top_slot.get()), w) {
+            let client = &conn.client;
+            let slot = t
+                .clients
+                .add_slot(addr_hash(seed, client), w, || client_name(*client));
+            conn.top_slot.set(slot.to_aux());
+        }
         if rec.keys.is_empty() {
             return;
         }
         // Per key: a multi-key command's request and reply are shared among its keys.
-        let nkeys = rec.keys.len() as u64;
-        let big = rec.req_bytes.max(rec.resp_bytes).div_ceil(nkeys);
+        let largest = rec.req_bytes.max(rec.resp_bytes);
+        let big = match rec.keys.len() {
+            1 => largest, // no division for the usual one key
+            n => largest.div_ceil(n as u64),
+        };
         for k in rec.keys {
             let start = k.start as usize;
             let Some(kb) = rec.arg_buf.get(start..start + k.kept as usize) else {
                 continue;
             };
-            // One hash per key, for the key table and big keys; the pattern's hash is kept
-            // with the key, so a tracked key's pattern is never computed again.
+            // One hash per key, for the key table and big keys. A tracked key remembers where
+            // its pattern's entry is (its `aux`): the pattern is computed when the key starts
+            // being tracked, and again only if the pattern table has moved its entries since.
             let h = hash_bytes(seed, kb, k.len);
-            match t.keys.add_tracked_aux(h, w) {
-                Some(ph) => {
-                    if !t.patterns.add_tracked(ph, w) {
-                        let p = pattern_of(kb, k.len);
-                        t.patterns
-                            .insert(ph, Name::new(p.bytes(), p.len as u64), w, 0);
-                    }
-                }
-                None => {
-                    let p = pattern_of(kb, k.len);
-                    let ph = hash_bytes(seed, p.bytes(), 0);
-                    t.keys.insert(h, Name::new(kb, k.len), w, ph);
-                    if !t.patterns.add_tracked(ph, w) {
-                        t.patterns
-                            .insert(ph, Name::new(p.bytes(), p.len as u64), w, 0);
-                    }
-                }
+            let linked = match t.keys.add_tracked_at(h, w) {
+                Some(pos) => t
+                    .patterns
+                    .add_at(Slot::from_aux(t.keys.aux(pos)), w)
+                    .then_some(())
+                    .ok_or(pos),
+                None => Err(t.keys.insert(h, Name::new(kb, k.len), w, 0)),
+            };
+            if let Err(pos) = linked {
+                let p = pattern_of(kb, k.len);
+                let ph = hash_bytes(seed, p.bytes(), 0);
+                let slot = t
+                    .patterns
+                    .add_slot(ph, w, || Name::new(p.bytes(), p.len as u64));
+                t.keys.set_aux(pos, slot.to_aux());
             }
             if big > t.big.threshold() {
                 t.big.see(h, big, latency, || Name::new(kb, k.len));

@@ -90,45 +90,46 @@ pub fn normalize(key: &[u8], cut: bool, out: &mut [u8; PATTERN_BYTES]) -> usize 
         n: 0,
         full: false,
     };
+    // Bytes kept as they are go out in one copy per run, up to the next id.
+    let mut kept_from = 0;
     let mut i = 0;
     while i < key.len() {
-        // One segment: up to the next separator, judged on the way.
-        let (mut j, mut digits, mut hex, mut any_digit) = (i, true, true, false);
-        while let Some(&c) = key.get(j) {
-            let k = CLASS.get(usize::from(c)).copied().unwrap_or(0);
+        // One segment: up to the next separator, judged on the way (`all`: the classes every
+        // byte has, `any`: those some byte has).
+        let rest = key.get(i..).unwrap_or_default();
+        let (mut all, mut any) = (DIGIT | HEX, 0u8);
+        let mut n = rest.len();
+        for (at, &c) in rest.iter().enumerate() {
+            let k = CLASS[usize::from(c)];
             if k & SEP != 0 {
+                n = at;
                 break;
             }
-            digits &= k & DIGIT != 0;
-            hex &= k & HEX != 0;
-            any_digit |= k & DIGIT != 0;
-            j += 1;
+            all &= k;
+            any |= k;
         }
-        let seg = key.get(i..j).unwrap_or_default();
+        let j = i + n;
+        let (digits, hex, any_digit) = (all & DIGIT != 0, all & HEX != 0, any & DIGIT != 0);
         // A UUID's first group is 8 hex digits ended by a dash (a separator).
-        if seg.len() == 8
-            && hex
-            && key.get(j) == Some(&b'-')
-            && uuid_at(key.get(i..).unwrap_or_default())
-        {
+        if n == 8 && hex && key.get(j) == Some(&b'-') && uuid_at(rest) {
+            o.put(key.get(kept_from..i).unwrap_or_default());
             o.put(b"{}");
             i += 36;
+            kept_from = i;
             continue;
         }
-        let is_id = !seg.is_empty() && (digits || (seg.len() >= 8 && hex && any_digit));
+        let is_id = n > 0 && (digits || (n >= 8 && hex && any_digit));
         // The last segment of a cut key is incomplete: not judged, kept as it is.
         let last_cut = cut && j == key.len();
         if !last_cut && is_id {
+            o.put(key.get(kept_from..i).unwrap_or_default());
             o.put(b"{}");
-        } else {
-            o.put(seg);
+            kept_from = j;
         }
-        i = j;
-        if let Some(c) = key.get(i..=i) {
-            o.put(c);
-            i += 1;
-        }
+        // Past the segment and its separator.
+        i = j + 1;
     }
+    o.put(key.get(kept_from..).unwrap_or_default());
     let (mut n, full) = (o.n, o.full);
     if cut || full {
         // `…` marks a pattern of a cut key; it replaces the last bytes if there is no room.

@@ -25,11 +25,12 @@
 //! [`NAME_BYTES`], for display.
 //!
 //! Layout, for the per-command cost: what an update touches (hash, estimates, the owner's
-//! word) is a dense 48-byte entry; errors and names live in a parallel array read only at
+//! word) is a dense 40-byte entry; errors and names live in a parallel array read only at
 //! insertion, purge, merge and answers; the index is open addressing with linear probing over
-//! `u64` slots (32 bits of the hash as a tag, the entry's position), at most half full, so a
-//! lookup reads one index line and, on a tag match, one entry. Nothing is allocated per update
-//! once the first insertion has sized the table.
+//! `u32` slots (16 bits of the hash as a tag, the entry's position), at most half full: 32 KiB
+//! for the default 4096 keys, so it mostly stays in the L1 cache, and a lookup reads one index
+//! slot and, on a tag match, one entry. Nothing is allocated per update once the first
+//! insertion has sized the table.
 
 /// Weights tracked per item.
 pub const CALLS: usize = 0;
@@ -89,12 +90,52 @@ struct Hot {
     aux: u64,
 }
 
+/// An entry's position in a sketch, valid while the sketch's generation is unchanged. Entries
+/// move only when a purge, merge or clear rebuilds a table, and each rebuild of any sketch takes
+/// a new generation from one process-wide counter, so a slot names one entry of one sketch (a
+/// generation repeats only after 2^32 rebuilds). Lets a key reach its pattern's entry, and a
+/// connection its client's, without hashing or probing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    generation: u32,
+    /// Position + 1 (0: none).
+    pos: u32,
+}
+
+/// Where generations come from (0 is never handed out: a default [`Slot`] names nothing).
+static GENERATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+fn next_generation() -> u32 {
+    let g = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if g == 0 { next_generation() } else { g }
+}
+
+impl Slot {
+    /// As an entry's `aux`.
+    #[must_use]
+    pub fn to_aux(self) -> u64 {
+        u64::from(self.generation) << 32 | u64::from(self.pos)
+    }
+
+    #[must_use]
+    pub fn from_aux(aux: u64) -> Slot {
+        Slot {
+            generation: (aux >> 32) as u32,
+            pos: aux as u32,
+        }
+    }
+}
+
 /// The part read only at insertion, purge, merge and answers.
 #[derive(Clone, Copy, Debug)]
 struct Cold {
     err: [u64; WEIGHTS],
     name: Name,
 }
+
+/// Most items a sketch tracks: a merge holds up to twice that for a moment, and positions + 1
+/// must fit the index's 16 bits.
+pub const MAX_CAP: usize = 32_000;
 
 /// Index slots for `n` entries: a power of two, at most half full.
 fn slots(n: usize) -> usize {
@@ -105,25 +146,28 @@ pub struct Sketch {
     cap: usize,
     hot: Vec<Hot>,
     cold: Vec<Cold>,
-    /// 0: empty; else the hash's high 32 bits, then the entry's position + 1.
-    index: Vec<u64>,
+    /// 0: empty; else the hash's high 16 bits, then the entry's position + 1.
+    index: Vec<u32>,
     floor: [u64; WEIGHTS],
     /// Scratch for purges (reused).
     scratch: Vec<u64>,
+    /// Changes whenever entries move (see [`Slot`]).
+    generation: u32,
 }
 
 impl Sketch {
-    /// A sketch tracking at most `cap` items (at least 12). Memory is taken at the first
-    /// insertion, up to [`Sketch::max_bytes`].
+    /// A sketch tracking at most `cap` items (at least 12, at most [`MAX_CAP`]). Memory is
+    /// taken at the first insertion, up to [`Sketch::max_bytes`].
     #[must_use]
     pub fn new(cap: usize) -> Sketch {
         Sketch {
-            cap: cap.max(12),
+            cap: cap.clamp(12, MAX_CAP),
             hot: Vec::new(),
             cold: Vec::new(),
             index: Vec::new(),
             floor: [0; WEIGHTS],
             scratch: Vec::new(),
+            generation: next_generation(),
         }
     }
 
@@ -131,9 +175,9 @@ impl Sketch {
     /// scratch. A merge holds up to twice that for a moment.
     #[must_use]
     pub fn max_bytes(cap: usize) -> usize {
-        let cap = cap.max(12);
+        let cap = cap.clamp(12, MAX_CAP);
         cap * (size_of::<Hot>() + size_of::<Cold>() + size_of::<u64>())
-            + slots(cap) * size_of::<u64>()
+            + slots(cap) * size_of::<u32>()
     }
 
     #[must_use]
@@ -171,15 +215,15 @@ impl Sketch {
     #[inline]
     fn probe(&self, hash: u64) -> Result<usize, usize> {
         let mask = self.index.len().wrapping_sub(1);
-        let tag = hash >> 32;
+        let tag = (hash >> 48) as u32;
         let mut p = (hash as usize) & mask;
         // The index is never full, so an empty slot ends the walk.
         while let Some(&s) = self.index.get(p) {
             if s == 0 {
                 return Err(p);
             }
-            if s >> 32 == tag {
-                let i = (s & 0xffff_ffff) as usize - 1;
+            if s >> 16 == tag {
+                let i = (s & 0xffff) as usize - 1;
                 if self.hot.get(i).is_some_and(|h| h.hash == hash) {
                     return Ok(i);
                 }
@@ -189,23 +233,75 @@ impl Sketch {
         Err(usize::MAX)
     }
 
-    /// Adds `w` to the item `hash`, if tracked; returns its `aux` if it was.
+    /// Adds `w` to the item `hash`, if tracked; returns its position if it was.
     #[inline]
-    pub fn add_tracked_aux(&mut self, hash: u64, w: [u64; WEIGHTS]) -> Option<u64> {
+    pub fn add_tracked_at(&mut self, hash: u64, w: [u64; WEIGHTS]) -> Option<usize> {
         let i = self.probe(hash).ok()?;
         let h = self.hot.get_mut(i)?;
         add_fast(&mut h.v, w);
-        Some(h.aux)
+        Some(i)
     }
 
     /// Adds `w` to the item `hash`, if tracked; returns whether it was.
     #[inline]
     pub fn add_tracked(&mut self, hash: u64, w: [u64; WEIGHTS]) -> bool {
-        self.add_tracked_aux(hash, w).is_some()
+        self.add_tracked_at(hash, w).is_some()
     }
 
-    /// Starts tracking an item that [`Sketch::add_tracked`] did not find.
-    pub fn insert(&mut self, hash: u64, name: Name, w: [u64; WEIGHTS], aux: u64) {
+    /// The `aux` of the entry at `pos` (from [`Sketch::add_tracked_at`]).
+    #[inline]
+    #[must_use]
+    pub fn aux(&self, pos: usize) -> u64 {
+        self.hot.get(pos).map_or(0, |h| h.aux)
+    }
+
+    /// Sets the `aux` of the entry at `pos`.
+    #[inline]
+    pub fn set_aux(&mut self, pos: usize, aux: u64) {
+        if let Some(h) = self.hot.get_mut(pos) {
+            h.aux = aux;
+        }
+    }
+
+    /// The current slot of the entry at `pos`.
+    #[inline]
+    #[must_use]
+    pub fn slot(&self, pos: usize) -> Slot {
+        Slot {
+            generation: self.generation,
+            pos: u32::try_from(pos + 1).unwrap_or(0),
+        }
+    }
+
+    /// Adds `w` to the entry `link` names if it is still there (same generation): no hash, no
+    /// probe. Returns whether it was.
+    #[inline]
+    pub fn add_at(&mut self, link: Slot, w: [u64; WEIGHTS]) -> bool {
+        if link.generation != self.generation || link.pos == 0 {
+            return false;
+        }
+        match self.hot.get_mut(link.pos as usize - 1) {
+            Some(h) => {
+                add_fast(&mut h.v, w);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds `w` to the item `hash` (named `name()`, called only when the item is new) and
+    /// returns its slot.
+    #[inline]
+    pub fn add_slot(&mut self, hash: u64, w: [u64; WEIGHTS], name: impl FnOnce() -> Name) -> Slot {
+        let pos = match self.add_tracked_at(hash, w) {
+            Some(i) => i,
+            None => self.insert(hash, name(), w, 0),
+        };
+        self.slot(pos)
+    }
+
+    /// Starts tracking an item that [`Sketch::add_tracked`] did not find; returns its position.
+    pub fn insert(&mut self, hash: u64, name: Name, w: [u64; WEIGHTS], aux: u64) -> usize {
         if self.index.is_empty() {
             self.index = vec![0; slots(self.cap)];
             self.hot.reserve_exact(self.cap);
@@ -222,15 +318,16 @@ impl Sketch {
                 err: self.floor,
                 name,
             },
-        );
+        )
     }
 
-    /// Appends an item known not to be tracked (the index has room).
-    fn push(&mut self, h: Hot, c: Cold) {
+    /// Appends an item known not to be tracked (the index has room); returns its position.
+    fn push(&mut self, h: Hot, c: Cold) -> usize {
         let i = self.hot.len();
         self.hot.push(h);
         self.cold.push(c);
         self.place(h.hash, i);
+        i
     }
 
     fn place(&mut self, hash: u64, i: usize) {
@@ -238,7 +335,8 @@ impl Sketch {
         let mut p = (hash as usize) & mask;
         while let Some(s) = self.index.get_mut(p) {
             if *s == 0 {
-                *s = (hash >> 32) << 32 | (i as u64 + 1);
+                // Positions stay under 2 * MAX_CAP (a merge's moment of two tables).
+                *s = ((hash >> 48) as u32) << 16 | (i as u32 + 1);
                 return;
             }
             p = (p + 1) & mask;
@@ -285,6 +383,7 @@ impl Sketch {
         self.hot.truncate(kept);
         self.cold.truncate(kept);
         self.reindex(self.index.len());
+        self.generation = next_generation();
     }
 
     /// Rebuilds the index with `n` slots (a power of two, more than twice the entries).
@@ -307,6 +406,7 @@ impl Sketch {
         self.cold.clear();
         self.index.fill(0);
         self.floor = [0; WEIGHTS];
+        self.generation = next_generation();
     }
 
     /// Adds `other` into `self`: the estimates and errors of the union (an item missing on one
@@ -348,6 +448,7 @@ impl Sketch {
             }
         }
         add(&mut self.floor, of);
+        self.generation = next_generation();
         while self.hot.len() > self.cap {
             self.purge();
         }

@@ -8,7 +8,7 @@
 //!
 //! [`first_key`]: super::first_key
 
-use super::{Args, BeginSearch, CommandId, FindKeys, KeySpec, MIGRATE, info, key_flag, parse_i64};
+use super::{Args, CommandId, MIGRATE, fixed_key, info, key_flag, spec_range};
 use crate::resp::Request;
 
 /// `SORT` (not `SORT_RO`, which never stores): its STORE destination is found by code.
@@ -34,7 +34,18 @@ pub fn keys(id: CommandId, req: &Request, max: usize, mut f: impl FnMut(usize)) 
         migrate_keys(a, &mut emit);
         return;
     }
-    for spec in info(id).key_specs {
+    let specs = info(id).key_specs;
+    // Most commands: one key at a fixed index (GET, SET, INCR, HSET, ...).
+    if id != SORT
+        && let [spec] = specs
+        && let Some(i) = fixed_key(spec)
+    {
+        if u64::try_from(i).is_ok_and(|i| i < a.argc()) {
+            emit(i);
+        }
+        return;
+    }
+    for spec in specs {
         if spec.flags & key_flag::NOT_KEY != 0 {
             continue;
         }
@@ -55,70 +66,6 @@ pub fn keys(id: CommandId, req: &Request, max: usize, mut f: impl FnMut(usize)) 
             emit(dest);
         }
     }
-}
-
-/// The spec's keys as `first..=last` by `step` (Redis' bounds checks: an invalid range is a
-/// syntax error and yields nothing).
-fn spec_range(spec: &KeySpec, a: Args) -> Option<(i64, i64, i64)> {
-    let argc = i64::try_from(a.argc()).ok()?;
-    let kept = i64::try_from(a.kept()).ok()?;
-    let mut first = match spec.begin {
-        BeginSearch::Index(i) => i64::from(i),
-        BeginSearch::Keyword { keyword, startfrom } => {
-            let found = if startfrom > 0 {
-                let end = argc.saturating_sub(1).min(kept);
-                (i64::from(startfrom)..end).find(|&i| a.is(i as usize, keyword))
-            } else {
-                let start = argc.saturating_add(i64::from(startfrom)).min(kept - 1);
-                (1..=start).rev().find(|&i| a.is(i as usize, keyword))
-            };
-            found?.saturating_add(1)
-        }
-        BeginSearch::Unknown => return None,
-    };
-    let (last, step) = match spec.find {
-        FindKeys::Range {
-            lastkey,
-            keystep,
-            limit,
-        } => {
-            let lastkey = i64::from(lastkey);
-            let last = if lastkey >= 0 {
-                first.saturating_add(lastkey)
-            } else if limit <= 0 {
-                argc.saturating_add(lastkey)
-            } else {
-                let share = argc.saturating_sub(first) / i64::from(limit);
-                first.saturating_add(share.saturating_add(lastkey))
-            };
-            (last, i64::from(keystep))
-        }
-        FindKeys::Keynum {
-            keynumidx,
-            firstkey,
-            keystep,
-        } => {
-            let idx = usize::try_from(first.saturating_add(i64::from(keynumidx))).ok()?;
-            let (num, len) = a.get(idx)?;
-            if len != num.len() as u64 {
-                return None;
-            }
-            let numkeys = parse_i64(num)?;
-            if numkeys < 0 {
-                return None;
-            }
-            first = first.saturating_add(i64::from(firstkey));
-            (
-                first.saturating_add(numkeys).saturating_sub(1),
-                i64::from(keystep),
-            )
-        }
-        FindKeys::Unknown => return None,
-    };
-    if first < 1 || first >= argc || last < first || last >= argc || step < 1 {
-        return None;
-    }
-    Some((first, last, step))
 }
 
 /// Redis' `sortGetKeys`: LIMIT skips two arguments, GET and BY one; the last `STORE dest` wins.

@@ -607,14 +607,43 @@ pub fn first_key(id: CommandId, req: &Request) -> Option<usize> {
         .min()
 }
 
+/// The first key of one spec (see [`spec_range`]).
 fn spec_first_key(spec: &KeySpec, a: Args) -> Option<usize> {
+    if let Some(i) = fixed_key(spec) {
+        return u64::try_from(i).is_ok_and(|i| i < a.argc()).then_some(i);
+    }
+    spec_range(spec, a).and_then(|(first, _, _)| usize::try_from(first).ok())
+}
+
+/// The index of a spec's one key when it is at a fixed position (`Index(i)` and a range of one
+/// key, as GET's and most commands' are): what [`spec_range`] yields for it, without the walk,
+/// when `i` is below argc.
+#[inline]
+fn fixed_key(spec: &KeySpec) -> Option<usize> {
+    match (spec.begin, spec.find) {
+        (
+            BeginSearch::Index(i),
+            FindKeys::Range {
+                lastkey: 0,
+                keystep,
+                ..
+            },
+        ) if i >= 1 && keystep >= 1 && spec.flags & key_flag::NOT_KEY == 0 => {
+            usize::try_from(i).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The spec's keys as `first..=last` by `step` (Redis' bounds checks: an invalid range is a
+/// syntax error and yields nothing).
+fn spec_range(spec: &KeySpec, a: Args) -> Option<(i64, i64, i64)> {
     let argc = i64::try_from(a.argc()).ok()?;
     let kept = i64::try_from(a.kept()).ok()?;
-    let first = match spec.begin {
+    let mut first = match spec.begin {
         BeginSearch::Index(i) => i64::from(i),
         BeginSearch::Keyword { keyword, startfrom } => {
             let found = if startfrom > 0 {
-                // Redis stops before the last argument: a keyword there has no key after it.
                 let end = argc.saturating_sub(1).min(kept);
                 (i64::from(startfrom)..end).find(|&i| a.is(i as usize, keyword))
             } else {
@@ -625,23 +654,27 @@ fn spec_first_key(spec: &KeySpec, a: Args) -> Option<usize> {
         }
         BeginSearch::Unknown => return None,
     };
-    // Saturating throughout: the table's numbers are small, argc may not be.
-    let last = match spec.find {
-        FindKeys::Range { lastkey, limit, .. } => {
+    let (last, step) = match spec.find {
+        FindKeys::Range {
+            lastkey,
+            keystep,
+            limit,
+        } => {
             let lastkey = i64::from(lastkey);
-            if lastkey >= 0 {
+            let last = if lastkey >= 0 {
                 first.saturating_add(lastkey)
             } else if limit <= 0 {
                 argc.saturating_add(lastkey)
             } else {
                 let share = argc.saturating_sub(first) / i64::from(limit);
                 first.saturating_add(share.saturating_add(lastkey))
-            }
+            };
+            (last, i64::from(keystep))
         }
         FindKeys::Keynum {
             keynumidx,
             firstkey,
-            ..
+            keystep,
         } => {
             let idx = usize::try_from(first.saturating_add(i64::from(keynumidx))).ok()?;
             let (num, len) = a.get(idx)?;
@@ -652,21 +685,18 @@ fn spec_first_key(spec: &KeySpec, a: Args) -> Option<usize> {
             if numkeys < 0 {
                 return None;
             }
-            let first = first.saturating_add(i64::from(firstkey));
-            return key_at(first, first.saturating_add(numkeys).saturating_sub(1), argc);
+            first = first.saturating_add(i64::from(firstkey));
+            (
+                first.saturating_add(numkeys).saturating_sub(1),
+                i64::from(keystep),
+            )
         }
         FindKeys::Unknown => return None,
     };
-    key_at(first, last, argc)
-}
-
-/// `first`, if the spec's range `first..=last` is valid (Redis treats anything else as a syntax
-/// error: no keys).
-fn key_at(first: i64, last: i64, argc: i64) -> Option<usize> {
-    if first < 1 || first >= argc || last < first || last >= argc {
+    if first < 1 || first >= argc || last < first || last >= argc || step < 1 {
         return None;
     }
-    usize::try_from(first).ok()
+    Some((first, last, step))
 }
 
 /// Redis' `string2ll`: optional `-`, digits, no leading zeros or `+`, fits an i64.

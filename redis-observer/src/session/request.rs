@@ -436,7 +436,7 @@ impl Core {
             self.bytes.extend(kept);
         }
         if self.keep_keys > 0 {
-            e.keys_len = self.build_keys(req, id, e.bytes_at);
+            e.keys_len = self.build_keys(req, id, &e, name_args);
         }
         e.bytes_len = rel(&self.bytes);
         // After the record's bytes, so freed with them; never shown.
@@ -445,15 +445,29 @@ impl Core {
     }
 
     /// Every key of `req` (bounded), after the entry's arguments in the arenas, for outputs
-    /// that read [`CommandRecord::keys`].
-    fn build_keys(&mut self, req: &Request, id: CommandId, at: u64) -> u32 {
+    /// that read [`CommandRecord::keys`]. A key the entry's arguments already hold (the usual
+    /// case) points at those bytes; others are copied.
+    fn build_keys(&mut self, req: &Request, id: CommandId, e: &Entry, name_args: usize) -> u32 {
         let (bytes, args, keep) = (&mut self.bytes, &mut self.args, self.keep_key_bytes);
+        let (at, args_at) = (e.bytes_at, e.args_at);
+        let args_len = usize::try_from(e.args_len).unwrap_or(0);
         let mut n = 0;
         commands::keys(id, req, self.keep_keys, |i| {
             if let Some((prefix, len)) = req.arg(i) {
                 let kept = prefix.get(..keep).unwrap_or(prefix);
-                let start = len32(usize::try_from(bytes.end().wrapping_sub(at)).unwrap_or(0));
-                bytes.extend(kept);
+                let shown = i
+                    .checked_sub(name_args)
+                    .and_then(|j| args.slice(args_at, args_len).get(j).copied())
+                    .filter(|a| !a.redacted && a.kept as usize >= kept.len());
+                let start = match shown {
+                    Some(a) => a.start,
+                    None => {
+                        let start =
+                            len32(usize::try_from(bytes.end().wrapping_sub(at)).unwrap_or(0));
+                        bytes.extend(kept);
+                        start
+                    }
+                };
                 args.push(RecordArg {
                     start,
                     kept: len32(kept.len()),
