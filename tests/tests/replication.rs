@@ -453,6 +453,11 @@ fn sync_from_redis_cli_replica() {
 /// the replica answers `REPLCONF ACK <offset> FACK <aof offset>`) with the append-only file on
 /// master and replicas, and a chained replica, on the newer servers.
 #[test]
+fn wait_waitaof_and_chained_replica_redis_7_2() {
+    wait_waitaof_and_chained_replica("redis-7.2");
+}
+
+#[test]
 fn wait_waitaof_and_chained_replica_redis_8_2() {
     wait_waitaof_and_chained_replica("redis-8.2");
 }

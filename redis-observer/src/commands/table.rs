@@ -1,13 +1,14 @@
-//! The command table merged by `cargo xtask gen-commands` from 5 servers:
-//! redis-7.0.15, redis-7.4.1, redis-8.2.3, valkey-8.1.8, valkey-9.1.2,
+//! The command table merged by `cargo xtask gen-commands` from 6 servers:
+//! redis-7.0.15, redis-7.2.4, redis-7.4.1, redis-8.2.3, valkey-8.1.8, valkey-9.1.2,
 //! rendered from `data/commands.json`. Do not edit: regenerate it (see `data/README.md`).
 
 use super::{BeginSearch, CommandId, CommandInfo, FindKeys, KeySpec, UNKNOWN};
 
 /// The servers the table was read from, with their `COMMAND COUNT`; bit `i` of
 /// [`CommandInfo::servers`] is `SERVERS[i]`.
-pub const SERVERS: [(&str, usize); 5] = [
+pub const SERVERS: [(&str, usize); 6] = [
     ("redis-7.0.15", 240),
+    ("redis-7.2.4", 383),
     ("redis-7.4.1", 392),
     ("redis-8.2.3", 267),
     ("valkey-8.1.8", 242),
@@ -235,7 +236,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(13),
             CommandId(14),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL CAT",
@@ -249,7 +250,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL DELUSER",
@@ -263,7 +264,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL DRYRUN",
@@ -277,7 +278,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL GENPASS",
@@ -291,7 +292,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL GETUSER",
@@ -305,7 +306,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL HELP",
@@ -319,7 +320,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL LIST",
@@ -333,7 +334,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL LOAD",
@@ -347,7 +348,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL LOG",
@@ -361,7 +362,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL SAVE",
@@ -375,7 +376,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL SETUSER",
@@ -389,7 +390,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL USERS",
@@ -403,7 +404,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ACL WHOAMI",
@@ -417,7 +418,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "APPEND",
@@ -439,7 +440,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ASKING",
@@ -453,7 +454,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "AUTH",
@@ -472,7 +473,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BF.ADD",
@@ -494,7 +495,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.CARD",
@@ -516,7 +517,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.DEBUG",
@@ -538,7 +539,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.EXISTS",
@@ -560,7 +561,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.INFO",
@@ -582,7 +583,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.INSERT",
@@ -604,7 +605,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.LOADCHUNK",
@@ -626,7 +627,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.MADD",
@@ -648,7 +649,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.MEXISTS",
@@ -670,7 +671,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.RESERVE",
@@ -692,7 +693,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BF.SCANDUMP",
@@ -714,7 +715,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "BGREWRITEAOF",
@@ -728,7 +729,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BGSAVE",
@@ -742,7 +743,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BITCOUNT",
@@ -764,7 +765,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BITFIELD",
@@ -786,7 +787,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BITFIELD_RO",
@@ -808,7 +809,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BITOP",
@@ -841,7 +842,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BITPOS",
@@ -863,7 +864,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BLMOVE",
@@ -896,7 +897,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BLMPOP",
@@ -918,7 +919,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BLPOP",
@@ -940,7 +941,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BRPOP",
@@ -962,7 +963,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BRPOPLPUSH",
@@ -995,7 +996,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BZMPOP",
@@ -1017,7 +1018,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BZPOPMAX",
@@ -1039,7 +1040,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "BZPOPMIN",
@@ -1061,7 +1062,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CF.ADD",
@@ -1083,7 +1084,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.ADDNX",
@@ -1105,7 +1106,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.COMPACT",
@@ -1127,7 +1128,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.COUNT",
@@ -1149,7 +1150,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.DEBUG",
@@ -1171,7 +1172,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.DEL",
@@ -1193,7 +1194,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.EXISTS",
@@ -1215,7 +1216,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.INFO",
@@ -1237,7 +1238,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.INSERT",
@@ -1259,7 +1260,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.INSERTNX",
@@ -1281,7 +1282,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.LOADCHUNK",
@@ -1303,7 +1304,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.MEXISTS",
@@ -1325,7 +1326,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.RESERVE",
@@ -1347,7 +1348,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CF.SCANDUMP",
@@ -1369,7 +1370,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CLIENT",
@@ -1404,7 +1405,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(77),
             CommandId(78),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT CACHING",
@@ -1418,7 +1419,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT CAPA",
@@ -1432,7 +1433,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "CLIENT GETNAME",
@@ -1446,7 +1447,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT GETREDIR",
@@ -1460,7 +1461,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT HELP",
@@ -1474,7 +1475,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT ID",
@@ -1488,7 +1489,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT IMPORT-SOURCE",
@@ -1502,7 +1503,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "CLIENT INFO",
@@ -1516,7 +1517,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT KILL",
@@ -1530,7 +1531,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT LIST",
@@ -1544,7 +1545,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT NO-EVICT",
@@ -1558,7 +1559,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT NO-TOUCH",
@@ -1572,7 +1573,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011110,
+        servers: 0b00111110,
     },
     CommandInfo {
         name: "CLIENT PAUSE",
@@ -1586,7 +1587,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT REPLY",
@@ -1600,7 +1601,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT SETINFO",
@@ -1614,7 +1615,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011110,
+        servers: 0b00111110,
     },
     CommandInfo {
         name: "CLIENT SETNAME",
@@ -1628,7 +1629,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT TRACKING",
@@ -1642,7 +1643,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT TRACKINGINFO",
@@ -1656,7 +1657,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT UNBLOCK",
@@ -1670,7 +1671,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLIENT UNPAUSE",
@@ -1684,7 +1685,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER",
@@ -1733,7 +1734,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(112),
             CommandId(113),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER ADDSLOTS",
@@ -1747,7 +1748,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER ADDSLOTSRANGE",
@@ -1761,7 +1762,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER BUMPEPOCH",
@@ -1775,7 +1776,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER CANCELSLOTMIGRATIONS",
@@ -1789,7 +1790,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "CLUSTER COUNT-FAILURE-REPORTS",
@@ -1803,7 +1804,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER COUNTKEYSINSLOT",
@@ -1817,7 +1818,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER DELSLOTS",
@@ -1831,7 +1832,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER DELSLOTSRANGE",
@@ -1845,7 +1846,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER FAILOVER",
@@ -1859,7 +1860,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER FLUSHSLOT",
@@ -1873,7 +1874,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "CLUSTER FLUSHSLOTS",
@@ -1887,7 +1888,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER FORGET",
@@ -1901,7 +1902,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER GETKEYSINSLOT",
@@ -1915,7 +1916,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER GETSLOTMIGRATIONS",
@@ -1929,7 +1930,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "CLUSTER HELP",
@@ -1943,7 +1944,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER INFO",
@@ -1957,7 +1958,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER KEYSLOT",
@@ -1971,7 +1972,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER LINKS",
@@ -1985,7 +1986,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER MEET",
@@ -1999,7 +2000,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER MIGRATESLOTS",
@@ -2013,7 +2014,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "CLUSTER MYID",
@@ -2027,7 +2028,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER MYSHARDID",
@@ -2041,7 +2042,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011110,
+        servers: 0b00111110,
     },
     CommandInfo {
         name: "CLUSTER NODES",
@@ -2055,7 +2056,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER REPLICAS",
@@ -2069,7 +2070,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER REPLICATE",
@@ -2083,7 +2084,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER RESET",
@@ -2097,7 +2098,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER SAVECONFIG",
@@ -2111,7 +2112,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER SET-CONFIG-EPOCH",
@@ -2125,7 +2126,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER SETSLOT",
@@ -2139,7 +2140,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER SHARDS",
@@ -2153,7 +2154,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER SLAVES",
@@ -2167,7 +2168,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER SLOT-STATS",
@@ -2181,7 +2182,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011100,
+        servers: 0b00111000,
     },
     CommandInfo {
         name: "CLUSTER SLOTS",
@@ -2195,7 +2196,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CLUSTER SYNCSLOTS",
@@ -2209,7 +2210,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "CLUSTERSCAN",
@@ -2231,7 +2232,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "CMS.INCRBY",
@@ -2253,7 +2254,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CMS.INFO",
@@ -2275,7 +2276,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CMS.INITBYDIM",
@@ -2297,7 +2298,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CMS.INITBYPROB",
@@ -2319,7 +2320,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CMS.MERGE",
@@ -2341,7 +2342,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "CMS.QUERY",
@@ -2363,7 +2364,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "COMMAND",
@@ -2385,7 +2386,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(127),
             CommandId(128),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMAND COUNT",
@@ -2399,7 +2400,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMAND DOCS",
@@ -2413,7 +2414,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMAND GETKEYS",
@@ -2427,7 +2428,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMAND GETKEYSANDFLAGS",
@@ -2441,7 +2442,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMAND HELP",
@@ -2455,7 +2456,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMAND INFO",
@@ -2469,7 +2470,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMAND LIST",
@@ -2483,7 +2484,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COMMANDLOG",
@@ -2502,7 +2503,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(132),
             CommandId(133),
         ],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "COMMANDLOG GET",
@@ -2516,7 +2517,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "COMMANDLOG HELP",
@@ -2530,7 +2531,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "COMMANDLOG LEN",
@@ -2544,7 +2545,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "COMMANDLOG RESET",
@@ -2558,7 +2559,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "CONFIG",
@@ -2578,7 +2579,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(138),
             CommandId(139),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CONFIG GET",
@@ -2592,7 +2593,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CONFIG HELP",
@@ -2606,7 +2607,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CONFIG RESETSTAT",
@@ -2620,7 +2621,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CONFIG REWRITE",
@@ -2634,7 +2635,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "CONFIG SET",
@@ -2648,7 +2649,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "COPY",
@@ -2681,7 +2682,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "DBSIZE",
@@ -2695,7 +2696,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "DEBUG",
@@ -2709,7 +2710,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "DECR",
@@ -2731,7 +2732,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "DECRBY",
@@ -2753,7 +2754,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "DEL",
@@ -2775,7 +2776,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "DELIFEQ",
@@ -2797,7 +2798,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "DISCARD",
@@ -2811,7 +2812,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "DUMP",
@@ -2833,7 +2834,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ECHO",
@@ -2847,7 +2848,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EVAL",
@@ -2873,7 +2874,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EVALSHA",
@@ -2899,7 +2900,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EVALSHA_RO",
@@ -2926,7 +2927,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EVAL_RO",
@@ -2953,7 +2954,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EXEC",
@@ -2967,7 +2968,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EXISTS",
@@ -2989,7 +2990,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EXPIRE",
@@ -3011,7 +3012,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EXPIREAT",
@@ -3033,7 +3034,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "EXPIRETIME",
@@ -3055,7 +3056,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FAILOVER",
@@ -3069,7 +3070,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FCALL",
@@ -3095,7 +3096,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FCALL_RO",
@@ -3122,7 +3123,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FLUSHALL",
@@ -3136,7 +3137,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FLUSHDB",
@@ -3150,7 +3151,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FT.ADD",
@@ -3172,7 +3173,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.AGGREGATE",
@@ -3194,7 +3195,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.ALIASADD",
@@ -3216,7 +3217,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.ALIASDEL",
@@ -3238,7 +3239,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.ALIASUPDATE",
@@ -3260,7 +3261,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.ALTER",
@@ -3282,7 +3283,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.CONFIG",
@@ -3296,7 +3297,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.CREATE",
@@ -3318,7 +3319,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.CURSOR",
@@ -3340,7 +3341,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.DEBUG",
@@ -3384,7 +3385,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(201),
             CommandId(202),
         ],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.DEBUG DELETE_LOCAL_CURSORS",
@@ -3398,7 +3399,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DOCIDTOID",
@@ -3412,7 +3413,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DOCINFO",
@@ -3426,7 +3427,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_GEOMIDX",
@@ -3440,7 +3441,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_HNSW",
@@ -3454,7 +3455,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_INVIDX",
@@ -3468,7 +3469,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_NUMIDX",
@@ -3482,7 +3483,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_NUMIDXTREE",
@@ -3496,7 +3497,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_PHONETIC_HASH",
@@ -3510,7 +3511,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_PREFIX_TRIE",
@@ -3524,7 +3525,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_SUFFIX_TRIE",
@@ -3538,7 +3539,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_TAGIDX",
@@ -3552,7 +3553,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG DUMP_TERMS",
@@ -3566,7 +3567,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG GC_CLEAN_NUMERIC",
@@ -3580,7 +3581,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG GC_CONTINUE_SCHEDULE",
@@ -3594,7 +3595,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG GC_FORCEBGINVOKE",
@@ -3608,7 +3609,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG GC_FORCEINVOKE",
@@ -3622,7 +3623,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG GC_STOP_SCHEDULE",
@@ -3636,7 +3637,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG GC_WAIT_FOR_JOBS",
@@ -3650,7 +3651,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG GIT_SHA",
@@ -3664,7 +3665,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG HELP",
@@ -3678,7 +3679,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG IDTODOCID",
@@ -3692,7 +3693,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG INFO_TAGIDX",
@@ -3706,7 +3707,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG INVIDX_SUMMARY",
@@ -3720,7 +3721,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG NUMIDX_SUMMARY",
@@ -3734,7 +3735,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG TTL",
@@ -3748,7 +3749,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG TTL_EXPIRE",
@@ -3762,7 +3763,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG TTL_PAUSE",
@@ -3776,7 +3777,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEBUG VECSIM_INFO",
@@ -3790,7 +3791,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000100,
     },
     CommandInfo {
         name: "FT.DEL",
@@ -3812,7 +3813,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.DICTADD",
@@ -3826,7 +3827,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.DICTDEL",
@@ -3840,7 +3841,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.DICTDUMP",
@@ -3854,7 +3855,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.DROP",
@@ -3876,7 +3877,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.DROPINDEX",
@@ -3898,7 +3899,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.EXPLAIN",
@@ -3920,7 +3921,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.EXPLAINCLI",
@@ -3942,7 +3943,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.GET",
@@ -3964,7 +3965,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.INFO",
@@ -3986,7 +3987,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.MGET",
@@ -4008,7 +4009,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.PROFILE",
@@ -4030,7 +4031,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SAFEADD",
@@ -4052,7 +4053,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SEARCH",
@@ -4074,7 +4075,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SPELLCHECK",
@@ -4096,7 +4097,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SUGADD",
@@ -4118,7 +4119,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SUGDEL",
@@ -4140,7 +4141,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SUGGET",
@@ -4162,7 +4163,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SUGLEN",
@@ -4184,7 +4185,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SYNADD",
@@ -4206,7 +4207,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SYNDUMP",
@@ -4228,7 +4229,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.SYNUPDATE",
@@ -4250,7 +4251,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT.TAGVALS",
@@ -4272,7 +4273,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT._ALIASADDIFNX",
@@ -4294,7 +4295,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT._ALIASDELIFX",
@@ -4316,7 +4317,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT._ALTERIFNX",
@@ -4338,7 +4339,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT._CREATEIFNX",
@@ -4360,7 +4361,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT._DROPIFX",
@@ -4382,7 +4383,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT._DROPINDEXIFX",
@@ -4404,7 +4405,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FT._LIST",
@@ -4418,7 +4419,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "FUNCTION",
@@ -4442,7 +4443,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(241),
             CommandId(242),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION DELETE",
@@ -4456,7 +4457,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION DUMP",
@@ -4470,7 +4471,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION FLUSH",
@@ -4484,7 +4485,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION HELP",
@@ -4498,7 +4499,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION KILL",
@@ -4512,7 +4513,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION LIST",
@@ -4526,7 +4527,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION LOAD",
@@ -4540,7 +4541,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION RESTORE",
@@ -4554,7 +4555,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "FUNCTION STATS",
@@ -4568,7 +4569,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEOADD",
@@ -4590,7 +4591,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEODIST",
@@ -4612,7 +4613,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEOHASH",
@@ -4634,7 +4635,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEOPOS",
@@ -4656,7 +4657,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEORADIUS",
@@ -4704,7 +4705,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEORADIUSBYMEMBER",
@@ -4752,7 +4753,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEORADIUSBYMEMBER_RO",
@@ -4774,7 +4775,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEORADIUS_RO",
@@ -4796,7 +4797,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEOSEARCH",
@@ -4818,7 +4819,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GEOSEARCHSTORE",
@@ -4851,7 +4852,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GET",
@@ -4873,7 +4874,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GETBIT",
@@ -4895,7 +4896,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GETDEL",
@@ -4917,7 +4918,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GETEX",
@@ -4939,7 +4940,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GETRANGE",
@@ -4961,7 +4962,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "GETSET",
@@ -4983,7 +4984,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HDEL",
@@ -5005,7 +5006,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HELLO",
@@ -5024,7 +5025,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HEXISTS",
@@ -5046,7 +5047,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HEXPIRE",
@@ -5068,7 +5069,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HEXPIREAT",
@@ -5090,7 +5091,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HEXPIRETIME",
@@ -5112,7 +5113,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HGET",
@@ -5134,7 +5135,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HGETALL",
@@ -5156,7 +5157,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HGETDEL",
@@ -5178,7 +5179,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010100,
+        servers: 0b00101000,
     },
     CommandInfo {
         name: "HGETEX",
@@ -5200,7 +5201,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010100,
+        servers: 0b00101000,
     },
     CommandInfo {
         name: "HINCRBY",
@@ -5222,7 +5223,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HINCRBYFLOAT",
@@ -5244,7 +5245,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HKEYS",
@@ -5266,7 +5267,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HLEN",
@@ -5288,7 +5289,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HMGET",
@@ -5310,7 +5311,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HMSET",
@@ -5332,7 +5333,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HPERSIST",
@@ -5354,7 +5355,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HPEXPIRE",
@@ -5376,7 +5377,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HPEXPIREAT",
@@ -5398,7 +5399,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HPEXPIRETIME",
@@ -5420,7 +5421,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HPTTL",
@@ -5442,7 +5443,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HRANDFIELD",
@@ -5464,7 +5465,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HSCAN",
@@ -5486,7 +5487,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HSET",
@@ -5508,7 +5509,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HSETEX",
@@ -5530,7 +5531,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010100,
+        servers: 0b00101000,
     },
     CommandInfo {
         name: "HSETNX",
@@ -5552,7 +5553,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HSTRLEN",
@@ -5574,7 +5575,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "HTTL",
@@ -5596,7 +5597,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010110,
+        servers: 0b00101100,
     },
     CommandInfo {
         name: "HVALS",
@@ -5618,7 +5619,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "INCR",
@@ -5640,7 +5641,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "INCRBY",
@@ -5662,7 +5663,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "INCRBYFLOAT",
@@ -5684,7 +5685,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "INFO",
@@ -5698,7 +5699,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "JSON.ARRAPPEND",
@@ -5720,7 +5721,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.ARRINDEX",
@@ -5742,7 +5743,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.ARRINSERT",
@@ -5764,7 +5765,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.ARRLEN",
@@ -5786,7 +5787,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.ARRPOP",
@@ -5808,7 +5809,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.ARRTRIM",
@@ -5830,7 +5831,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.CLEAR",
@@ -5852,7 +5853,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.DEBUG",
@@ -5874,7 +5875,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.DEL",
@@ -5896,7 +5897,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.FORGET",
@@ -5918,7 +5919,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.GET",
@@ -5940,7 +5941,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.MERGE",
@@ -5962,7 +5963,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.MGET",
@@ -5984,7 +5985,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.MSET",
@@ -6006,7 +6007,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.NUMINCRBY",
@@ -6028,7 +6029,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.NUMMULTBY",
@@ -6050,7 +6051,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.NUMPOWBY",
@@ -6072,7 +6073,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.OBJKEYS",
@@ -6094,7 +6095,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.OBJLEN",
@@ -6116,7 +6117,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.RESP",
@@ -6138,7 +6139,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.SET",
@@ -6160,7 +6161,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.STRAPPEND",
@@ -6182,7 +6183,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.STRLEN",
@@ -6204,7 +6205,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.TOGGLE",
@@ -6226,7 +6227,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "JSON.TYPE",
@@ -6248,7 +6249,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "KEYS",
@@ -6262,7 +6263,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LASTSAVE",
@@ -6276,7 +6277,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY",
@@ -6298,7 +6299,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(325),
             CommandId(326),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY DOCTOR",
@@ -6312,7 +6313,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY GRAPH",
@@ -6326,7 +6327,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY HELP",
@@ -6340,7 +6341,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY HISTOGRAM",
@@ -6354,7 +6355,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY HISTORY",
@@ -6368,7 +6369,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY LATEST",
@@ -6382,7 +6383,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LATENCY RESET",
@@ -6396,7 +6397,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LCS",
@@ -6418,7 +6419,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LINDEX",
@@ -6440,7 +6441,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LINSERT",
@@ -6462,7 +6463,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LLEN",
@@ -6484,7 +6485,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LMOVE",
@@ -6517,7 +6518,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LMPOP",
@@ -6539,7 +6540,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LOLWUT",
@@ -6553,7 +6554,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LPOP",
@@ -6575,7 +6576,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LPOS",
@@ -6597,7 +6598,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LPUSH",
@@ -6619,7 +6620,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LPUSHX",
@@ -6641,7 +6642,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LRANGE",
@@ -6663,7 +6664,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LREM",
@@ -6685,7 +6686,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LSET",
@@ -6707,7 +6708,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "LTRIM",
@@ -6729,7 +6730,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MEMORY",
@@ -6750,7 +6751,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(347),
             CommandId(348),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MEMORY DOCTOR",
@@ -6764,7 +6765,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MEMORY HELP",
@@ -6778,7 +6779,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MEMORY MALLOC-STATS",
@@ -6792,7 +6793,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MEMORY PURGE",
@@ -6806,7 +6807,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MEMORY STATS",
@@ -6820,7 +6821,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MEMORY USAGE",
@@ -6842,7 +6843,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MGET",
@@ -6864,7 +6865,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MIGRATE",
@@ -6900,7 +6901,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MODULE",
@@ -6920,7 +6921,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(355),
             CommandId(356),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MODULE HELP",
@@ -6934,7 +6935,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MODULE LIST",
@@ -6948,7 +6949,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MODULE LOAD",
@@ -6962,7 +6963,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MODULE LOADEX",
@@ -6976,7 +6977,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MODULE UNLOAD",
@@ -6990,7 +6991,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MONITOR",
@@ -7004,7 +7005,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MOVE",
@@ -7026,7 +7027,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MSET",
@@ -7048,7 +7049,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MSETEX",
@@ -7070,7 +7071,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00010000,
+        servers: 0b00100000,
     },
     CommandInfo {
         name: "MSETNX",
@@ -7092,7 +7093,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "MULTI",
@@ -7106,7 +7107,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "OBJECT",
@@ -7126,7 +7127,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(367),
             CommandId(368),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "OBJECT ENCODING",
@@ -7148,7 +7149,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "OBJECT FREQ",
@@ -7170,7 +7171,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "OBJECT HELP",
@@ -7184,7 +7185,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "OBJECT IDLETIME",
@@ -7206,7 +7207,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "OBJECT REFCOUNT",
@@ -7228,7 +7229,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PERSIST",
@@ -7250,7 +7251,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PEXPIRE",
@@ -7272,7 +7273,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PEXPIREAT",
@@ -7294,7 +7295,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PEXPIRETIME",
@@ -7316,7 +7317,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PFADD",
@@ -7338,7 +7339,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PFCOUNT",
@@ -7360,7 +7361,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PFDEBUG",
@@ -7382,7 +7383,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PFMERGE",
@@ -7415,7 +7416,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PFSELFTEST",
@@ -7429,7 +7430,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PING",
@@ -7443,7 +7444,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PSETEX",
@@ -7465,7 +7466,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PSUBSCRIBE",
@@ -7479,7 +7480,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PSYNC",
@@ -7493,7 +7494,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PTTL",
@@ -7515,7 +7516,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBLISH",
@@ -7529,7 +7530,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBSUB",
@@ -7550,7 +7551,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(389),
             CommandId(390),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBSUB CHANNELS",
@@ -7564,7 +7565,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBSUB HELP",
@@ -7578,7 +7579,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBSUB NUMPAT",
@@ -7592,7 +7593,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBSUB NUMSUB",
@@ -7606,7 +7607,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBSUB SHARDCHANNELS",
@@ -7620,7 +7621,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUBSUB SHARDNUMSUB",
@@ -7634,7 +7635,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "PUNSUBSCRIBE",
@@ -7648,7 +7649,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "QUIT",
@@ -7667,7 +7668,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RANDOMKEY",
@@ -7681,7 +7682,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "READONLY",
@@ -7695,7 +7696,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "READWRITE",
@@ -7709,7 +7710,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RENAME",
@@ -7742,7 +7743,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RENAMENX",
@@ -7775,7 +7776,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "REPLCONF",
@@ -7789,7 +7790,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "REPLICAOF",
@@ -7803,7 +7804,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RESET",
@@ -7822,7 +7823,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RESTORE",
@@ -7844,7 +7845,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RESTORE-ASKING",
@@ -7866,7 +7867,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ROLE",
@@ -7880,7 +7881,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RPOP",
@@ -7902,7 +7903,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RPOPLPUSH",
@@ -7935,7 +7936,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RPUSH",
@@ -7957,7 +7958,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "RPUSHX",
@@ -7979,7 +7980,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SADD",
@@ -8001,7 +8002,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SAVE",
@@ -8015,7 +8016,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCAN",
@@ -8029,7 +8030,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCARD",
@@ -8051,7 +8052,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT",
@@ -8073,7 +8074,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(418),
             CommandId(419),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT DEBUG",
@@ -8087,7 +8088,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT EXISTS",
@@ -8101,7 +8102,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT FLUSH",
@@ -8115,7 +8116,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT HELP",
@@ -8129,7 +8130,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT KILL",
@@ -8143,7 +8144,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT LOAD",
@@ -8157,7 +8158,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SCRIPT SHOW",
@@ -8171,7 +8172,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011000,
+        servers: 0b00110000,
     },
     CommandInfo {
         name: "SDIFF",
@@ -8193,7 +8194,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SDIFFSTORE",
@@ -8226,7 +8227,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SELECT",
@@ -8240,7 +8241,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SET",
@@ -8262,7 +8263,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SETBIT",
@@ -8284,7 +8285,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SETEX",
@@ -8306,7 +8307,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SETNX",
@@ -8328,7 +8329,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SETRANGE",
@@ -8350,7 +8351,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SHUTDOWN",
@@ -8369,7 +8370,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SINTER",
@@ -8391,7 +8392,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SINTERCARD",
@@ -8413,7 +8414,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SINTERSTORE",
@@ -8446,7 +8447,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SISMEMBER",
@@ -8468,7 +8469,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SLAVEOF",
@@ -8482,7 +8483,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SLOWLOG",
@@ -8501,7 +8502,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(437),
             CommandId(438),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SLOWLOG GET",
@@ -8515,7 +8516,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SLOWLOG HELP",
@@ -8529,7 +8530,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SLOWLOG LEN",
@@ -8543,7 +8544,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SLOWLOG RESET",
@@ -8557,7 +8558,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SMEMBERS",
@@ -8579,7 +8580,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SMISMEMBER",
@@ -8601,7 +8602,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SMOVE",
@@ -8634,7 +8635,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SORT",
@@ -8668,7 +8669,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SORT_RO",
@@ -8697,7 +8698,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SPOP",
@@ -8719,7 +8720,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SPUBLISH",
@@ -8741,7 +8742,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SRANDMEMBER",
@@ -8763,7 +8764,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SREM",
@@ -8785,7 +8786,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SSCAN",
@@ -8807,7 +8808,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SSUBSCRIBE",
@@ -8829,7 +8830,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "STRLEN",
@@ -8851,7 +8852,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SUBSCRIBE",
@@ -8865,7 +8866,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SUBSTR",
@@ -8887,7 +8888,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SUNION",
@@ -8909,7 +8910,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SUNIONSTORE",
@@ -8942,7 +8943,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SUNSUBSCRIBE",
@@ -8964,7 +8965,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SWAPDB",
@@ -8978,7 +8979,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "SYNC",
@@ -8992,7 +8993,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "TDIGEST.ADD",
@@ -9014,7 +9015,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.BYRANK",
@@ -9036,7 +9037,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.BYREVRANK",
@@ -9058,7 +9059,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.CDF",
@@ -9080,7 +9081,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.CREATE",
@@ -9102,7 +9103,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.INFO",
@@ -9124,7 +9125,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.MAX",
@@ -9146,7 +9147,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.MERGE",
@@ -9168,7 +9169,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.MIN",
@@ -9190,7 +9191,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.QUANTILE",
@@ -9212,7 +9213,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.RANK",
@@ -9234,7 +9235,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.RESET",
@@ -9256,7 +9257,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.REVRANK",
@@ -9278,7 +9279,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TDIGEST.TRIMMED_MEAN",
@@ -9300,7 +9301,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIME",
@@ -9314,7 +9315,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "TIMESERIES.CLUSTERSET",
@@ -9328,7 +9329,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIMESERIES.CLUSTERSETFROMSHARD",
@@ -9342,7 +9343,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIMESERIES.FORCESHARDSCONNECTION",
@@ -9356,7 +9357,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIMESERIES.HELLO",
@@ -9370,7 +9371,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIMESERIES.INFOCLUSTER",
@@ -9384,7 +9385,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIMESERIES.INNERCOMMUNICATION",
@@ -9398,7 +9399,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIMESERIES.NETWORKTEST",
@@ -9412,7 +9413,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TIMESERIES.REFRESHCLUSTER",
@@ -9426,7 +9427,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOPK.ADD",
@@ -9448,7 +9449,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOPK.COUNT",
@@ -9470,7 +9471,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOPK.INCRBY",
@@ -9492,7 +9493,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOPK.INFO",
@@ -9514,7 +9515,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOPK.LIST",
@@ -9536,7 +9537,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOPK.QUERY",
@@ -9558,7 +9559,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOPK.RESERVE",
@@ -9580,7 +9581,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TOUCH",
@@ -9602,7 +9603,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "TS.ADD",
@@ -9624,7 +9625,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.ALTER",
@@ -9646,7 +9647,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.CREATE",
@@ -9668,7 +9669,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.CREATERULE",
@@ -9690,7 +9691,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.DECRBY",
@@ -9712,7 +9713,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.DEL",
@@ -9734,7 +9735,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.DELETERULE",
@@ -9756,7 +9757,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.GET",
@@ -9778,7 +9779,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.INCRBY",
@@ -9800,7 +9801,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.INFO",
@@ -9822,7 +9823,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.MADD",
@@ -9844,7 +9845,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.MGET",
@@ -9858,7 +9859,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.MRANGE",
@@ -9872,7 +9873,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.MREVRANGE",
@@ -9886,7 +9887,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.QUERYINDEX",
@@ -9900,7 +9901,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.RANGE",
@@ -9922,7 +9923,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TS.REVRANGE",
@@ -9944,7 +9945,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000010,
+        servers: 0b00000110,
     },
     CommandInfo {
         name: "TTL",
@@ -9966,7 +9967,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "TYPE",
@@ -9988,7 +9989,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "UNLINK",
@@ -10010,7 +10011,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "UNSUBSCRIBE",
@@ -10024,7 +10025,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "UNWATCH",
@@ -10038,7 +10039,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "VADD",
@@ -10060,7 +10061,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VCARD",
@@ -10082,7 +10083,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VDIM",
@@ -10104,7 +10105,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VEMB",
@@ -10126,7 +10127,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VGETATTR",
@@ -10148,7 +10149,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VINFO",
@@ -10170,7 +10171,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VISMEMBER",
@@ -10192,7 +10193,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VLINKS",
@@ -10214,7 +10215,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VRANDMEMBER",
@@ -10236,7 +10237,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VREM",
@@ -10258,7 +10259,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VSETATTR",
@@ -10280,7 +10281,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "VSIM",
@@ -10302,7 +10303,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "WAIT",
@@ -10316,7 +10317,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "WAITAOF",
@@ -10330,7 +10331,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011110,
+        servers: 0b00111110,
     },
     CommandInfo {
         name: "WATCH",
@@ -10352,7 +10353,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XACK",
@@ -10374,7 +10375,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XACKDEL",
@@ -10396,7 +10397,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "XADD",
@@ -10418,7 +10419,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XAUTOCLAIM",
@@ -10440,7 +10441,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XCLAIM",
@@ -10462,7 +10463,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XDEL",
@@ -10484,7 +10485,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XDELEX",
@@ -10506,7 +10507,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00000100,
+        servers: 0b00001000,
     },
     CommandInfo {
         name: "XGROUP",
@@ -10527,7 +10528,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(538),
             CommandId(539),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XGROUP CREATE",
@@ -10549,7 +10550,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XGROUP CREATECONSUMER",
@@ -10571,7 +10572,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XGROUP DELCONSUMER",
@@ -10593,7 +10594,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XGROUP DESTROY",
@@ -10615,7 +10616,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XGROUP HELP",
@@ -10629,7 +10630,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XGROUP SETID",
@@ -10651,7 +10652,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XINFO",
@@ -10670,7 +10671,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             CommandId(543),
             CommandId(544),
         ],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XINFO CONSUMERS",
@@ -10692,7 +10693,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XINFO GROUPS",
@@ -10714,7 +10715,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XINFO HELP",
@@ -10728,7 +10729,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
         key_step: 0,
         key_specs: &[],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XINFO STREAM",
@@ -10750,7 +10751,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XLEN",
@@ -10772,7 +10773,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XPENDING",
@@ -10794,7 +10795,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XRANGE",
@@ -10816,7 +10817,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XREAD",
@@ -10841,7 +10842,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XREADGROUP",
@@ -10866,7 +10867,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XREVRANGE",
@@ -10888,7 +10889,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XSETID",
@@ -10910,7 +10911,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "XTRIM",
@@ -10932,7 +10933,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZADD",
@@ -10954,7 +10955,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZCARD",
@@ -10976,7 +10977,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZCOUNT",
@@ -10998,7 +10999,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZDIFF",
@@ -11020,7 +11021,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZDIFFSTORE",
@@ -11053,7 +11054,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZINCRBY",
@@ -11075,7 +11076,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZINTER",
@@ -11097,7 +11098,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZINTERCARD",
@@ -11119,7 +11120,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZINTERSTORE",
@@ -11152,7 +11153,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZLEXCOUNT",
@@ -11174,7 +11175,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZMPOP",
@@ -11196,7 +11197,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZMSCORE",
@@ -11218,7 +11219,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZPOPMAX",
@@ -11240,7 +11241,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZPOPMIN",
@@ -11262,7 +11263,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZRANDMEMBER",
@@ -11284,7 +11285,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZRANGE",
@@ -11306,7 +11307,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZRANGEBYLEX",
@@ -11328,7 +11329,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZRANGEBYSCORE",
@@ -11350,7 +11351,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZRANGESTORE",
@@ -11383,7 +11384,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZRANK",
@@ -11405,7 +11406,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREM",
@@ -11427,7 +11428,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREMRANGEBYLEX",
@@ -11449,7 +11450,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREMRANGEBYRANK",
@@ -11471,7 +11472,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREMRANGEBYSCORE",
@@ -11493,7 +11494,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREVRANGE",
@@ -11515,7 +11516,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREVRANGEBYLEX",
@@ -11537,7 +11538,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREVRANGEBYSCORE",
@@ -11559,7 +11560,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZREVRANK",
@@ -11581,7 +11582,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZSCAN",
@@ -11603,7 +11604,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZSCORE",
@@ -11625,7 +11626,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZUNION",
@@ -11647,7 +11648,7 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         }],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
     CommandInfo {
         name: "ZUNIONSTORE",
@@ -11680,6 +11681,6 @@ pub(super) static ENTRIES: [CommandInfo; 585] = [
             },
         ],
         subcommands: &[],
-        servers: 0b00011111,
+        servers: 0b00111111,
     },
 ];
