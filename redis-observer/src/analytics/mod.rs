@@ -16,7 +16,7 @@
 //!
 //! Memory: at most [`TopConfig::max_servers`] servers (later ones are not analysed), each
 //! with seven windows of fixed-capacity tables: [`Analytics::max_bytes`] bounds it whatever the
-//! number of distinct keys (about 7.4 MiB per server with the defaults).
+//! number of distinct keys (about 6.8 MiB per server with the defaults).
 
 pub mod bigkeys;
 pub mod http;

@@ -132,7 +132,7 @@ fn keys_patterns_clients_commands_and_windows() {
 fn memory_is_bounded_whatever_the_keys() {
     let cfg = TopConfig::default();
     let bound = Analytics::max_bytes(&cfg);
-    // About 7.4 MiB a server with the defaults.
+    // About 6.8 MiB a server with the defaults.
     assert!(bound / cfg.max_servers < 10 << 20, "{bound}");
     let mut a = Analytics::new(cfg.clone());
     let c = meta("10.0.0.1:5000", "10.0.0.9:6379");
@@ -260,6 +260,13 @@ fn cost_per_command() {
         best = best.min(run(Some(&mut a)));
     }
     let distinct: std::collections::HashSet<&Vec<u8>> = keys.iter().collect();
+    eprintln!(
+        "analytics: tables of one server at most {} bytes",
+        Analytics::max_bytes(&TopConfig {
+            max_servers: 1,
+            ..TopConfig::default()
+        })
+    );
     eprintln!(
         "analytics: {:.1} ns/command CPU ({} distinct keys; loop alone {:.1} ns)",
         (best - base) as f64 / n as f64,
