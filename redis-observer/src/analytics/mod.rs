@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use crate::commands::{self, CommandId};
+use crate::conn::ConnMeta;
 use crate::record::{CommandRecord, Status};
 use bigkeys::BigKeys;
 use sketch::{BYTES, CALLS, LATENCY, Name, Sketch, Slot, WEIGHTS};
@@ -35,6 +36,8 @@ use sketch::{BYTES, CALLS, LATENCY, Name, Sketch, Slot, WEIGHTS};
 /// Keys a record carries for the analytics (the rest of a larger MGET/MSET/DEL is not seen).
 pub const KEYS_PER_COMMAND: usize = 32;
 const BUCKET_NS: u64 = 10_000_000_000;
+/// Entries of the cache of keys' pattern hashes (a power of two; 16 bytes each).
+const PATTERN_CACHE: usize = 8192;
 const BUCKETS: usize = 6;
 /// Items an answer holds at most.
 pub const MAX_N: usize = 1000;
@@ -69,7 +72,7 @@ impl TopConfig {
         let per = (BUCKETS + 1) * Tables::max_bytes(&self);
         let room = usize::try_from(bytes)
             .unwrap_or(usize::MAX)
-            .saturating_sub(3 * Tables::max_bytes(&self));
+            .saturating_sub(3 * Tables::max_bytes(&self) + PATTERN_CACHE * 16);
         self.max_servers = (room / per.max(1)).clamp(1, self.max_servers.max(1));
         self
     }
@@ -310,6 +313,9 @@ pub struct Analytics {
     last: usize,
     /// Seed of every hash (random per process).
     seed: u64,
+    /// Key hash → its pattern's hash, direct-mapped: a key that comes back after its entry was
+    /// purged (or whose pattern's entry moved) is not cut into its pattern again.
+    patterns_of: Vec<(u64, u64)>,
 }
 
 impl Analytics {
@@ -320,13 +326,14 @@ impl Analytics {
             servers: Vec::new(),
             last: 0,
             seed: random_seed(),
+            patterns_of: vec![(0, 0); PATTERN_CACHE],
         }
     }
 
     /// The most memory the tables can take, whatever the traffic.
     #[must_use]
     pub fn max_bytes(cfg: &TopConfig) -> usize {
-        cfg.max_servers * (BUCKETS + 1) * Tables::max_bytes(cfg)
+        cfg.max_servers * (BUCKETS + 1) * Tables::max_bytes(cfg) + PATTERN_CACHE * 16
     }
 
     /// What to set aside for the analytics in the memory budget: the tables, and the merged
@@ -346,9 +353,23 @@ impl Analytics {
             servers,
             last,
             seed,
+            patterns_of,
         } = self;
         let seed = *seed;
-        let Some(s) = server(servers, last, cfg, rec.conn.server) else {
+        // Most records name the same server as the one before.
+        let i = if servers
+            .get(*last)
+            .is_some_and(|s| s.addr == rec.conn.server)
+        {
+            *last
+        } else {
+            let Some(i) = find_server(servers, cfg, rec.conn.server) else {
+                return;
+            };
+            *last = i;
+            i
+        };
+        let Some(s) = servers.get_mut(i) else {
             return;
         };
         s.advance(rec.ts_ns);
@@ -365,11 +386,7 @@ impl Analytics {
         // not moved its entries): no hash, no probe, for all but its first command per window.
         let conn = rec.conn;
         if !t.clients.add_at(Slot::from_aux(conn.top_slot.get()), w) {
-            let client = &conn.client;
-            let slot = t
-                .clients
-                .add_slot(addr_hash(seed, client), w, || client_name(*client));
-            conn.top_slot.set(slot.to_aux());
+            add_client(t, seed, conn, w);
         }
         if rec.keys.is_empty() {
             return;
@@ -389,21 +406,13 @@ impl Analytics {
             // its pattern's entry is (its `aux`): the pattern is computed when the key starts
             // being tracked, and again only if the pattern table has moved its entries since.
             let h = hash_bytes(seed, kb, k.len);
-            let linked = match t.keys.add_tracked_at(h, w) {
-                Some(pos) => t
-                    .patterns
-                    .add_at(Slot::from_aux(t.keys.aux(pos)), w)
-                    .then_some(())
-                    .ok_or(pos),
-                None => Err(t.keys.insert(h, Name::new(kb, k.len), w, 0)),
-            };
-            if let Err(pos) = linked {
-                let p = pattern_of(kb, k.len);
-                let ph = hash_bytes(seed, p.bytes(), 0);
-                let slot = t
-                    .patterns
-                    .add_slot(ph, w, || Name::new(p.bytes(), p.len as u64));
-                t.keys.set_aux(pos, slot.to_aux());
+            match t.keys.add_tracked_at(h, w) {
+                Some(pos) if t.patterns.add_at(Slot::from_aux(t.keys.aux(pos)), w) => {}
+                Some(pos) => add_pattern(t, seed, patterns_of, pos, h, kb, k.len, w),
+                None => {
+                    let pos = t.keys.insert(h, Name::new(kb, k.len), w, 0);
+                    add_pattern(t, seed, patterns_of, pos, h, kb, k.len, w);
+                }
             }
             if big > t.big.threshold() {
                 t.big.see(h, big, latency, || Name::new(kb, k.len));
@@ -496,25 +505,64 @@ impl Analytics {
     }
 }
 
-/// The server's tables (created if there is room), remembering the last one: most records
-/// name the same server as the one before.
-fn server<'a>(
-    servers: &'a mut Vec<ServerTop>,
-    last: &mut usize,
-    cfg: &TopConfig,
-    addr: SocketAddr,
-) -> Option<&'a mut ServerTop> {
-    if servers.get(*last).is_none_or(|s| s.addr != addr) {
-        match servers.iter().position(|s| s.addr == addr) {
-            Some(i) => *last = i,
-            None if servers.len() < cfg.max_servers => {
-                servers.push(ServerTop::new(addr, cfg));
-                *last = servers.len() - 1;
+/// A connection's first command in this window (or its client's entry moved): finds or adds
+/// the client's entry and remembers its slot. Out of line: the per-command path stays small.
+#[cold]
+#[inline(never)]
+fn add_client(t: &mut Tables, seed: u64, conn: &ConnMeta, w: [u64; WEIGHTS]) {
+    let client = &conn.client;
+    let slot = t
+        .clients
+        .add_slot(addr_hash(seed, client), w, || client_name(*client));
+    conn.top_slot.set(slot.to_aux());
+}
+
+/// Adds to the pattern of the key `h` at `pos` in the key table (its pattern's slot unknown or
+/// stale) and remembers the slot. The key is cut into its pattern only when the cache does not
+/// know the pattern's hash, or the pattern table needs its name.
+#[allow(clippy::too_many_arguments)] // the per-command path's state, passed as it is
+#[inline(never)]
+fn add_pattern(
+    t: &mut Tables,
+    seed: u64,
+    cache: &mut [(u64, u64)],
+    pos: usize,
+    h: u64,
+    kb: &[u8],
+    len: u64,
+    w: [u64; WEIGHTS],
+) {
+    let at = (h >> 32) as usize & (PATTERN_CACHE - 1);
+    let ph = match cache.get(at) {
+        Some(&(key, ph)) if key == h && ph != 0 => ph,
+        _ => {
+            let p = pattern_of(kb, len);
+            let ph = hash_bytes(seed, p.bytes(), 0).max(1);
+            if let Some(c) = cache.get_mut(at) {
+                *c = (h, ph);
             }
-            None => return None,
+            ph
         }
+    };
+    let slot = t.patterns.add_slot(ph, w, || {
+        let p = pattern_of(kb, len);
+        Name::new(p.bytes(), p.len as u64)
+    });
+    t.keys.set_aux(pos, slot.to_aux());
+}
+
+/// The index of the server's tables (created if there is room).
+#[cold]
+#[inline(never)]
+fn find_server(servers: &mut Vec<ServerTop>, cfg: &TopConfig, addr: SocketAddr) -> Option<usize> {
+    match servers.iter().position(|s| s.addr == addr) {
+        Some(i) => Some(i),
+        None if servers.len() < cfg.max_servers => {
+            servers.push(ServerTop::new(addr, cfg));
+            Some(servers.len() - 1)
+        }
+        None => None,
     }
-    servers.get_mut(*last)
 }
 
 fn sketch_items(s: &Sketch, by: usize, n: usize) -> Vec<Item> {
