@@ -34,7 +34,7 @@ use serde_json::Value;
 pub use self::{
     filter::Filter,
     follow::{Follow, LineSink},
-    format::{Formatter, Style},
+    format::{CommandFields, Formatter, Style},
 };
 use crate::cli::TailArgs;
 use crate::command_log::LogLine;

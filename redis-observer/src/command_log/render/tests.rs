@@ -810,3 +810,119 @@ fn cached_timestamps_and_addresses_match_fresh_ones() {
         }
     }
 }
+
+/// What `tail` shows for the JSON lines of `recs`, and what the text format writes for them.
+fn text_and_via_tail(recs: &[CommandRecord<'_>]) -> (String, String) {
+    let mut text = Renderer::new(Format::Text);
+    let mut json = Renderer::new(Format::Json);
+    let (mut t, mut j) = (Vec::new(), Vec::new());
+    for r in recs {
+        text.command(r, &mut t);
+        json.command(r, &mut j);
+    }
+    let mut tail = crate::cmd::tail::Printer::new(
+        crate::cmd::tail::Filter::new(&[], None, false),
+        crate::cmd::tail::Style::default(),
+        false,
+    );
+    let mut via_tail = Vec::new();
+    for line in j.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        tail.line(line, &mut via_tail, &mut std::io::sink())
+            .unwrap();
+    }
+    (
+        String::from_utf8(t).unwrap(),
+        String::from_utf8(via_tail).unwrap(),
+    )
+}
+
+proptest::proptest! {
+    /// The text format takes a command's values straight from the record: byte for byte what
+    /// `tail` shows for its JSON line, whatever the bytes, bounds, reply kinds and latencies.
+    #[test]
+    fn text_from_the_record_is_tails_layout_of_the_json_line(
+        key in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..80)),
+        arg in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        text in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        name in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        client_name in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..80)),
+        comm in proptest::option::of("\\PC{0,15}|[\\x00-\\x7f]{0,15}"),
+        latency in proptest::option::of(proptest::prop_oneof![
+            0u64..10_000_000_000,
+            proptest::num::u64::ANY,
+        ]),
+        kind in 0usize..6,
+        flags in 0u8..16,
+        extra_args in 0u64..40,
+    ) {
+        let mut c = ConnMeta::new(sa("[::1]:40000"), sa("10.0.0.1:6379"));
+        c.ident.client_name = client_name.map(Box::from);
+        c.client_proc = comm.map(|comm| std::sync::Arc::new(crate::conn::Process {
+            pid: 7,
+            comm: comm.into(),
+            ..crate::conn::Process::default()
+        }));
+        let c: &ConnMeta = &c;
+        let (a, buf) = args(&[
+            (&arg, arg.len() as u64 + 3, false),
+            (b"", 9, flags & 1 != 0),
+            (&arg, arg.len() as u64, false),
+        ]);
+        let kind = [Kind::Bulk, Kind::Error, Kind::Simple, Kind::Boolean, Kind::Map, Kind::Null][kind];
+        let mut r = rec(&name, key.as_deref(), &a, &buf, Status::Ok, reply(kind, 500, &text), latency);
+        r.conn = c;
+        r.argc = a.len() as u64 + extra_args;
+        r.in_transaction = flags & 2 != 0;
+        if flags & 4 != 0 {
+            r.protocol_error = Some(crate::resp::ProtocolError::UnbalancedQuotes);
+            r.status = Status::Error;
+        }
+        if flags & 8 != 0 {
+            r.reply = None;
+            r.status = Status::Unanswered;
+        }
+        let mut no_args = r;
+        no_args.args = &[];
+        no_args.argc = 0;
+        let (t, via_tail) = text_and_via_tail(&[r, no_args, r]);
+        proptest::prop_assert_eq!(t, via_tail);
+    }
+}
+
+#[test]
+fn json_unescape_reads_what_escape_wrote() {
+    let all: Vec<u8> = (0..=255).collect();
+    let mut escaped = Vec::new();
+    escape(&mut escaped, &all);
+    let mut quoted = vec![b'"'];
+    quoted.extend_from_slice(&escaped);
+    quoted.push(b'"');
+    let want: String = serde_json::from_slice(&quoted).unwrap();
+    let mut got = Vec::new();
+    json_unescape(&mut got, &escaped);
+    assert_eq!(String::from_utf8(got).unwrap(), want);
+    // Never produced by `escape`, kept as they are.
+    let mut got = Vec::new();
+    json_unescape(&mut got, br"a\q\u12\");
+    assert_eq!(got, br"a\q\u12\");
+}
+
+#[test]
+fn latency_reads_back_as_tail_reads_it() {
+    for ns in [
+        0,
+        1,
+        999,
+        1_520_000,
+        (1 << 53) - 1,
+        1 << 53,
+        (1 << 53) + 1,
+        u64::MAX / 3,
+        u64::MAX,
+    ] {
+        let mut buf = Vec::new();
+        latency_us(&mut buf, ns);
+        let parsed: f64 = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(latency_f64(ns).to_bits(), parsed.to_bits(), "{ns}");
+    }
+}
