@@ -248,7 +248,7 @@ fn replay_with(segs: &[Seg], log: Option<Format>, top: bool) -> usize {
             ack: s.ack,
             data: &s.data,
             missing: 0,
-            iface: None,
+            capture: redis_observer::conn::Capture::unknown(),
         };
         p.segment(&seg, &mut out);
     }

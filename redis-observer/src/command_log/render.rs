@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::cmd::tail::{CommandFields, Formatter, Style};
 use crate::commands::redact;
-use crate::conn::{ConnMeta, Process};
+use crate::conn::{Capture, CaptureInfo, ConnMeta, Process};
 use crate::record::{CommandRecord, Notice, ReplySummary};
 use crate::resp::{Child, Kind, Reply};
 
@@ -263,16 +263,15 @@ fn json_head(out: &mut Vec<u8>, c: &mut Cache, ts_ns: u64, conn: Option<&ConnMet
     json_addr(out, &mut c.server, conn.map(|m| m.server));
 }
 
-/// The connection's fields that follow the record's own: `,"iface":"lo"` (null when unknown).
+/// The connection's fields that follow the record's own: what the capture source knew
+/// (`,"iface":"lo"`, rendered once per interface), then its identity and processes.
 fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
-    out.extend_from_slice(b",\"iface\":");
-    match conn.and_then(|m| m.iface.as_deref()) {
-        Some(name) => {
-            out.push(b'"');
-            escape(out, name.as_bytes());
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
+    let capture = conn
+        .map_or(Capture::unknown(), |m| &m.capture)
+        .json_fields();
+    if !capture.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(capture);
     }
     let id = conn.map(|m| &m.ident);
     let text = |out: &mut Vec<u8>, field: &[u8], v: Option<&[u8]>| {
@@ -347,6 +346,41 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
         b",\"client_cgroup\":",
         s(cp.and_then(|p| p.cgroup.as_deref())),
     );
+}
+
+/// The log fields of a [`CaptureInfo`] (`"iface":"lo"`: its serde fields in order, without the
+/// braces), written once per interface by [`Capture::new`]. Strings are escaped as [`escape`]
+/// escapes them (serde_json's own `\b` and `\f` written `\u0008` and `\u000c`), so a line's
+/// bytes do not depend on which writer wrote a field.
+#[must_use]
+pub fn capture_fields(info: &CaptureInfo) -> Vec<u8> {
+    use serde::Serialize as _;
+    use serde_json::ser::{CharEscape, CompactFormatter};
+
+    struct LogEscapes;
+    impl serde_json::ser::Formatter for LogEscapes {
+        fn write_char_escape<W: ?Sized + std::io::Write>(
+            &mut self,
+            writer: &mut W,
+            char_escape: CharEscape,
+        ) -> std::io::Result<()> {
+            match char_escape {
+                CharEscape::Backspace => writer.write_all(b"\\u0008"),
+                CharEscape::FormFeed => writer.write_all(b"\\u000c"),
+                other => CompactFormatter.write_char_escape(writer, other),
+            }
+        }
+    }
+    let mut json = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut json, LogEscapes);
+    // Serialising plain fields into a Vec cannot fail; an empty object is the fallback.
+    if info.serialize(&mut ser).is_err() {
+        json.clear();
+    }
+    match json.strip_prefix(b"{").and_then(|j| j.strip_suffix(b"}")) {
+        Some(fields) => fields.to_vec(),
+        None => Vec::new(),
+    }
 }
 
 fn json_addr(out: &mut Vec<u8>, cache: &mut AddrCache, a: Option<SocketAddr>) {

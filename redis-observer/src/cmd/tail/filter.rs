@@ -85,9 +85,10 @@ impl Filter {
         }
         if !self.ifaces.is_empty()
             && !line
+                .capture
                 .iface
                 .as_ref()
-                .is_some_and(|i| self.ifaces.iter().any(|f| f == i))
+                .is_some_and(|i| self.ifaces.iter().any(|f| **f == **i))
         {
             return false;
         }
@@ -232,7 +233,9 @@ mod tests {
         let line = |iface: Option<&str>| LogLine {
             command: Some("GET".into()),
             status: "ok".into(),
-            iface: iface.map(Into::into),
+            capture: crate::conn::CaptureInfo {
+                iface: iface.map(Into::into),
+            },
             ..LogLine::default()
         };
         let lo = f(&[], None, false).with_ifaces(&["lo".into(), "eth1".into()]);

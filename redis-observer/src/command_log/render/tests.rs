@@ -926,3 +926,66 @@ fn latency_reads_back_as_tail_reads_it() {
         assert_eq!(latency_f64(ns).to_bits(), parsed.to_bits(), "{ns}");
     }
 }
+
+proptest::proptest! {
+    /// The capture fields, rendered once from their serde form, are the bytes the renderer's own
+    /// escaping writes (the log's bytes do not depend on which writer wrote a field).
+    #[test]
+    fn capture_fields_escape_as_the_renderer_does(
+        name in proptest::option::of("[\\x00-\\x7f]{0,20}|\\PC{0,20}|.{0,20}"),
+    ) {
+        let mut want = b"\"iface\":".to_vec();
+        match &name {
+            Some(n) => {
+                want.push(b'"');
+                escape(&mut want, n.as_bytes());
+                want.push(b'"');
+            }
+            None => want.extend_from_slice(b"null"),
+        }
+        let info = CaptureInfo { iface: name.map(Into::into) };
+        proptest::prop_assert_eq!(
+            String::from_utf8(capture_fields(&info)).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
+}
+
+#[test]
+fn capture_fields_of_every_control_character() {
+    let name: String = (0u8..0x20)
+        .chain([b'"', b'\\', 0x7f])
+        .map(char::from)
+        .collect();
+    let mut want = b"\"iface\":\"".to_vec();
+    escape(&mut want, name.as_bytes());
+    want.push(b'"');
+    let got = capture_fields(&CaptureInfo {
+        iface: Some(name.into()),
+    });
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        String::from_utf8(want).unwrap()
+    );
+}
+
+#[test]
+fn capture_fields_on_every_line_of_the_connection() {
+    let mut meta = ConnMeta::new(sa("10.0.0.7:53422"), sa("10.0.0.1:6379"));
+    meta = meta.with_capture(crate::conn::Capture::new(CaptureInfo {
+        iface: Some("e\"th\u{8}0".into()),
+    }));
+    let mut r = rec(b"PING", None, &[], &[], Status::Unanswered, None, None);
+    r.conn = &meta;
+    let mut out = Vec::new();
+    let mut json = Renderer::new(Format::Json);
+    json.command(&r, &mut out);
+    json.notice(TS, Some(&meta), NoticeLine::Dropped(1), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        out.matches(&format!(",\"iface\":\"e\\\"th\\u00080\"{NULL_IDENT}}}\n"))
+            .count(),
+        2,
+        "{out}"
+    );
+}
