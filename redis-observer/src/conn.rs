@@ -64,6 +64,18 @@ pub struct CaptureInfo {
     pub iface: Option<Arc<str>>,
 }
 
+impl CaptureInfo {
+    /// Seen on interface `name` (if named), nothing else known.
+    #[must_use]
+    #[allow(clippy::needless_update)] // Fields added later take their defaults.
+    pub fn on(name: Option<&str>) -> Self {
+        CaptureInfo {
+            iface: name.map(Arc::from),
+            ..CaptureInfo::default()
+        }
+    }
+}
+
 /// A [`CaptureInfo`] with its log fields rendered once: the sources hand one per interface to
 /// every [`Segment`](crate::segment::Segment), and each connection keeps the one it was first
 /// seen with, so the per-line cost of its fields is one copy of bytes.
@@ -146,9 +158,7 @@ impl IfaceNames {
         {
             return;
         }
-        let capture = Capture::new(CaptureInfo {
-            iface: Some(Arc::from(name)),
-        });
+        let capture = Capture::new(CaptureInfo::on(Some(name)));
         match slot {
             Some(slot) => slot.1 = capture,
             None => self.names.push((index, capture)),
@@ -214,4 +224,39 @@ impl Identity {
 #[must_use]
 pub fn ident_value(v: &[u8]) -> Box<[u8]> {
     Box::from(v.get(..IDENT_BYTES).unwrap_or(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The capture side's fields as every log line writes them (`docs/contract.md`), in order.
+    #[test]
+    fn capture_fields_as_logged() {
+        let unknown = Capture::unknown().json_fields();
+        assert_eq!(std::str::from_utf8(unknown), Ok("\"iface\":null"));
+        let mut names = IfaceNames::new();
+        names.set(7, "eth\"0");
+        assert_eq!(
+            std::str::from_utf8(names.get(7).json_fields()),
+            Ok("\"iface\":\"eth\\\"0\"")
+        );
+        assert!(std::ptr::eq(names.get(8), Capture::unknown()));
+    }
+
+    #[test]
+    fn interfaces_are_renamed_and_bounded() {
+        let mut names = IfaceNames::new();
+        names.set(1, "lo");
+        let first = Arc::clone(names.get(1));
+        names.set(1, "lo");
+        assert!(Arc::ptr_eq(&first, names.get(1)), "same name: same Capture");
+        names.set(1, "eth0");
+        assert_eq!(names.get(1).info().iface.as_deref(), Some("eth0"));
+        for i in 0..IfaceNames::MAX as u32 + 10 {
+            names.set(100 + i, "x");
+        }
+        assert_eq!(names.names.len(), IfaceNames::MAX);
+        assert_eq!(names.get(1).info(), &CaptureInfo::on(Some("eth0")));
+    }
 }

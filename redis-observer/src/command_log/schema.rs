@@ -110,11 +110,8 @@ mod tests {
     #[test]
     fn every_kind_of_line_round_trips() {
         let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let mut conn = ConnMeta::new(sa("10.0.0.7:53422"), sa("[::1]:6379")).with_capture(
-            crate::conn::Capture::new(CaptureInfo {
-                iface: Some("eth0".into()),
-            }),
-        );
+        let mut conn = ConnMeta::new(sa("10.0.0.7:53422"), sa("[::1]:6379"))
+            .with_capture(crate::conn::Capture::new(CaptureInfo::on(Some("eth0"))));
         conn.ident = crate::conn::Identity {
             client_name: Some(Box::from(&b"orders\"api\n"[..])),
             lib_name: Some(Box::from(&b"redis-py"[..])),

@@ -268,9 +268,7 @@ mod tests {
         let line = |iface: Option<&str>| LogLine {
             command: Some("GET".into()),
             status: "ok".into(),
-            capture: crate::conn::CaptureInfo {
-                iface: iface.map(Into::into),
-            },
+            capture: crate::conn::CaptureInfo::on(iface),
             ..LogLine::default()
         };
         let lo = f(&[], None, false).with_ifaces(&["lo".into(), "eth1".into()]);
