@@ -976,12 +976,11 @@ fn capture_fields_of_every_control_character() {
     let mut want = b"\"iface\":\"".to_vec();
     escape(&mut want, name.as_bytes());
     want.push(b'"');
-    let got = capture_fields(&CaptureInfo {
-        iface: Some(name.into()),
-    });
-    assert_eq!(
-        String::from_utf8(got).unwrap(),
-        String::from_utf8(want).unwrap()
+    let got = capture_fields(&CaptureInfo::on(Some(&name)));
+    assert!(
+        got.starts_with(&want) && matches!(got.get(want.len()), None | Some(b',')),
+        "{}",
+        String::from_utf8_lossy(&got)
     );
 }
 
