@@ -146,19 +146,21 @@ impl IfaceNames {
         IfaceNames { names: Vec::new() }
     }
 
-    /// Records (or renames) interface `index`: the one place both sources describe an
-    /// interface.
+    /// Records (or renames) interface `index`: where both sources describe an interface, so
+    /// a fact about the interface that both know is filled here.
     pub fn set(&mut self, index: u32, name: &str) {
+        self.describe(index, CaptureInfo::on(Some(name)));
+    }
+
+    /// Records (or replaces) what is known about interface `index`: a source that knows more
+    /// than the name builds the [`CaptureInfo`] itself.
+    pub fn describe(&mut self, index: u32, info: CaptureInfo) {
         let full = self.names.len() >= Self::MAX;
         let slot = self.names.iter_mut().find(|(i, _)| *i == index);
-        if slot
-            .as_ref()
-            .is_some_and(|(_, c)| c.info.iface.as_deref() == Some(name))
-            || (slot.is_none() && full)
-        {
+        if slot.as_ref().is_some_and(|(_, c)| c.info == info) || (slot.is_none() && full) {
             return;
         }
-        let capture = Capture::new(CaptureInfo::on(Some(name)));
+        let capture = Capture::new(info);
         match slot {
             Some(slot) => slot.1 = capture,
             None => self.names.push((index, capture)),
