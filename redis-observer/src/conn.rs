@@ -82,7 +82,7 @@ impl CaptureInfo {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Capture {
     info: CaptureInfo,
-    /// `"iface":"lo"` (the fields of `info` as the log writes them, without braces).
+    /// `,"iface":"lo"` (the fields of `info` as the log writes them, each after a comma).
     json: Box<[u8]>,
 }
 
@@ -106,7 +106,7 @@ impl Capture {
         &self.info
     }
 
-    /// The fields as the log line writes them: `"iface":"lo"` (empty were there none).
+    /// The fields as the log line writes them: `,"iface":"lo"` (empty were there none).
     #[must_use]
     pub fn json_fields(&self) -> &[u8] {
         &self.json
@@ -236,12 +236,12 @@ mod tests {
     #[test]
     fn capture_fields_as_logged() {
         let unknown = Capture::unknown().json_fields();
-        assert_eq!(std::str::from_utf8(unknown), Ok("\"iface\":null"));
+        assert_eq!(std::str::from_utf8(unknown), Ok(",\"iface\":null"));
         let mut names = IfaceNames::new();
         names.set(7, "eth\"0");
         assert_eq!(
             std::str::from_utf8(names.get(7).json_fields()),
-            Ok("\"iface\":\"eth\\\"0\"")
+            Ok(",\"iface\":\"eth\\\"0\"")
         );
         assert!(std::ptr::eq(names.get(8), Capture::unknown()));
     }

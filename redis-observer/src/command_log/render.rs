@@ -266,13 +266,10 @@ fn json_head(out: &mut Vec<u8>, c: &mut Cache, ts_ns: u64, conn: Option<&ConnMet
 /// The connection's fields that follow the record's own: what the capture source knew
 /// (`,"iface":"lo"`, rendered once per interface), then its identity and processes.
 fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
-    let capture = conn
-        .map_or(Capture::unknown(), |m| &m.capture)
-        .json_fields();
-    if !capture.is_empty() {
-        out.push(b',');
-        out.extend_from_slice(capture);
-    }
+    out.extend_from_slice(match conn {
+        Some(m) => m.capture.json_fields(),
+        None => Capture::unknown().json_fields(),
+    });
     let id = conn.map(|m| &m.ident);
     let text = |out: &mut Vec<u8>, field: &[u8], v: Option<&[u8]>| {
         out.extend_from_slice(field);
@@ -348,8 +345,8 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
     );
 }
 
-/// The log fields of a [`CaptureInfo`] (`"iface":"lo"`: its serde fields in order, without the
-/// braces), written once per interface by [`Capture::new`]. Strings are escaped as [`escape`]
+/// The log fields of a [`CaptureInfo`] (`,"iface":"lo"`: its serde fields in order, each after a
+/// comma), written once per interface by [`Capture::new`]. Strings are escaped as [`escape`]
 /// escapes them (serde_json's own `\b` and `\f` written `\u0008` and `\u000c`), so a line's
 /// bytes do not depend on which writer wrote a field.
 #[must_use]
@@ -378,8 +375,13 @@ pub fn capture_fields(info: &CaptureInfo) -> Vec<u8> {
         json.clear();
     }
     match json.strip_prefix(b"{").and_then(|j| j.strip_suffix(b"}")) {
-        Some(fields) => fields.to_vec(),
-        None => Vec::new(),
+        Some([]) | None => Vec::new(),
+        Some(fields) => {
+            let mut out = Vec::with_capacity(fields.len() + 1);
+            out.push(b',');
+            out.extend_from_slice(fields);
+            out
+        }
     }
 }
 

@@ -19,7 +19,7 @@ const NULL_IDENT: &str = ",\"client_name\":null,\"client_lib\":null,\"user\":nul
 /// `conn.rs`), then the identity's.
 fn null_conn_tail() -> String {
     let capture = crate::conn::Capture::unknown().json_fields();
-    format!(",{}{NULL_IDENT}", std::str::from_utf8(capture).unwrap())
+    format!("{}{NULL_IDENT}", std::str::from_utf8(capture).unwrap())
 }
 
 /// A connection that lives as long as the test (records borrow theirs).
@@ -947,9 +947,9 @@ proptest::proptest! {
     fn capture_fields_escape_as_the_renderer_does(
         name in proptest::option::of("[\\x00-\\x7f]{0,20}|\\PC{0,20}|.{0,20}"),
     ) {
-        let mut want = b"\"iface\":".to_vec();
+        let mut want = b",\"iface\":".to_vec();
         let unknown = capture_fields(&CaptureInfo::default());
-        let others = unknown.strip_prefix(&b"\"iface\":null"[..]).unwrap();
+        let others = unknown.strip_prefix(&b",\"iface\":null"[..]).unwrap();
         match &name {
             Some(n) => {
                 want.push(b'"');
@@ -973,7 +973,7 @@ fn capture_fields_of_every_control_character() {
         .chain([b'"', b'\\', 0x7f])
         .map(char::from)
         .collect();
-    let mut want = b"\"iface\":\"".to_vec();
+    let mut want = b",\"iface\":\"".to_vec();
     escape(&mut want, name.as_bytes());
     want.push(b'"');
     let got = capture_fields(&CaptureInfo::on(Some(&name)));
