@@ -212,7 +212,7 @@ fuzz_target!(|input: Input| {
                     ack: s.ack,
                     data: &s.data,
                     missing: u32::from(s.missing),
-                    iface: None,
+                    capture: redis_observer::conn::Capture::unknown(),
                 },
                 &mut sink,
             );

@@ -217,15 +217,16 @@ fn redis_benchmark_p16(total_commands: usize) -> (Vec<Seg>, usize) {
 
 /// Runs the whole pipeline over `segs`, with a JSON log to /dev/null when `log` is set.
 fn replay(segs: &[Seg], log: bool) -> usize {
-    replay_with(segs, log, false)
+    replay_with(segs, log.then_some(Format::Json), false)
 }
 
-/// [`replay`], with the hot-key analytics too when `top` is set (records then carry keys).
-fn replay_with(segs: &[Seg], log: bool, top: bool) -> usize {
+/// [`replay`], with a log in `log`'s format, and the hot-key analytics too when `top` is set
+/// (records then carry keys).
+fn replay_with(segs: &[Seg], log: Option<Format>, top: bool) -> usize {
     let metrics = Metrics::new();
-    let log = log.then(|| {
+    let log = log.map(|format| {
         let target = Target::open("/dev/null", 0, 0).expect("/dev/null opens");
-        CommandLog::direct(target, Renderer::new(Format::Json), metrics.log_counters())
+        CommandLog::direct(target, Renderer::new(format), metrics.log_counters())
     });
     let mut out = Outputs::new(metrics);
     if let Some(log) = log {
@@ -247,7 +248,7 @@ fn replay_with(segs: &[Seg], log: bool, top: bool) -> usize {
             ack: s.ack,
             data: &s.data,
             missing: 0,
-            iface: None,
+            capture: redis_observer::conn::Capture::unknown(),
         };
         p.segment(&seg, &mut out);
     }
@@ -274,7 +275,7 @@ fn bench(c: &mut Criterion) {
     // The same with the hot-key analytics: the difference per element is their cost per
     // command (keys carried by records, sketches, patterns, big keys, clients, commands).
     g.bench_function("replay_commands_top", |b| {
-        b.iter(|| replay_with(&segs, false, true))
+        b.iter(|| replay_with(&segs, None, true))
     });
     g.finish();
 
@@ -284,6 +285,10 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("metrics", |b| b.iter(|| replay(&segs, false)));
     g.bench_function("metrics_and_json_log", |b| b.iter(|| replay(&segs, true)));
+    // `--log-format text`: the difference from the JSON arm is the text layout's cost per line.
+    g.bench_function("metrics_and_text_log", |b| {
+        b.iter(|| replay_with(&segs, Some(Format::Text), false))
+    });
     g.finish();
 }
 

@@ -149,28 +149,10 @@ pub struct TailArgs {
     /// Follow the file as it grows, across rotation.
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// Only these commands (case-insensitive; `CONFIG GET` or `CONFIG`).
-    #[arg(long = "command")]
-    pub commands: Vec<String>,
-    /// Only commands at least this slow.
-    #[arg(long, value_parser = parse_duration)]
-    pub min_latency: Option<Duration>,
-    /// Only commands that got an error reply.
-    #[arg(long)]
-    pub errors: bool,
-    /// Only commands seen on this interface (repeatable: any of them).
-    #[arg(long = "iface")]
-    pub ifaces: Vec<String>,
-    /// Only commands of this client: its CLIENT SETNAME name, else its process name, else its
-    /// library name (exact).
-    #[arg(long)]
-    pub client: Option<String>,
-    /// Only commands of connections authenticated as this ACL user.
-    #[arg(long)]
-    pub user: Option<String>,
-    /// Only commands of this local client process (needs process attribution).
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// Which lines to show (`--command`, `--min-latency`, `--errors`, `--iface`, `--client`,
+    /// `--user`, `--pid`): declared with the filter, in `cmd/tail/filter.rs`.
+    #[command(flatten)]
+    pub filter: crate::cmd::tail::FilterArgs,
     /// Pass matching lines through as JSON.
     #[arg(long)]
     pub json: bool,

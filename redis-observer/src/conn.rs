@@ -7,7 +7,9 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use serde::{Deserialize, Serialize};
 
 /// Who is talking to whom, and where the observer saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,9 +18,8 @@ pub struct ConnMeta {
     pub client: SocketAddr,
     /// The Redis server's address (the watched port's side).
     pub server: SocketAddr,
-    /// Name of the interface the connection's segments were captured on; `None` when the source
-    /// does not say (a pcap file without interface names).
-    pub iface: Option<Arc<str>>,
+    /// What the packet source knows about where the connection was seen (its interface).
+    pub capture: Arc<Capture>,
     /// Who the client says it is, learned from the protocol by the session; a change applies
     /// to the records produced after it.
     pub ident: Identity,
@@ -39,7 +40,7 @@ impl ConnMeta {
         ConnMeta {
             client,
             server,
-            iface: None,
+            capture: Capture::unknown().clone(),
             ident: Identity::default(),
             client_proc: None,
             server_proc: None,
@@ -48,9 +49,72 @@ impl ConnMeta {
     }
 
     #[must_use]
-    pub fn with_iface(mut self, iface: Option<Arc<str>>) -> Self {
-        self.iface = iface;
+    pub fn with_capture(mut self, capture: Arc<Capture>) -> Self {
+        self.capture = capture;
         self
+    }
+}
+
+/// What the packet source knows about where a connection was seen: every field is written on
+/// every log line of the connection (after the record's own fields, in this order, `null` when
+/// unknown), and read back by [`LogLine`](crate::command_log::LogLine), which flattens this
+/// struct. A new fact from the capture side is a field here, filled where the sources describe
+/// an interface ([`IfaceNames::set`]) or by the source that knows it; the segments, the
+/// pipeline, the renderer and the log schema carry it without change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureInfo {
+    /// Name of the interface the connection's segments were captured on; `None` when the source
+    /// does not say (a pcap file without interface names).
+    #[serde(default)]
+    pub iface: Option<Arc<str>>,
+}
+
+impl CaptureInfo {
+    /// Seen on interface `name` (if named), nothing else known.
+    #[must_use]
+    #[allow(clippy::needless_update)] // Fields added later take their defaults.
+    pub fn on(name: Option<&str>) -> Self {
+        CaptureInfo {
+            iface: name.map(Arc::from),
+            ..CaptureInfo::default()
+        }
+    }
+}
+
+/// A [`CaptureInfo`] with its log fields rendered once: the sources hand one per interface to
+/// every [`Segment`](crate::segment::Segment), and each connection keeps the one it was first
+/// seen with, so the per-line cost of its fields is one copy of bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Capture {
+    info: CaptureInfo,
+    /// `,"iface":"lo"` (the fields of `info` as the log writes them, each after a comma).
+    json: Box<[u8]>,
+}
+
+impl Capture {
+    #[must_use]
+    pub fn new(info: CaptureInfo) -> Arc<Self> {
+        let json = crate::command_log::capture_fields(&info).into_boxed_slice();
+        Arc::new(Capture { info, json })
+    }
+
+    /// Nothing known (every field `null`): what a source without interface names gives.
+    #[must_use]
+    pub fn unknown() -> &'static Arc<Capture> {
+        static UNKNOWN: LazyLock<Arc<Capture>> =
+            LazyLock::new(|| Capture::new(CaptureInfo::default()));
+        &UNKNOWN
+    }
+
+    #[must_use]
+    pub fn info(&self) -> &CaptureInfo {
+        &self.info
+    }
+
+    /// The fields as the log line writes them: `,"iface":"lo"` (empty were there none).
+    #[must_use]
+    pub fn json_fields(&self) -> &[u8] {
+        &self.json
     }
 }
 
@@ -71,11 +135,11 @@ pub struct Process {
     pub pod: Option<Box<str>>,
 }
 
-/// Interface names by the number their source gives them (kernel ifindex live, pcapng
-/// interface id in replay). Small: at most [`IfaceNames::MAX`] entries.
+/// What is known about each interface ([`Capture`]) by the number its source gives it (kernel
+/// ifindex live, pcapng interface id in replay). Small: at most [`IfaceNames::MAX`] entries.
 #[derive(Clone, Debug, Default)]
 pub struct IfaceNames {
-    names: Vec<(u32, Arc<str>)>,
+    names: Vec<(u32, Arc<Capture>)>,
 }
 
 impl IfaceNames {
@@ -87,21 +151,34 @@ impl IfaceNames {
         IfaceNames { names: Vec::new() }
     }
 
-    /// Records (or renames) interface `index`.
+    /// Records (or renames) interface `index`: where both sources describe an interface, so
+    /// a fact about the interface that both know is filled here.
     pub fn set(&mut self, index: u32, name: &str) {
-        if let Some(slot) = self.names.iter_mut().find(|(i, _)| *i == index) {
-            if &*slot.1 != name {
-                slot.1 = Arc::from(name);
-            }
-        } else if self.names.len() < Self::MAX {
-            self.names.push((index, Arc::from(name)));
+        self.describe(index, CaptureInfo::on(Some(name)));
+    }
+
+    /// Records (or replaces) what is known about interface `index`: a source that knows more
+    /// than the name builds the [`CaptureInfo`] itself.
+    pub fn describe(&mut self, index: u32, info: CaptureInfo) {
+        let full = self.names.len() >= Self::MAX;
+        let slot = self.names.iter_mut().find(|(i, _)| *i == index);
+        if slot.as_ref().is_some_and(|(_, c)| c.info == info) || (slot.is_none() && full) {
+            return;
+        }
+        let capture = Capture::new(info);
+        match slot {
+            Some(slot) => slot.1 = capture,
+            None => self.names.push((index, capture)),
         }
     }
 
-    /// The name of interface `index`, if known.
+    /// What is known about interface `index` ([`Capture::unknown`] when nothing).
     #[must_use]
-    pub fn get(&self, index: u32) -> Option<&Arc<str>> {
-        self.names.iter().find(|(i, _)| *i == index).map(|(_, n)| n)
+    pub fn get(&self, index: u32) -> &Arc<Capture> {
+        self.names
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map_or(Capture::unknown(), |(_, c)| c)
     }
 }
 
@@ -154,4 +231,39 @@ impl Identity {
 #[must_use]
 pub fn ident_value(v: &[u8]) -> Box<[u8]> {
     Box::from(v.get(..IDENT_BYTES).unwrap_or(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The capture side's fields as every log line writes them (`docs/contract.md`), in order.
+    #[test]
+    fn capture_fields_as_logged() {
+        let unknown = Capture::unknown().json_fields();
+        assert_eq!(std::str::from_utf8(unknown), Ok(",\"iface\":null"));
+        let mut names = IfaceNames::new();
+        names.set(7, "eth\"0");
+        assert_eq!(
+            std::str::from_utf8(names.get(7).json_fields()),
+            Ok(",\"iface\":\"eth\\\"0\"")
+        );
+        assert!(std::ptr::eq(names.get(8), Capture::unknown()));
+    }
+
+    #[test]
+    fn interfaces_are_renamed_and_bounded() {
+        let mut names = IfaceNames::new();
+        names.set(1, "lo");
+        let first = Arc::clone(names.get(1));
+        names.set(1, "lo");
+        assert!(Arc::ptr_eq(&first, names.get(1)), "same name: same Capture");
+        names.set(1, "eth0");
+        assert_eq!(names.get(1).info().iface.as_deref(), Some("eth0"));
+        for i in 0..IfaceNames::MAX as u32 + 10 {
+            names.set(100 + i, "x");
+        }
+        assert_eq!(names.names.len(), IfaceNames::MAX);
+        assert_eq!(names.get(1).info(), &CaptureInfo::on(Some("eth0")));
+    }
 }

@@ -104,7 +104,7 @@ impl FlowState for Conn {
 
 impl Conn {
     fn new(cfg: &PipelineConfig, key: &FlowKey, seg: &Segment<'_>, mid_stream: bool) -> Conn {
-        let meta = ConnMeta::new(key.client, key.server).with_iface(seg.iface.cloned());
+        let meta = ConnMeta::new(key.client, key.server).with_capture(seg.capture.clone());
         Conn {
             session: Session::new(meta, &cfg.session, mid_stream),
             req: Stream::new(cfg.stream),
@@ -388,7 +388,8 @@ impl Pipeline {
             None => {
                 if opens {
                     let (key, _) = crate::flows::orient(&self.ports, seg.src, seg.dst);
-                    let meta = ConnMeta::new(key.client, key.server).with_iface(seg.iface.cloned());
+                    let meta =
+                        ConnMeta::new(key.client, key.server).with_capture(seg.capture.clone());
                     sink.flow(&meta, FlowEvent::Refused);
                 }
                 return None;
@@ -608,7 +609,7 @@ mod tests {
             ack,
             data,
             missing: 0,
-            iface: None,
+            capture: crate::conn::Capture::unknown(),
         };
         let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
         p.segment(&seg(SEC, c, s, 100, TCP_SYN, 0, &[]), &mut f);
@@ -775,7 +776,7 @@ mod tests {
             ack,
             data,
             missing: 0,
-            iface: None,
+            capture: crate::conn::Capture::unknown(),
         };
         p.segment(&seg(SEC, c, s, 100, TCP_SYN, 0, &[]), &mut f);
         p.segment(
@@ -810,7 +811,7 @@ mod tests {
             ack,
             data,
             missing: 0,
-            iface: None,
+            capture: crate::conn::Capture::unknown(),
         };
         p.segment(&seg(SEC, c, s, 100, TCP_SYN, 0, &[]), &mut f);
         p.segment(&seg(SEC, s, c, 500, TCP_SYN | TCP_ACK, 101, &[]), &mut f);

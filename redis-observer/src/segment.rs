@@ -24,6 +24,7 @@ pub struct Segment<'a> {
     /// Payload bytes that follow `data` in this segment but were not captured (capture limit,
     /// pcap snaplen). The stream positions are known; the bytes are not.
     pub missing: u32,
-    /// Name of the interface it was captured on, if the source knows it.
-    pub iface: Option<&'a std::sync::Arc<str>>,
+    /// What the source knows about where it was captured (its interface), carried whole to
+    /// the connection's [`ConnMeta`](crate::conn::ConnMeta).
+    pub capture: &'a std::sync::Arc<crate::conn::Capture>,
 }

@@ -127,7 +127,7 @@ pub fn to_segment<'a>(
         ack: hdr.ack,
         data,
         missing: hdr.missing,
-        iface: ifaces.get(hdr.ifindex),
+        capture: ifaces.get(hdr.ifindex),
     })
 }
 
@@ -164,7 +164,7 @@ mod tests {
         let mut names = IfaceNames::default();
         names.set(0, "lo");
         let seg = to_segment(&hdr, data, Clock { offset_ns: 5 }, &names).unwrap();
-        assert_eq!(seg.iface.map(|n| &**n), Some("lo"));
+        assert_eq!(seg.capture.info().iface.as_deref(), Some("lo"));
         assert_eq!(seg.src.to_string(), "127.0.0.1:50000");
         assert_eq!(seg.dst.to_string(), "127.0.0.2:6379");
         assert_eq!(seg.seq, 7);

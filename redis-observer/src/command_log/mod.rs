@@ -40,7 +40,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use render::{Bounds, Format, NoticeLine, Renderer, write_json, write_text};
+pub use render::{Bounds, Format, NoticeLine, Renderer, capture_fields, write_json, write_text};
 pub use schema::LogLine;
 pub use writer::{Reopener, RotatingFile, Target};
 

@@ -1,14 +1,14 @@
 //! Rendering records as log lines, by hand into a reused buffer: no serde, no `fmt` on the JSON
 //! path (IPv6 addresses excepted), no allocation beyond the buffer's growth. The text format is
-//! the JSON line laid out as `tail` shows it (see [`TextLayout`]).
+//! what `tail` shows for the JSON line (see [`TextLayout`]).
 
 use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use crate::cmd::tail::{Formatter, Style};
+use crate::cmd::tail::{CommandFields, Formatter, Style};
 use crate::commands::redact;
-use crate::conn::{ConnMeta, Process};
+use crate::conn::{Capture, CaptureInfo, ConnMeta, Process};
 use crate::record::{CommandRecord, Notice, ReplySummary};
 use crate::resp::{Child, Kind, Reply};
 
@@ -58,11 +58,7 @@ impl Renderer {
     pub fn command(&mut self, rec: &CommandRecord<'_>, out: &mut Vec<u8>) {
         match self.format {
             Format::Json => json_command(out, rec, &self.bounds, &mut self.cache),
-            Format::Text => {
-                self.text.json.clear();
-                json_command(&mut self.text.json, rec, &self.bounds, &mut self.cache);
-                self.text.lay_out_command(out);
-            }
+            Format::Text => self.text.command(rec, &self.bounds, &mut self.cache, out),
         }
     }
 
@@ -154,11 +150,7 @@ fn json_command(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds, c: &mut 
         }
         first = false;
         out.push(b'"');
-        match arg {
-            ArgView::Redacted => out.extend_from_slice(REDACTED),
-            ArgView::Bytes(bytes, len) => bounded(out, bytes, len, b.arg_bytes),
-            ArgView::More(n) => more_marker(out, n),
-        }
+        arg_content(out, arg, b);
         out.push(b'"');
     });
     out.extend_from_slice(b"],\"status\":\"");
@@ -271,17 +263,13 @@ fn json_head(out: &mut Vec<u8>, c: &mut Cache, ts_ns: u64, conn: Option<&ConnMet
     json_addr(out, &mut c.server, conn.map(|m| m.server));
 }
 
-/// The connection's fields that follow the record's own: `,"iface":"lo"` (null when unknown).
+/// The connection's fields that follow the record's own: what the capture source knew
+/// (`,"iface":"lo"`, rendered once per interface), then its identity and processes.
 fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
-    out.extend_from_slice(b",\"iface\":");
-    match conn.and_then(|m| m.iface.as_deref()) {
-        Some(name) => {
-            out.push(b'"');
-            escape(out, name.as_bytes());
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    out.extend_from_slice(match conn {
+        Some(m) => m.capture.json_fields(),
+        None => Capture::unknown().json_fields(),
+    });
     let id = conn.map(|m| &m.ident);
     let text = |out: &mut Vec<u8>, field: &[u8], v: Option<&[u8]>| {
         out.extend_from_slice(field);
@@ -357,6 +345,46 @@ fn json_conn_tail(out: &mut Vec<u8>, conn: Option<&ConnMeta>) {
     );
 }
 
+/// The log fields of a [`CaptureInfo`] (`,"iface":"lo"`: its serde fields in order, each after a
+/// comma), written once per interface by [`Capture::new`]. Strings are escaped as [`escape`]
+/// escapes them (serde_json's own `\b` and `\f` written `\u0008` and `\u000c`), so a line's
+/// bytes do not depend on which writer wrote a field.
+#[must_use]
+pub fn capture_fields(info: &CaptureInfo) -> Vec<u8> {
+    use serde::Serialize as _;
+    use serde_json::ser::{CharEscape, CompactFormatter};
+
+    struct LogEscapes;
+    impl serde_json::ser::Formatter for LogEscapes {
+        fn write_char_escape<W: ?Sized + std::io::Write>(
+            &mut self,
+            writer: &mut W,
+            char_escape: CharEscape,
+        ) -> std::io::Result<()> {
+            match char_escape {
+                CharEscape::Backspace => writer.write_all(b"\\u0008"),
+                CharEscape::FormFeed => writer.write_all(b"\\u000c"),
+                other => CompactFormatter.write_char_escape(writer, other),
+            }
+        }
+    }
+    let mut json = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut json, LogEscapes);
+    // Serialising plain fields into a Vec cannot fail; an empty object is the fallback.
+    if info.serialize(&mut ser).is_err() {
+        json.clear();
+    }
+    match json.strip_prefix(b"{").and_then(|j| j.strip_suffix(b"}")) {
+        Some([]) | None => Vec::new(),
+        Some(fields) => {
+            let mut out = Vec::with_capacity(fields.len() + 1);
+            out.push(b',');
+            out.extend_from_slice(fields);
+            out
+        }
+    }
+}
+
 fn json_addr(out: &mut Vec<u8>, cache: &mut AddrCache, a: Option<SocketAddr>) {
     match a {
         Some(a) => {
@@ -371,13 +399,20 @@ fn json_addr(out: &mut Vec<u8>, cache: &mut AddrCache, a: Option<SocketAddr>) {
 // ---------------------------------------------------------------------------------------------
 // Text
 
-/// `--log-format text`: the line is rendered as JSON, read back as `tail` reads it, and laid out
-/// by `tail`'s [`Formatter`], so a text log and `tail` on a JSON log show the same bytes. Costs
-/// a parse per line, paid only in text mode (the JSON path is untouched).
+/// `--log-format text`: `tail`'s layout ([`Formatter`]), so a text log and `tail` on a JSON log
+/// show the same bytes. A command's values go to the layout straight from the record: each is
+/// written by the JSON writers above (the same bytes as in its JSON line) and unescaped, which is
+/// what `tail` reads back from that line, without writing or parsing the rest of the line.
+/// Pushes, notices and nameless refused requests (rare) are rendered as JSON and read back as
+/// `tail` reads them.
 #[derive(Clone, Debug)]
 struct TextLayout {
     fmt: Formatter,
     json: Vec<u8>,
+    /// The command's values as `tail` reads them, one after another (UTF-8), and where each
+    /// ends.
+    text: Vec<u8>,
+    ends: Vec<usize>,
     line: String,
 }
 
@@ -387,25 +422,108 @@ impl Default for TextLayout {
             // A file: no colors, no terminal to fit.
             fmt: Formatter::new(Style::default()),
             json: Vec::new(),
+            text: Vec::new(),
+            ends: Vec::new(),
             line: String::new(),
         }
     }
 }
 
+/// Indices of a command's values in [`TextLayout::ends`]; the arguments follow.
+const T_TS: usize = 0;
+const T_CLIENT: usize = 1;
+const T_NAME: usize = 2;
+const T_COMMAND: usize = 3;
+const T_KEY: usize = 4;
+const T_REPLY: usize = 5;
+const T_ARGS: usize = 6;
+
 impl TextLayout {
-    /// [`TextLayout::lay_out`] for a command's line, which always fits [`LogLine`]: read only
-    /// as that (half the cost of reading it as a generic object too).
-    fn lay_out_command(&mut self, out: &mut Vec<u8>) {
-        match serde_json::from_slice::<LogLine>(&self.json) {
-            Ok(l) if l.command.is_some() => {
-                self.line.clear();
-                self.fmt.command(&l, &mut self.line);
-                out.extend_from_slice(self.line.as_bytes());
-                out.push(b'\n');
-            }
-            // A refused request with no name: `tail` shows it as another line.
-            _ => self.lay_out(out),
+    /// A command's line, with its `\n`, appended to `out`.
+    fn command(&mut self, rec: &CommandRecord<'_>, b: &Bounds, c: &mut Cache, out: &mut Vec<u8>) {
+        if nameless(rec) {
+            // `command` is null: `tail` shows it as another line.
+            self.json.clear();
+            json_command(&mut self.json, rec, b, c);
+            self.lay_out(out);
+            return;
         }
+        let conn = rec.conn;
+        self.text.clear();
+        self.ends.clear();
+        // Each value as its JSON string holds it, unescaped in place when it has escapes.
+        let value = |this: &mut Self, write: &mut dyn FnMut(&mut Vec<u8>)| {
+            let start = this.text.len();
+            write(&mut this.text);
+            if this.text.get(start..).is_some_and(|v| v.contains(&b'\\')) {
+                this.json.clear();
+                this.json
+                    .extend_from_slice(this.text.get(start..).unwrap_or_default());
+                this.text.truncate(start);
+                json_unescape(&mut this.text, &this.json);
+            }
+            this.ends.push(this.text.len());
+        };
+        value(self, &mut |o| c.timestamp(o, rec.ts_ns));
+        value(self, &mut |o| c.client.write(o, &conn.client));
+        value(self, &mut |o| {
+            if let Some(n) = conn.ident.client_name.as_deref() {
+                escape(o, n);
+            }
+        });
+        value(self, &mut |o| command_name(o, rec, b));
+        value(self, &mut |o| {
+            if let Some(k) = rec.key {
+                bounded(o, k, k.len() as u64, b.key_bytes);
+            }
+        });
+        value(self, &mut |o| match rec.reply {
+            Some(r) if r.kind == Kind::Error => error_content(o, &r, b),
+            Some(r) => reply_content(o, &r, b),
+            None => {}
+        });
+        for_each_arg(rec, b, |arg| value(self, &mut |o| arg_content(o, arg, b)));
+
+        // Valid UTF-8 as `escape` writes it; each value ends on a character boundary.
+        let Ok(text) = std::str::from_utf8(&self.text) else {
+            // Not reached; read the JSON line back as `tail` would.
+            self.json.clear();
+            json_command(&mut self.json, rec, b, c);
+            self.lay_out(out);
+            return;
+        };
+        let ends = self.ends.as_slice();
+        let at = |i: usize| {
+            let start = match i.checked_sub(1) {
+                Some(p) => ends.get(p).copied().unwrap_or(0),
+                None => 0,
+            };
+            let end = ends.get(i).copied().unwrap_or(start);
+            text.get(start..end).unwrap_or_default()
+        };
+        let args = (T_ARGS..ends.len()).map(at);
+        let reply = rec.reply.map(|_| at(T_REPLY));
+        let is_error = rec.reply.is_some_and(|r| r.kind == Kind::Error);
+        let fields = CommandFields {
+            ts: at(T_TS),
+            client: Some(at(T_CLIENT)),
+            client_name: conn.ident.client_name.as_ref().map(|_| at(T_NAME)),
+            // A process name is text already: its JSON string reads back as itself.
+            client_comm: conn.client_proc.as_deref().map(|p| &*p.comm),
+            command: at(T_COMMAND),
+            key: rec.key.map(|_| at(T_KEY)),
+            args,
+            status: rec.status.as_str(),
+            reply: reply.filter(|_| !is_error),
+            error: reply.filter(|_| is_error),
+            latency_us: rec.latency_ns.map(latency_f64),
+            in_transaction: rec.in_transaction,
+            protocol_error: rec.protocol_error.is_some(),
+        };
+        self.line.clear();
+        self.fmt.command_fields(&fields, &mut self.line);
+        out.extend_from_slice(self.line.as_bytes());
+        out.push(b'\n');
     }
 
     /// Lays out the JSON line in `self.json` and appends it, with its `\n`, to `out`.
@@ -428,6 +546,47 @@ impl TextLayout {
     }
 }
 
+/// `latency_us` as `tail` reads it from the line: serde_json reads `N.fff` as the integer
+/// `Nfff` divided by 1e3, which is `ns as f64 / 1e3` exactly while `ns` is below 2^53 (exact as
+/// a float); past that (over 104 days), the written number is parsed as `tail` would.
+fn latency_f64(ns: u64) -> f64 {
+    if ns < 1 << 53 {
+        return ns as f64 / 1e3;
+    }
+    let mut buf = Vec::with_capacity(24);
+    latency_us(&mut buf, ns);
+    serde_json::from_slice(&buf).unwrap_or(f64::NAN)
+}
+
+/// Appends the value of a JSON string's content as [`escape`] writes it (`\"`, `\\`, `\n`,
+/// `\r`, `\t`, `\u00NN`), so what `serde_json` reads, as UTF-8. Never panics: anything else
+/// is kept as it is.
+fn json_unescape(out: &mut Vec<u8>, mut s: &[u8]) {
+    while let Some(i) = s.iter().position(|&c| c == b'\\') {
+        out.extend_from_slice(s.get(..i).unwrap_or_default());
+        let (c, len) = match s.get(i + 1) {
+            Some(b'"') => ('"', 2),
+            Some(b'\\') => ('\\', 2),
+            Some(b'n') => ('\n', 2),
+            Some(b'r') => ('\r', 2),
+            Some(b't') => ('\t', 2),
+            Some(b'u') => match s
+                .get(i + 2..i + 6)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .and_then(char::from_u32)
+            {
+                Some(c) => (c, 6),
+                None => ('\\', 1),
+            },
+            _ => ('\\', 1),
+        };
+        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        s = s.get(i + len..).unwrap_or_default();
+    }
+    out.extend_from_slice(s);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 
@@ -448,6 +607,7 @@ fn command_name(out: &mut Vec<u8>, rec: &CommandRecord<'_>, b: &Bounds) {
 }
 
 /// One argument of a record, as the log shows it.
+#[derive(Clone, Copy)]
 enum ArgView<'a> {
     Redacted,
     /// Kept bytes and full length on the wire.
@@ -474,6 +634,15 @@ fn for_each_arg<'a>(rec: &CommandRecord<'a>, b: &Bounds, mut f: impl FnMut(ArgVi
     let total = rec.argc.max(rec.args.len() as u64);
     if total > shown {
         f(ArgView::More(total - shown));
+    }
+}
+
+/// One argument's content (without the JSON quotes around it).
+fn arg_content(out: &mut Vec<u8>, arg: ArgView<'_>, b: &Bounds) {
+    match arg {
+        ArgView::Redacted => out.extend_from_slice(REDACTED),
+        ArgView::Bytes(bytes, len) => bounded(out, bytes, len, b.arg_bytes),
+        ArgView::More(n) => more_marker(out, n),
     }
 }
 

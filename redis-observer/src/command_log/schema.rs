@@ -3,9 +3,12 @@
 //! The daemon renders lines by hand (see [`render`](super::render): no serde on the hot path);
 //! the round-trip tests below hold the two together: every line the renderer writes parses as a
 //! [`LogLine`] and serialises back to the same JSON object, field for field. A field added to the
-//! log is added here and in the renderer, and nowhere else.
+//! log is added here and in the renderer, and nowhere else; a field from the capture side is
+//! added to [`CaptureInfo`] only (flattened here, written from its serde form by the renderer).
 
 use serde::{Deserialize, Serialize};
+
+use crate::conn::CaptureInfo;
 
 /// One line of the command log (`--log-format json`). Commands have `command` set; pushes and
 /// notices have it `null` and a `status` of their own (`push`, `notice`).
@@ -40,9 +43,9 @@ pub struct LogLine {
     /// A notice's sentence (notice lines only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
-    /// Interface the connection was seen on.
-    #[serde(default)]
-    pub iface: Option<String>,
+    /// What the capture source knew about the connection (`iface`): its fields are the line's.
+    #[serde(flatten)]
+    pub capture: CaptureInfo,
     /// Identity the client announced (`CLIENT SETNAME`, `HELLO … SETNAME`).
     #[serde(default)]
     pub client_name: Option<String>,
@@ -107,8 +110,8 @@ mod tests {
     #[test]
     fn every_kind_of_line_round_trips() {
         let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let mut conn =
-            ConnMeta::new(sa("10.0.0.7:53422"), sa("[::1]:6379")).with_iface(Some("eth0".into()));
+        let mut conn = ConnMeta::new(sa("10.0.0.7:53422"), sa("[::1]:6379"))
+            .with_capture(crate::conn::Capture::new(CaptureInfo::on(Some("eth0"))));
         conn.ident = crate::conn::Identity {
             client_name: Some(Box::from(&b"orders\"api\n"[..])),
             lib_name: Some(Box::from(&b"redis-py"[..])),
@@ -152,7 +155,7 @@ mod tests {
         r.command(&rec, &mut out);
         let l = round_trip(&out);
         assert_eq!(l.command.as_deref(), Some("SET"));
-        assert_eq!(l.iface.as_deref(), Some("eth0"));
+        assert_eq!(l.capture.iface.as_deref(), Some("eth0"));
         assert_eq!(l.client_name.as_deref(), Some("orders\"api\n"));
         assert_eq!(l.client_lib.as_deref(), Some("redis-py 5.0.8"));
         assert_eq!(

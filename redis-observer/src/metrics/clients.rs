@@ -105,7 +105,8 @@ pub(super) struct Clients {
 
 impl Clients {
     /// The slot of `ident`'s client on this server, resolved once per identity change and cached
-    /// in the identity.
+    /// in the identity (the cached case inlined into the per-command path).
+    #[inline]
     pub(super) fn slot(
         &mut self,
         duration: &HistogramVec,
@@ -119,6 +120,18 @@ impl Clients {
         if cached > 0 && cached <= self.slots.len() {
             return cached - 1;
         }
+        self.resolve(duration, server, mode, ident, comm)
+    }
+
+    /// [`Clients::slot`] when not cached.
+    fn resolve(
+        &mut self,
+        duration: &HistogramVec,
+        server: &str,
+        mode: ClientLabel,
+        ident: &Identity,
+        comm: Option<&[u8]>,
+    ) -> usize {
         let value = mode.value(ident, comm);
         let i = match self.slots.iter().position(|h| h.label == value) {
             Some(i) => i,

@@ -217,7 +217,7 @@ impl<R: Read> PacketReader<R> {
             flags: tcp.flags,
             data,
             missing: tcp.missing,
-            iface: self.links.names.get(iface_id),
+            capture: self.links.names.get(iface_id),
         }))
     }
 
@@ -413,7 +413,7 @@ struct Links {
     legacy: Iface,
     /// Interfaces of the current pcapng section, by id.
     ifaces: Vec<Iface>,
-    /// Every interface described so far, numbered across sections (what `Segment::iface`
+    /// Every interface described so far, numbered across sections (what `Segment::capture`
     /// carries), with its `if_name`.
     names: crate::conn::IfaceNames,
     described: u32,

@@ -3,6 +3,34 @@
 
 use std::time::Duration;
 
+/// `tail`'s filter flags (flattened into its arguments): a filter is its flag here and its test
+/// in [`Filter::matches_line`], in this one file.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only these commands (case-insensitive; `CONFIG GET` or `CONFIG`).
+    #[arg(long = "command")]
+    pub commands: Vec<String>,
+    /// Only commands at least this slow.
+    #[arg(long, value_parser = crate::cli::parse_duration)]
+    pub min_latency: Option<Duration>,
+    /// Only commands that got an error reply.
+    #[arg(long)]
+    pub errors: bool,
+    /// Only commands seen on this interface (repeatable: any of them).
+    #[arg(long = "iface")]
+    pub ifaces: Vec<String>,
+    /// Only commands of this client: its CLIENT SETNAME name, else its process name, else its
+    /// library name (exact).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only commands of connections authenticated as this ACL user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only commands of this local client process (needs process attribution).
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     /// Upper case, single spaces between words (`CONFIG GET`); never empty strings.
@@ -21,6 +49,13 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter the flags ask for.
+    pub fn from_args(a: &FilterArgs) -> Self {
+        Filter::new(&a.commands, a.min_latency, a.errors)
+            .with_ifaces(&a.ifaces)
+            .with_identity(a.client.clone(), a.user.clone(), a.pid)
+    }
+
     pub fn new(commands: &[String], min_latency: Option<Duration>, errors: bool) -> Self {
         let commands = commands
             .iter()
@@ -85,9 +120,10 @@ impl Filter {
         }
         if !self.ifaces.is_empty()
             && !line
+                .capture
                 .iface
                 .as_ref()
-                .is_some_and(|i| self.ifaces.iter().any(|f| f == i))
+                .is_some_and(|i| self.ifaces.iter().any(|f| **f == **i))
         {
             return false;
         }
@@ -232,7 +268,7 @@ mod tests {
         let line = |iface: Option<&str>| LogLine {
             command: Some("GET".into()),
             status: "ok".into(),
-            iface: iface.map(Into::into),
+            capture: crate::conn::CaptureInfo::on(iface),
             ..LogLine::default()
         };
         let lo = f(&[], None, false).with_ifaces(&["lo".into(), "eth1".into()]);

@@ -1,7 +1,9 @@
 //! Rendering command-log lines as aligned columns, with ANSI colors on a terminal.
 //!
 //! The one text layout of the command log: `tail` and `--log-format text` both print through
-//! [`Formatter::object`], so they write the same bytes for the same lines.
+//! [`Formatter`] (a command line through [`Formatter::command_fields`], which `tail` reaches from
+//! the parsed line and the text format straight from the record), so they write the same bytes
+//! for the same lines.
 //!
 //! Columns: time (UTC), client, command, key, latency, status, reply or error text (with
 //! ` (in MULTI)` / ` (refused)`), arguments.
@@ -123,6 +125,27 @@ const STANDARD_FIELDS: [&str; 22] = [
     "client_cgroup",
 ];
 
+/// The values a command line shows, borrowed: from a parsed [`LogLine`] (`tail`), or straight
+/// from the record (`--log-format text`, which thereby skips writing and parsing JSON). Each
+/// text is the JSON string's value, unescaped.
+#[derive(Clone, Debug)]
+pub struct CommandFields<'a, A> {
+    pub ts: &'a str,
+    pub client: Option<&'a str>,
+    pub client_name: Option<&'a str>,
+    pub client_comm: Option<&'a str>,
+    pub command: &'a str,
+    pub key: Option<&'a str>,
+    /// The arguments, the key (if it is one) first.
+    pub args: A,
+    pub status: &'a str,
+    pub reply: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub latency_us: Option<f64>,
+    pub in_transaction: bool,
+    pub protocol_error: bool,
+}
+
 /// Renders lines; keeps the column widths seen so far.
 #[derive(Clone, Debug)]
 pub struct Formatter {
@@ -166,22 +189,45 @@ impl Formatter {
 
     /// A command line (`command` is set). Appends one line, without the newline, to `out`.
     pub fn command(&mut self, l: &LogLine, out: &mut String) {
+        self.command_fields(
+            &CommandFields {
+                ts: &l.ts,
+                client: l.client.as_deref(),
+                client_name: l.client_name.as_deref(),
+                client_comm: l.client_comm.as_deref(),
+                command: l.command.as_deref().unwrap_or_default(),
+                key: l.key.as_deref(),
+                args: l.args.iter().map(String::as_str),
+                status: &l.status,
+                reply: l.reply.as_deref(),
+                error: l.error.as_deref(),
+                latency_us: l.latency_us,
+                in_transaction: l.in_transaction,
+                protocol_error: l.protocol_error,
+            },
+            out,
+        );
+    }
+
+    /// A command line from its values (see [`CommandFields`]). Appends one line, without the
+    /// newline, to `out`.
+    pub fn command_fields<'a, A>(&mut self, l: &CommandFields<'a, A>, out: &mut String)
+    where
+        A: Iterator<Item = &'a str> + Clone,
+    {
         for c in &mut self.cells {
             c.clear();
         }
-        let status = l.status.as_str();
-        time_into(&l.ts, &mut self.cells[TIME]);
+        let status = l.status;
+        time_into(l.ts, &mut self.cells[TIME]);
         // Who is calling: `name@address` when the client named itself (or its process is known).
-        if let Some(who) = l.client_name.as_deref().or(l.client_comm.as_deref()) {
+        if let Some(who) = l.client_name.or(l.client_comm) {
             sanitize_into(&mut self.cells[CLIENT], who);
             self.cells[CLIENT].push('@');
         }
-        sanitize_into(&mut self.cells[CLIENT], l.client.as_deref().unwrap_or("-"));
-        sanitize_into(
-            &mut self.cells[COMMAND],
-            l.command.as_deref().unwrap_or_default(),
-        );
-        let key = l.key.as_deref();
+        sanitize_into(&mut self.cells[CLIENT], l.client.unwrap_or("-"));
+        sanitize_into(&mut self.cells[COMMAND], l.command);
+        let key = l.key;
         let key_sgr = match key {
             Some(k) => {
                 arg_into(&mut self.cells[KEY], k);
@@ -218,10 +264,10 @@ impl Formatter {
             _ => PLAIN,
         };
         // The error text for errors, else the reply's rendering.
-        let (text, reply_sgr) = match (l.error.as_deref(), status) {
+        let (text, reply_sgr) = match (l.error, status) {
             (Some(e), _) => (Some(e), RED),
-            (None, "error") => (l.reply.as_deref(), RED),
-            (None, _) => (l.reply.as_deref(), PLAIN),
+            (None, "error") => (l.reply, RED),
+            (None, _) => (l.reply, PLAIN),
         };
         let reply_sgr = match text {
             Some(t) => {
@@ -240,8 +286,11 @@ impl Formatter {
         if l.protocol_error {
             self.cells[REPLY].push_str(" (refused)");
         }
-        let skip = usize::from(matches!((l.args.first(), key), (Some(a), Some(k)) if a == k));
-        for (i, a) in l.args.iter().skip(skip).enumerate() {
+        let mut args = l.args.clone().peekable();
+        if args.peek().is_some_and(|a| Some(*a) == key) {
+            args.next();
+        }
+        for (i, a) in args.enumerate() {
             if i > 0 {
                 self.cells[ARGS].push(' ');
             }
@@ -371,7 +420,11 @@ impl Formatter {
                 out.push_str(SEP);
                 used += SEP.len();
             }
-            let full = text.chars().count();
+            let full = if text.is_ascii() {
+                text.len()
+            } else {
+                text.chars().count()
+            };
             let spec = col.and_then(|c| COLS.get(c));
             let mut cap = match spec.and_then(|s| s.trunc_cap) {
                 Some(c) if self.style.truncate => c,
@@ -435,8 +488,13 @@ fn close(out: &mut String, color: bool, sgr: &str) {
     }
 }
 
-fn push_spaces(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
+fn push_spaces(out: &mut String, mut n: usize) {
+    const SPACES: &str = "                                                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(SPACES.get(..k).unwrap_or_default());
+        n -= k;
+    }
 }
 
 /// `text` (of `full` characters) cut to `shown` characters, the last one `…` when cut.
@@ -466,7 +524,10 @@ fn time_into(ts: &str, out: &mut String) {
         Some((hms, frac)) => {
             out.push_str(hms);
             out.push('.');
-            out.extend(frac.chars().chain(std::iter::repeat('0')).take(6));
+            // ASCII digits (checked by `hms`).
+            let shown = frac.get(..frac.len().min(6)).unwrap_or_default();
+            out.push_str(shown);
+            out.push_str("000000".get(shown.len()..).unwrap_or_default());
         }
         None => sanitize_into(out, ts),
     }
@@ -474,6 +535,31 @@ fn time_into(ts: &str, out: &mut String) {
 
 /// (`HH:MM:SS`, fraction digits) of an RFC 3339 timestamp.
 fn hms(ts: &str) -> Option<(&str, &str)> {
+    // The log's own shape, `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`, checked a byte at a time; the same
+    // answer as the general parse below.
+    let b = ts.as_bytes();
+    if b.len() == 27
+        && b.get(10) == Some(&b'T')
+        && b.get(19) == Some(&b'.')
+        && b.get(26) == Some(&b'Z')
+    {
+        let digit_or = |r: std::ops::Range<usize>, sep: &[usize], c: u8| {
+            r.clone().all(|i| {
+                let x = b.get(i).copied().unwrap_or(0);
+                if sep.contains(&i) {
+                    x == c
+                } else {
+                    x.is_ascii_digit()
+                }
+            })
+        };
+        if digit_or(0..10, &[4, 7], b'-')
+            && digit_or(11..19, &[13, 16], b':')
+            && digit_or(20..26, &[], 0)
+        {
+            return Some((ts.get(11..19)?, ts.get(20..26)?));
+        }
+    }
     let (_, time) = ts.split_once(['T', 't', ' '])?;
     let end = time.find(['Z', 'z', '+', '-']).unwrap_or(time.len());
     let time = time.get(..end)?;
@@ -497,7 +583,10 @@ pub fn latency_into(out: &mut String, us: f64) {
         return;
     }
     let _ = if us < 999.5 {
-        write!(out, "{us:.0}us")
+        // What `{us:.0}` writes (round half to even), without `fmt`'s float machinery.
+        push_u16(out, us.round_ties_even() as u16);
+        out.push_str("us");
+        Ok(())
     } else if us < 9_995.0 {
         write!(out, "{:.2}ms", us / 1e3)
     } else if us < 99_950.0 {
@@ -511,6 +600,25 @@ pub fn latency_into(out: &mut String, us: f64) {
     } else {
         write!(out, "{:.0}s", us / 1e6)
     };
+}
+
+/// `n` in decimal.
+fn push_u16(out: &mut String, mut n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(i..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
 }
 
 /// The arguments, each as [`arg_into`] renders it; the first one left out when it is the key
@@ -542,8 +650,19 @@ fn value_into(out: &mut String, v: &Value) {
 /// `\xHH`.
 pub fn arg_into(out: &mut String, s: &str) {
     let quote = s.is_empty()
-        || s.chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == '\'' || needs_escape(c));
+        || if s.is_ascii() {
+            // The same test, a byte at a time (ASCII whitespace and controls).
+            s.bytes().any(|c| {
+                c.is_ascii_whitespace()
+                    || c == 0x0b
+                    || c == b'"'
+                    || c == b'\''
+                    || c.is_ascii_control()
+            })
+        } else {
+            s.chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\'' || needs_escape(c))
+        };
     if !quote {
         out.push_str(s);
         return;
@@ -561,7 +680,12 @@ pub fn arg_into(out: &mut String, s: &str) {
 
 /// Appends `s` with control and bidi-formatting characters escaped.
 pub fn sanitize_into(out: &mut String, s: &str) {
-    if !s.chars().any(needs_escape) {
+    let plain = if s.is_ascii() {
+        !s.bytes().any(|c| c.is_ascii_control())
+    } else {
+        !s.chars().any(needs_escape)
+    };
+    if plain {
         out.push_str(s);
         return;
     }
@@ -829,6 +953,65 @@ mod tests {
         let mut raw = String::new();
         Formatter::new(PLAIN_STYLE).raw(b"as \xff is", &mut raw);
         assert_eq!(raw, "as \u{fffd} is");
+    }
+
+    #[test]
+    fn ascii_fast_paths_agree_with_the_character_tests() {
+        for c in (0u8..0x80).map(char::from) {
+            let s = format!("a{c}b");
+            let mut fast = String::new();
+            arg_into(&mut fast, &s);
+            let quote = c.is_whitespace() || c == '"' || c == '\'' || needs_escape(c);
+            assert_eq!(fast.starts_with('"'), quote, "{c:?}");
+            let mut fast = String::new();
+            sanitize_into(&mut fast, &s);
+            assert_eq!(fast == s, !needs_escape(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn whole_microseconds_as_fmt_writes_them() {
+        // Every latency the log can say below 999.5us (`ns / 1e3`), and the halves either side.
+        for ns in 0..=999_500u64 {
+            for us in [
+                ns as f64 / 1e3,
+                ns as f64 / 1e3 + 5e-4,
+                (ns as f64 / 1e3 - 5e-4).max(0.0),
+            ] {
+                let mut fast = String::new();
+                latency_into(&mut fast, us);
+                if us < 999.5 {
+                    assert_eq!(fast, format!("{us:.0}us"), "{us}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn log_timestamps_take_the_short_path_to_the_same_answer() {
+        for ts in [
+            "2024-05-01T12:34:56.123456Z",
+            "2024-05-01T12:34:56.12345xZ",
+            "2024-05-01T12:3x:56.123456Z",
+            "2024 05-01T12:34:56.123456Z",
+            "2024-05-01 12:34:56.123456Z",
+        ] {
+            let general = ts.split_once(['T', 't', ' ']).and_then(|(_, t)| {
+                let t = t.get(..t.find(['Z', 'z', '+', '-']).unwrap_or(t.len()))?;
+                let (h, f) = t.split_once('.').unwrap_or((t, ""));
+                let ok = h.len() == 8
+                    && h.bytes().enumerate().all(|(i, c)| {
+                        if i == 2 || i == 5 {
+                            c == b':'
+                        } else {
+                            c.is_ascii_digit()
+                        }
+                    })
+                    && f.bytes().all(|c| c.is_ascii_digit());
+                ok.then_some((h, f))
+            });
+            assert_eq!(hms(ts), general, "{ts}");
+        }
     }
 
     #[test]

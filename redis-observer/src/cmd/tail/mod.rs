@@ -32,9 +32,9 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 pub use self::{
-    filter::Filter,
+    filter::{Filter, FilterArgs},
     follow::{Follow, LineSink},
-    format::{Formatter, Style},
+    format::{CommandFields, Formatter, Style},
 };
 use crate::cli::TailArgs;
 use crate::command_log::LogLine;
@@ -58,13 +58,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         truncate: tty,
         width: if tty { terminal_width() } else { None },
     };
-    let printer = Printer::new(
-        Filter::new(&args.commands, args.min_latency, args.errors)
-            .with_ifaces(&args.ifaces)
-            .with_identity(args.client.clone(), args.user.clone(), args.pid),
-        style,
-        args.json,
-    );
+    let printer = Printer::new(Filter::from_args(&args.filter), style, args.json);
     let mut sink = Output {
         printer,
         out: BufWriter::with_capacity(64 << 10, stdout.lock()),

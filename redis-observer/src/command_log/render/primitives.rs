@@ -24,6 +24,7 @@ pub(super) fn cut(s: &[u8], max: usize) -> &[u8] {
 }
 
 /// `42.123` microseconds from nanoseconds (always three decimals).
+#[inline]
 pub(super) fn latency_us(out: &mut Vec<u8>, ns: u64) {
     push_u64(out, ns / 1_000);
     out.push(b'.');
@@ -48,6 +49,7 @@ pub(super) struct Cache {
 }
 
 impl Cache {
+    #[inline(always)]
     pub(super) fn timestamp(&mut self, out: &mut Vec<u8>, ts_ns: u64) {
         let mut b = timestamp_template();
         let key = ts_ns / 1_000_000_000 + 1;

@@ -15,6 +15,13 @@ const NULL_IDENT: &str = ",\"client_name\":null,\"client_lib\":null,\"user\":nul
     \"resp\":null,\"client_pid\":null,\"client_comm\":null,\"client_container\":null,\
     \"server_pid\":null,\"server_comm\":null,\"client_pod\":null,\"client_cgroup\":null";
 
+/// The connection fields of a connection with nothing known: the capture side's (pinned in
+/// `conn.rs`), then the identity's.
+fn null_conn_tail() -> String {
+    let capture = crate::conn::Capture::unknown().json_fields();
+    format!("{}{NULL_IDENT}", std::str::from_utf8(capture).unwrap())
+}
+
 /// A connection that lives as long as the test (records borrow theirs).
 fn conn(client: &str, server: &str) -> &'static ConnMeta {
     Box::leak(Box::new(ConnMeta::new(sa(client), sa(server))))
@@ -110,6 +117,7 @@ const HEAD: &str =
 
 #[test]
 fn ok_bulk() {
+    let conn_tail = null_conn_tail();
     let (a, buf) = args(&[(b"user:1", 6, false)]);
     let r = rec(
         b"GET",
@@ -125,7 +133,7 @@ fn ok_bulk() {
         format!(
             "{HEAD},\"command\":\"GET\",\"key\":\"user:1\",\"args\":[\"user:1\"],\"status\":\"ok\",\
              \"reply_type\":\"bulk\",\"reply\":\"\\\"bar\\\"\",\"error\":null,\"latency_us\":123.456,\
-             \"req_bytes\":30,\"resp_bytes\":9,\"iface\":null{NULL_IDENT}}}\n"
+             \"req_bytes\":30,\"resp_bytes\":9{conn_tail}}}\n"
         )
     );
 }
@@ -161,6 +169,7 @@ fn ok_scalars_and_aggregates() {
 
 #[test]
 fn error_reply() {
+    let conn_tail = null_conn_tail();
     let r = rec(
         b"INCR",
         Some(b"k"),
@@ -179,13 +188,14 @@ fn error_reply() {
         format!(
             "{HEAD},\"command\":\"INCR\",\"key\":\"k\",\"args\":[],\"status\":\"error\",\
              \"reply_type\":\"error\",\"reply\":null,\"error\":\"WRONGTYPE Operation against a key \
-             holding the wrong kind of value\",\"latency_us\":50.000,\"req_bytes\":30,\"resp_bytes\":9,\"iface\":null{NULL_IDENT}}}\n"
+             holding the wrong kind of value\",\"latency_us\":50.000,\"req_bytes\":30,\"resp_bytes\":9{conn_tail}}}\n"
         )
     );
 }
 
 #[test]
 fn unanswered_and_no_reply() {
+    let conn_tail = null_conn_tail();
     let (a, buf) = args(&[(b"list", 4, false), (b"0", 1, false)]);
     let mut r = rec(
         b"BLPOP",
@@ -202,7 +212,7 @@ fn unanswered_and_no_reply() {
         format!(
             "{HEAD},\"command\":\"BLPOP\",\"key\":\"list\",\"args\":[\"list\",\"0\"],\
              \"status\":\"unanswered\",\"reply_type\":null,\"reply\":null,\"error\":null,\
-             \"latency_us\":null,\"req_bytes\":30,\"resp_bytes\":0,\"iface\":null{NULL_IDENT}}}\n"
+             \"latency_us\":null,\"req_bytes\":30,\"resp_bytes\":0{conn_tail}}}\n"
         )
     );
     r.status = Status::NoReply;
@@ -387,6 +397,7 @@ fn inconsistent_spans_do_not_panic() {
 
 #[test]
 fn in_transaction_flag() {
+    let conn_tail = null_conn_tail();
     let mut r = rec(
         b"INCR",
         Some(b"n"),
@@ -398,7 +409,7 @@ fn in_transaction_flag() {
     );
     r.in_transaction = true;
     assert!(json(&r).ends_with(&format!(
-        ",\"resp_bytes\":9,\"in_transaction\":true,\"iface\":null{NULL_IDENT}}}\n"
+        ",\"resp_bytes\":9,\"in_transaction\":true{conn_tail}}}\n"
     )));
 }
 
@@ -434,6 +445,7 @@ fn timestamps() {
 
 #[test]
 fn push_lines() {
+    let conn_tail = null_conn_tail();
     let mut reply = Reply {
         kind: Kind::Push,
         len: 3,
@@ -463,7 +475,7 @@ fn push_lines() {
         format!(
             "{HEAD},\"command\":null,\"key\":null,\"args\":[\"news\",\"hello \\\"world\\\"\"],\
              \"status\":\"push\",\"reply_type\":\"push\",\"reply\":\"message [3 items]\",\
-             \"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":44,\"iface\":null{NULL_IDENT}}}\n"
+             \"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":44{conn_tail}}}\n"
         )
     );
     serde_json::from_str::<serde_json::Value>(&s).unwrap();
@@ -478,6 +490,7 @@ fn push_lines() {
 
 #[test]
 fn notice_lines() {
+    let conn_tail = null_conn_tail();
     let n = Notice::Desync {
         dir: Dir::Reply,
         reason: DesyncReason::Gap,
@@ -498,7 +511,7 @@ fn notice_lines() {
         format!(
             "{HEAD},\"command\":null,\"key\":null,\"args\":[],\"status\":\"notice\",\"reply_type\":null,\
              \"reply\":null,\"error\":null,\"latency_us\":null,\"req_bytes\":0,\"resp_bytes\":0,\
-             \"notice\":\"lost the reply stream's framing: gap\",\"iface\":null{NULL_IDENT}}}"
+             \"notice\":\"lost the reply stream's framing: gap\"{conn_tail}}}"
         )
     );
     let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
@@ -809,4 +822,186 @@ fn cached_timestamps_and_addresses_match_fresh_ones() {
             assert_eq!(String::from_utf8(a).unwrap(), addr.to_string());
         }
     }
+}
+
+/// What `tail` shows for the JSON lines of `recs`, and what the text format writes for them.
+fn text_and_via_tail(recs: &[CommandRecord<'_>]) -> (String, String) {
+    let mut text = Renderer::new(Format::Text);
+    let mut json = Renderer::new(Format::Json);
+    let (mut t, mut j) = (Vec::new(), Vec::new());
+    for r in recs {
+        text.command(r, &mut t);
+        json.command(r, &mut j);
+    }
+    let mut tail = crate::cmd::tail::Printer::new(
+        crate::cmd::tail::Filter::new(&[], None, false),
+        crate::cmd::tail::Style::default(),
+        false,
+    );
+    let mut via_tail = Vec::new();
+    for line in j.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        tail.line(line, &mut via_tail, &mut std::io::sink())
+            .unwrap();
+    }
+    (
+        String::from_utf8(t).unwrap(),
+        String::from_utf8(via_tail).unwrap(),
+    )
+}
+
+proptest::proptest! {
+    /// The text format takes a command's values straight from the record: byte for byte what
+    /// `tail` shows for its JSON line, whatever the bytes, bounds, reply kinds and latencies.
+    #[test]
+    fn text_from_the_record_is_tails_layout_of_the_json_line(
+        key in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..80)),
+        arg in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        text in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        name in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        client_name in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..80)),
+        comm in proptest::option::of("\\PC{0,15}|[\\x00-\\x7f]{0,15}"),
+        latency in proptest::option::of(proptest::prop_oneof![
+            0u64..10_000_000_000,
+            proptest::num::u64::ANY,
+        ]),
+        kind in 0usize..6,
+        flags in 0u8..16,
+        extra_args in 0u64..40,
+    ) {
+        let mut c = ConnMeta::new(sa("[::1]:40000"), sa("10.0.0.1:6379"));
+        c.ident.client_name = client_name.map(Box::from);
+        c.client_proc = comm.map(|comm| std::sync::Arc::new(crate::conn::Process {
+            pid: 7,
+            comm: comm.into(),
+            ..crate::conn::Process::default()
+        }));
+        let c: &ConnMeta = &c;
+        let (a, buf) = args(&[
+            (&arg, arg.len() as u64 + 3, false),
+            (b"", 9, flags & 1 != 0),
+            (&arg, arg.len() as u64, false),
+        ]);
+        let kind = [Kind::Bulk, Kind::Error, Kind::Simple, Kind::Boolean, Kind::Map, Kind::Null][kind];
+        let mut r = rec(&name, key.as_deref(), &a, &buf, Status::Ok, reply(kind, 500, &text), latency);
+        r.conn = c;
+        r.argc = a.len() as u64 + extra_args;
+        r.in_transaction = flags & 2 != 0;
+        if flags & 4 != 0 {
+            r.protocol_error = Some(crate::resp::ProtocolError::UnbalancedQuotes);
+            r.status = Status::Error;
+        }
+        if flags & 8 != 0 {
+            r.reply = None;
+            r.status = Status::Unanswered;
+        }
+        let mut no_args = r;
+        no_args.args = &[];
+        no_args.argc = 0;
+        let (t, via_tail) = text_and_via_tail(&[r, no_args, r]);
+        proptest::prop_assert_eq!(t, via_tail);
+    }
+}
+
+#[test]
+fn json_unescape_reads_what_escape_wrote() {
+    let all: Vec<u8> = (0..=255).collect();
+    let mut escaped = Vec::new();
+    escape(&mut escaped, &all);
+    let mut quoted = vec![b'"'];
+    quoted.extend_from_slice(&escaped);
+    quoted.push(b'"');
+    let want: String = serde_json::from_slice(&quoted).unwrap();
+    let mut got = Vec::new();
+    json_unescape(&mut got, &escaped);
+    assert_eq!(String::from_utf8(got).unwrap(), want);
+    // Never produced by `escape`, kept as they are.
+    let mut got = Vec::new();
+    json_unescape(&mut got, br"a\q\u12\");
+    assert_eq!(got, br"a\q\u12\");
+}
+
+#[test]
+fn latency_reads_back_as_tail_reads_it() {
+    for ns in [
+        0,
+        1,
+        999,
+        1_520_000,
+        (1 << 53) - 1,
+        1 << 53,
+        (1 << 53) + 1,
+        u64::MAX / 3,
+        u64::MAX,
+    ] {
+        let mut buf = Vec::new();
+        latency_us(&mut buf, ns);
+        let parsed: f64 = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(latency_f64(ns).to_bits(), parsed.to_bits(), "{ns}");
+    }
+}
+
+proptest::proptest! {
+    /// The capture fields, rendered once from their serde form, are the bytes the renderer's own
+    /// escaping writes (the log's bytes do not depend on which writer wrote a field).
+    #[test]
+    fn capture_fields_escape_as_the_renderer_does(
+        name in proptest::option::of("[\\x00-\\x7f]{0,20}|\\PC{0,20}|.{0,20}"),
+    ) {
+        let mut want = b",\"iface\":".to_vec();
+        let unknown = capture_fields(&CaptureInfo::default());
+        let others = unknown.strip_prefix(&b",\"iface\":null"[..]).unwrap();
+        match &name {
+            Some(n) => {
+                want.push(b'"');
+                escape(&mut want, n.as_bytes());
+                want.push(b'"');
+            }
+            None => want.extend_from_slice(b"null"),
+        }
+        want.extend_from_slice(others);
+        let info = CaptureInfo::on(name.as_deref());
+        proptest::prop_assert_eq!(
+            String::from_utf8(capture_fields(&info)).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
+}
+
+#[test]
+fn capture_fields_of_every_control_character() {
+    let name: String = (0u8..0x20)
+        .chain([b'"', b'\\', 0x7f])
+        .map(char::from)
+        .collect();
+    let mut want = b",\"iface\":\"".to_vec();
+    escape(&mut want, name.as_bytes());
+    want.push(b'"');
+    let got = capture_fields(&CaptureInfo::on(Some(&name)));
+    assert!(
+        got.starts_with(&want) && matches!(got.get(want.len()), None | Some(b',')),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[test]
+fn capture_fields_on_every_line_of_the_connection() {
+    let mut meta = ConnMeta::new(sa("10.0.0.7:53422"), sa("10.0.0.1:6379"));
+    meta = meta.with_capture(crate::conn::Capture::new(CaptureInfo::on(Some(
+        "e\"th\u{8}0",
+    ))));
+    let others = null_conn_tail().replacen(",\"iface\":null", "", 1);
+    let mut r = rec(b"PING", None, &[], &[], Status::Unanswered, None, None);
+    r.conn = &meta;
+    let mut out = Vec::new();
+    let mut json = Renderer::new(Format::Json);
+    json.command(&r, &mut out);
+    json.notice(TS, Some(&meta), NoticeLine::Dropped(1), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        out.matches(&format!(",\"iface\":\"e\\\"th\\u00080\"{others}}}\n"))
+            .count(),
+        2,
+        "{out}"
+    );
 }
