@@ -70,8 +70,8 @@ fn corrupt_record_length_in_the_middle() {
         "INCR ok: {incr_ok} of {INCRS}; stderr: {stderr}"
     );
     assert!(
-        log.iter()
-            .any(|v| v["command"] == "INCR" && v["reply"].as_str().and_then(|r| r.parse::<u64>().ok()) == Some(INCRS)),
+        log.iter().any(|v| v["command"] == "INCR"
+            && v["reply"].as_str().and_then(|r| r.parse::<u64>().ok()) == Some(INCRS)),
         "the last INCR (reply {INCRS}) was replayed"
     );
 }
